@@ -1,0 +1,21 @@
+"""dementia-cgan runtime: stage-conditioned brain-MRI slice generation on ONNX Runtime, without torch.
+
+For research and education only; never for diagnosis.
+"""
+
+from .contract import DISCLAIMER, OASIS_FOLDERS, STAGE_NAMES, ModelInfo, read_metadata
+from .errors import CganError, ModelError, StageError
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CganError",
+    "DISCLAIMER",
+    "ModelError",
+    "ModelInfo",
+    "OASIS_FOLDERS",
+    "STAGE_NAMES",
+    "StageError",
+    "__version__",
+    "read_metadata",
+]

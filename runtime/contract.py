@@ -1,0 +1,301 @@
+"""The model contract shared by every side: stage names, metadata keys, noise and pixel mapping.
+
+This module is torch-free and onnx-free. ``cgan-export`` writes what is described here into the
+ONNX file's ``metadata_props``; ``cgan-run`` reads it back with onnxruntime alone.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from .errors import ModelError, StageError
+
+FORMAT_VERSION = "1"
+SUPPORTED_FORMAT_VERSIONS = ("1",)
+
+# Display names, in stage order (0..3).
+STAGE_NAMES = ("Non-demented", "Very mild", "Mild", "Moderate")
+# The folder names of the Kaggle "imagesoasis" set (``Data/<folder>``), in stage order.
+OASIS_FOLDERS = ("Non Demented", "Very mild Dementia", "Mild Dementia", "Moderate Dementia")
+# Image counts per stage in that set, as the original project trained on.
+OASIS_COUNTS = (67222, 13725, 5002, 488)
+
+INPUT_Z = "z"
+INPUT_STAGE = "stage"
+OUTPUT_IMAGE = "image"
+OUTPUT_RANGE = (-1.0, 1.0)
+
+DISCLAIMER = (
+    "For research and education only: synthetic images, never for clinical diagnosis "
+    "or any medical decision."
+)
+
+
+class Key:
+    """``metadata_props`` keys written by cgan-export."""
+
+    FORMAT_VERSION = "cgan.format_version"
+    Z_DIM = "cgan.z_dim"
+    NUM_CLASSES = "cgan.num_classes"
+    IMG_SIZE = "cgan.img_size"
+    CHANNELS = "cgan.channels"
+    STAGE_NAMES = "cgan.stage_names"  # JSON list
+    OUTPUT_RANGE = "cgan.output_range"  # JSON [lo, hi]
+    PRECISION = "cgan.precision"  # fp32 | fp16
+    # provenance
+    CHECKPOINT_SHA256 = "cgan.checkpoint_sha256"
+    TRAINING_DATA = "cgan.training_data"
+    EPOCHS = "cgan.epochs"
+    STEPS = "cgan.steps"
+    CREATED = "cgan.created"
+    TOOL_VERSION = "cgan.tool_version"
+    PARITY_MAX_ABS_ERR = "cgan.parity_max_abs_err"
+    OPSET = "cgan.opset"
+
+
+REQUIRED_KEYS = (
+    Key.FORMAT_VERSION,
+    Key.Z_DIM,
+    Key.NUM_CLASSES,
+    Key.IMG_SIZE,
+    Key.CHANNELS,
+    Key.STAGE_NAMES,
+    Key.OUTPUT_RANGE,
+)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a model file says about itself; everything the runtime needs to use it."""
+
+    z_dim: int
+    num_classes: int
+    img_size: int
+    channels: int
+    stage_names: tuple[str, ...]
+    output_range: tuple[float, float] = OUTPUT_RANGE
+    precision: str = "fp32"
+    format_version: str = FORMAT_VERSION
+    provenance: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_metadata(cls, meta: Mapping[str, str], source: str = "model") -> "ModelInfo":
+        """Validate ``metadata_props`` and build the info, or raise :class:`ModelError` naming the problem."""
+        missing = [k for k in REQUIRED_KEYS if k not in meta]
+        if missing:
+            raise ModelError(
+                f"{source} lacks the dementia-cgan metadata {', '.join(missing)}; "
+                "export it with `cgan-export` (models from elsewhere are not supported)"
+            )
+        version = meta[Key.FORMAT_VERSION]
+        if version not in SUPPORTED_FORMAT_VERSIONS:
+            raise ModelError(
+                f"{source} has metadata format {version!r}; this version of dementia-cgan reads "
+                f"{', '.join(SUPPORTED_FORMAT_VERSIONS)} (upgrade dementia-cgan or re-export the model)"
+            )
+
+        def _int(key: str, lo: int) -> int:
+            try:
+                value = int(meta[key])
+            except ValueError:
+                raise ModelError(f"{source}: metadata {key}={meta[key]!r} is not an integer") from None
+            if value < lo:
+                raise ModelError(f"{source}: metadata {key}={value} must be at least {lo}")
+            return value
+
+        z_dim = _int(Key.Z_DIM, 1)
+        num_classes = _int(Key.NUM_CLASSES, 1)
+        img_size = _int(Key.IMG_SIZE, 1)
+        channels = _int(Key.CHANNELS, 1)
+        try:
+            names = json.loads(meta[Key.STAGE_NAMES])
+            rng = json.loads(meta[Key.OUTPUT_RANGE])
+        except json.JSONDecodeError as exc:
+            raise ModelError(f"{source}: metadata is not valid JSON ({exc})") from None
+        if not (isinstance(names, list) and len(names) == num_classes and all(isinstance(n, str) for n in names)):
+            raise ModelError(
+                f"{source}: metadata {Key.STAGE_NAMES} must be a JSON list of {num_classes} names, got {meta[Key.STAGE_NAMES]!r}"
+            )
+        if not (isinstance(rng, list) and len(rng) == 2 and all(isinstance(v, (int, float)) for v in rng) and rng[0] < rng[1]):
+            raise ModelError(f"{source}: metadata {Key.OUTPUT_RANGE} must be a JSON [low, high], got {meta[Key.OUTPUT_RANGE]!r}")
+        provenance = {k: v for k, v in meta.items() if k not in REQUIRED_KEYS and k != Key.PRECISION}
+        return cls(
+            z_dim=z_dim,
+            num_classes=num_classes,
+            img_size=img_size,
+            channels=channels,
+            stage_names=tuple(names),
+            output_range=(float(rng[0]), float(rng[1])),
+            precision=meta.get(Key.PRECISION, "fp32"),
+            format_version=version,
+            provenance=provenance,
+        )
+
+    def to_metadata(self) -> dict[str, str]:
+        """The ``metadata_props`` that describe this model (provenance included)."""
+        meta = dict(self.provenance)
+        meta.update(
+            {
+                Key.FORMAT_VERSION: self.format_version,
+                Key.Z_DIM: str(self.z_dim),
+                Key.NUM_CLASSES: str(self.num_classes),
+                Key.IMG_SIZE: str(self.img_size),
+                Key.CHANNELS: str(self.channels),
+                Key.STAGE_NAMES: json.dumps(list(self.stage_names)),
+                Key.OUTPUT_RANGE: json.dumps(list(self.output_range)),
+                Key.PRECISION: self.precision,
+            }
+        )
+        return meta
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "z_dim": self.z_dim,
+            "num_classes": self.num_classes,
+            "img_size": self.img_size,
+            "channels": self.channels,
+            "stage_names": list(self.stage_names),
+            "output_range": list(self.output_range),
+            "precision": self.precision,
+            "format_version": self.format_version,
+            "provenance": dict(self.provenance),
+        }
+
+
+def check_io(session: Any, info: ModelInfo, source: str = "model") -> None:
+    """Check an onnxruntime session's inputs and outputs against the contract (names, types, ranks)."""
+    inputs = {i.name: i for i in session.get_inputs()}
+    outputs = session.get_outputs()
+    expected = {INPUT_Z: ("tensor(float)", 2), INPUT_STAGE: ("tensor(int64)", 1)}
+    if set(inputs) != set(expected):
+        raise ModelError(
+            f"{source} has inputs {sorted(inputs)}; the contract needs exactly "
+            f"'{INPUT_Z}' float32 [N, z_dim] and '{INPUT_STAGE}' int64 [N]"
+        )
+    for name, (dtype, rank) in expected.items():
+        arg = inputs[name]
+        if arg.type != dtype or len(arg.shape) != rank:
+            raise ModelError(f"{source}: input '{name}' is {arg.type} {arg.shape}; expected {dtype} of rank {rank}")
+    z_shape = inputs[INPUT_Z].shape
+    if isinstance(z_shape[1], int) and z_shape[1] != info.z_dim:
+        raise ModelError(f"{source}: input '{INPUT_Z}' has width {z_shape[1]} but metadata says z_dim={info.z_dim}")
+    if len(outputs) != 1 or outputs[0].name != OUTPUT_IMAGE:
+        raise ModelError(f"{source} has outputs {[o.name for o in outputs]}; the contract needs one, '{OUTPUT_IMAGE}'")
+    out = outputs[0]
+    if out.type != "tensor(float)" or len(out.shape) != 4:
+        raise ModelError(f"{source}: output '{OUTPUT_IMAGE}' is {out.type} {out.shape}; expected float32 [N, C, H, W]")
+    declared = out.shape[1:]
+    wanted = [info.channels, info.img_size, info.img_size]
+    if any(isinstance(d, int) and d != w for d, w in zip(declared, wanted)):
+        raise ModelError(f"{source}: output '{OUTPUT_IMAGE}' has shape {out.shape}; metadata says [N, {', '.join(map(str, wanted))}]")
+
+
+def read_metadata(path: str | Path) -> ModelInfo:
+    """Load an ONNX file's metadata with onnxruntime alone and validate it against the contract."""
+    import onnxruntime as ort  # local: keeps `import cgan.runtime` light
+
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"model file {path} does not exist")
+    try:
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own exception types for corrupt files
+        raise ModelError(f"model file {path} is not a readable ONNX model ({_first_line(exc)})") from None
+    info = ModelInfo.from_metadata(session.get_modelmeta().custom_metadata_map, source=str(path))
+    check_io(session, info, source=str(path))
+    return info
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else type(exc).__name__
+
+
+# ---------------------------------------------------------------- stages
+
+def _norm(text: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", text.lower())
+
+
+def _short(text: str) -> str:
+    return re.sub(r"(dementia|demented)$", "", _norm(text))
+
+
+def parse_stage(token: str | int, names: Sequence[str] = STAGE_NAMES) -> int:
+    """One stage from a number or a name (case-insensitive; 'mild', 'Very mild Dementia', 'non-demented'...)."""
+    n = len(names)
+    if isinstance(token, (int, np.integer)):
+        value = int(token)
+    else:
+        text = token.strip()
+        if re.fullmatch(r"[+-]?\d+", text):
+            value = int(text)
+        else:
+            key = _norm(text)
+            for i, name in enumerate(names):
+                aliases = {_norm(name), _short(name)}
+                if i < len(OASIS_FOLDERS) and len(names) == len(OASIS_FOLDERS):
+                    aliases |= {_norm(OASIS_FOLDERS[i]), _short(OASIS_FOLDERS[i]), f"stage{i}"}
+                if key in aliases - {""}:
+                    return i
+            choices = ", ".join(f"{i}={name!r}" for i, name in enumerate(names))
+            raise StageError(f"unknown stage {token!r}; expected a number 0-{n - 1} or a name ({choices})")
+    if not 0 <= value < n:
+        raise StageError(f"stage {value} is out of range; this model has stages 0-{n - 1}")
+    return value
+
+
+def parse_stages(spec: str | int | Sequence[str | int], names: Sequence[str] = STAGE_NAMES) -> list[int]:
+    """Stages from ``'all'``, one number or name, or a comma list; order kept, duplicates dropped."""
+    if isinstance(spec, str):
+        if spec.strip().lower() == "all":
+            return list(range(len(names)))
+        tokens: list[str | int] = [t for t in spec.split(",") if t.strip()]
+        if not tokens:
+            raise StageError(f"empty stage list {spec!r}; expected a number, a name, a comma list or 'all'")
+    elif isinstance(spec, (int, np.integer)):
+        tokens = [int(spec)]
+    else:
+        tokens = list(spec)
+    out: list[int] = []
+    for t in tokens:
+        s = parse_stage(t, names)
+        if s not in out:
+            out.append(s)
+    return out
+
+
+# ---------------------------------------------------------------- noise and pixels
+
+def noise(seed: int, start: int, n: int, z_dim: int) -> np.ndarray:
+    """The latent vectors of images ``start .. start+n-1`` of a run with ``seed``: float32 ``[n, z_dim]``.
+
+    Row k depends only on (seed, k) — not on the stage, the batch size or how a job is split — so
+    image k of (seed, stage) is reproducible alone, and the same noise can be shown at every stage.
+    """
+    if seed < 0:
+        raise ValueError(f"seed must be >= 0, got {seed}")
+    if start < 0 or n < 0:
+        raise ValueError(f"start and n must be >= 0, got start={start}, n={n}")
+    out = np.empty((n, z_dim), dtype=np.float32)
+    for i in range(n):
+        out[i] = np.random.default_rng([seed, start + i]).standard_normal(z_dim, dtype=np.float32)
+    return out
+
+
+def to_uint8(images: np.ndarray, output_range: tuple[float, float] = OUTPUT_RANGE) -> np.ndarray:
+    """Map generator output in ``output_range`` (default [-1, 1]) to uint8: ``round((x+1)*127.5)``, clipped."""
+    lo, hi = output_range
+    scaled = (np.asarray(images, dtype=np.float32) - lo) * (255.0 / (hi - lo))
+    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+
+
+def from_uint8(images: np.ndarray) -> np.ndarray:
+    """uint8 pixels to float32 in [-1, 1], as the trainer feeds the discriminator."""
+    return np.asarray(images, dtype=np.float32) * (2.0 / 255.0) - 1.0

@@ -1,0 +1,42 @@
+"""User-facing errors and the one place that turns them into a CLI exit.
+
+Library code raises :class:`CganError` (or a subclass) with a message that says what was wrong and
+what to do; only the command-line entry points turn it into one line on stderr and a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from typing import Callable, TypeVar
+
+F = TypeVar("F", bound=Callable[..., object])
+
+
+class CganError(Exception):
+    """A user mistake or an unusable input: printed as one line, never as a traceback."""
+
+
+class ModelError(CganError):
+    """A model file that is missing, unreadable or breaks the model contract."""
+
+
+class StageError(CganError, ValueError):
+    """A stage number or name that the model does not have."""
+
+
+def user_errors_exit(func: F) -> F:
+    """Decorate a CLI command: a :class:`CganError` becomes ``error: <message>`` and exit code 1."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except CganError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            raise SystemExit(1) from None
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            raise SystemExit(130) from None
+
+    return wrapper  # type: ignore[return-value]

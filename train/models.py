@@ -1,0 +1,142 @@
+"""The conditional DCGAN: a Generator identical to the original project's, and two discriminators.
+
+The Generator keeps the original's layer list and parameter names (``label_emb``, ``net.0`` ...
+``net.15`` at 128 px), so the published ``cDCGAN_generator.pth`` loads with ``strict=True``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+from torch.nn.utils import spectral_norm
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    z_dim: int = 100
+    num_classes: int = 4
+    img_size: int = 128
+    channels: int = 1
+    width: int = 512  # channels of the first block; halved at every upsampling block
+
+    def __post_init__(self) -> None:
+        if self.img_size < 32 or self.img_size & (self.img_size - 1):
+            raise ValueError(f"img_size must be a power of two >= 32, got {self.img_size}")
+        if self.width >> (self.n_blocks - 1) < 1:
+            raise ValueError(f"width {self.width} is too small for {self.n_blocks} blocks at {self.img_size} px")
+        for name in ("z_dim", "num_classes", "channels", "width"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+    @property
+    def n_blocks(self) -> int:
+        """ConvTranspose+BatchNorm+ReLU blocks: 4x4 from the latent, then doubling up to img_size/2."""
+        return int(math.log2(self.img_size)) - 2
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def dcgan_init(module: nn.Module) -> None:
+    """DCGAN initialisation: conv weights N(0, 0.02); BatchNorm weight N(1, 0.02), bias 0."""
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+        nn.init.normal_(module.weight, 0.0, 0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.BatchNorm2d):
+        nn.init.normal_(module.weight, 1.0, 0.02)
+        nn.init.zeros_(module.bias)
+
+
+class Generator(nn.Module):
+    """(z, stage) -> image in [-1, 1]. ``z`` is ``[N, z_dim]`` or the original's ``[N, z_dim, 1, 1]``."""
+
+    def __init__(self, config: GeneratorConfig | None = None, **kwargs) -> None:
+        super().__init__()
+        config = config or GeneratorConfig(**kwargs)
+        self.config = config
+        self.label_emb = nn.Embedding(config.num_classes, config.num_classes)
+        layers: list[nn.Module] = []
+        c_in = config.z_dim + config.num_classes
+        for i in range(config.n_blocks):
+            c_out = config.width >> i
+            stride, pad = (1, 0) if i == 0 else (2, 1)
+            layers += [
+                nn.ConvTranspose2d(c_in, c_out, 4, stride, pad, bias=False),
+                nn.BatchNorm2d(c_out),
+                nn.ReLU(True),
+            ]
+            c_in = c_out
+        layers += [nn.ConvTranspose2d(c_in, config.channels, 4, 2, 1, bias=False), nn.Tanh()]
+        self.net = nn.Sequential(*layers)
+        self.apply(dcgan_init)
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        if z.dim() == 2:
+            z = z[:, :, None, None]
+        emb = self.label_emb(labels)[:, :, None, None]
+        return self.net(torch.cat([z, emb], dim=1))
+
+
+class ProjectionDiscriminator(nn.Module):
+    """The original notebook's discriminator: spectral-normalised convs and a class projection."""
+
+    def __init__(self, num_classes: int = 4, img_size: int = 128, channels: int = 1, width: int = 64) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        c_in = channels
+        for i in range(4):
+            c_out = width << i
+            conv = nn.Conv2d(c_in, c_out, 4, 2, 1)
+            dcgan_init(conv)
+            layers += [spectral_norm(conv), nn.LeakyReLU(0.2, inplace=True)]
+            c_in = c_out
+        self.features = nn.Sequential(*layers)
+        n_features = c_in * (img_size // 16) ** 2
+        self.linear = nn.Linear(n_features, 1)
+        self.embed = nn.Embedding(num_classes, n_features)
+        nn.init.normal_(self.embed.weight, 0.0, 0.02)
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        h = self.features(images).flatten(1)
+        return self.linear(h).squeeze(1) + (self.embed(labels) * h).sum(dim=1)
+
+
+class SpatialDiscriminator(nn.Module):
+    """The original README's discriminator: the image plus a learned label map as a second channel."""
+
+    def __init__(self, num_classes: int = 4, img_size: int = 128, channels: int = 1, width: int = 64) -> None:
+        super().__init__()
+        self.img_size = img_size
+        self.label_map = nn.Embedding(num_classes, img_size * img_size)
+        layers: list[nn.Module] = []
+        c_in = channels + 1
+        for i in range(4):
+            c_out = width << i
+            layers += [nn.Conv2d(c_in, c_out, 4, 2, 1), nn.LeakyReLU(0.2, inplace=True)]
+            c_in = c_out
+        layers.append(nn.Conv2d(c_in, 1, img_size // 16, 1, 0))
+        self.net = nn.Sequential(*layers)
+        self.apply(dcgan_init)
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        label_map = self.label_map(labels).view(-1, 1, self.img_size, self.img_size)
+        return self.net(torch.cat([images, label_map], dim=1)).flatten()
+
+
+DISCRIMINATORS = {"projection": ProjectionDiscriminator, "spatial": SpatialDiscriminator}
+
+
+def build_discriminator(kind: str, config: GeneratorConfig) -> nn.Module:
+    try:
+        cls = DISCRIMINATORS[kind]
+    except KeyError:
+        raise ValueError(f"unknown discriminator {kind!r}; expected one of {', '.join(DISCRIMINATORS)}") from None
+    return cls(num_classes=config.num_classes, img_size=config.img_size, channels=config.channels)
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
