@@ -1,0 +1,412 @@
+"""Training images: find a dataset's layout, decode every image once into an on-disk uint8 cache.
+
+Layouts, tried in this order on ``DIR`` and then on ``DIR/Data``:
+
+- explicit classes (``classes=["a", "b", ...]``): one sub-folder per class, in that stage order;
+- the Kaggle OASIS layout: the four folders of :data:`cgan.runtime.contract.OASIS_FOLDERS`;
+- ``stage0 ... stageK``.
+
+Folder names match case-insensitively (and ignoring spaces, ``_`` and ``-``). Images (PNG, JPEG,
+BMP, TIFF, any mode, any size) are found recursively in each class folder, converted to grayscale
+and resized to a square ``img_size`` (PIL bilinear, which filters when shrinking, as the original's
+torchvision ``Resize`` did). Other files are ignored; images that fail to decode are skipped,
+counted and named (``strict=True`` raises instead).
+
+The cache (``images-<key>.npy``, memory-mapped, plus ``meta.json``) lives in
+``<cache dir>/datasets/<hash of folder, img_size, classes>/``. Its key hashes the source file list
+(relative path, size, mtime) and the image size, so a changed dataset is rebuilt; it is written to a
+temporary file and renamed, and ``meta.json`` is replaced last, so a killed build never leaves a
+cache that is used half-written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from cgan.runtime.contract import OASIS_FOLDERS
+from cgan.runtime.errors import CganError
+from cgan.runtime.fileio import atomic_path, atomic_write_text
+
+from . import synth
+
+CACHE_VERSION = "1"
+IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
+DEFAULT_SYNTH_N = 8000
+DEFAULT_SYNTH_SEED = 0
+
+Log = Callable[[str], object]
+
+
+class DataError(CganError):
+    """A dataset folder that is missing, unrecognisable, empty or unreadable."""
+
+
+@dataclass
+class ImageSet:
+    """Decoded training images and their stage labels."""
+
+    images: np.ndarray  # uint8 [N, H, W], usually a np.memmap of the on-disk cache
+    labels: np.ndarray  # int64 [N], stage index
+    class_names: list[str]  # folder names in stage order
+    description: str
+    skipped: list[str] = field(default_factory=list)  # files that failed to decode (relative paths)
+    cache_path: Path | None = None  # the .npy the images are mapped from
+    rebuilt: bool = False  # whether this call decoded the images (False: read from the cache)
+
+    def class_counts(self) -> np.ndarray:
+        return np.bincount(self.labels, minlength=len(self.class_names)).astype(np.int64)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def default_cache_dir() -> Path:
+    """``$CGAN_CACHE``, else ``$XDG_CACHE_HOME/dementia-cgan``, else ``~/.cache/dementia-cgan``."""
+    if os.environ.get("CGAN_CACHE"):
+        return Path(os.environ["CGAN_CACHE"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base).expanduser() / "dementia-cgan"
+
+
+# ---------------------------------------------------------------- layout
+
+def _norm(name: str) -> str:
+    return re.sub(r"[\s_\-]+", "", name.lower())
+
+
+@dataclass
+class Layout:
+    kind: str  # "oasis" | "stages" | "classes"
+    root: Path  # the folder holding the class folders
+    class_dirs: list[Path]
+
+    @property
+    def class_names(self) -> list[str]:
+        return [d.name for d in self.class_dirs]
+
+
+def _subdirs(folder: Path) -> list[Path]:
+    try:
+        return sorted(d for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
+    except OSError as exc:
+        raise DataError(f"cannot read {folder}: {exc.strerror or exc}") from None
+
+
+def _match(folder: Path, wanted: Sequence[str]) -> tuple[list[Path | None], list[Path]]:
+    """Sub-folders of ``folder`` matching ``wanted`` names (normalised), in ``wanted`` order, and all sub-folders."""
+    subs = _subdirs(folder)
+    by_norm: dict[str, list[Path]] = {}
+    for d in subs:
+        by_norm.setdefault(_norm(d.name), []).append(d)
+    found: list[Path | None] = []
+    for name in wanted:
+        hits = by_norm.get(_norm(name), [])
+        exact = [d for d in hits if d.name == name]
+        if len(hits) > 1 and not exact:
+            raise DataError(f"{folder} has several folders matching {name!r}: {', '.join(d.name for d in hits)}")
+        found.append(exact[0] if exact else hits[0] if hits else None)
+    return found, subs
+
+
+def _candidates(data: Path) -> list[Path]:
+    out = [data]
+    out += [d for d in _subdirs(data) if d.name.lower() == "data"]
+    return out
+
+
+def find_layout(data: Path, classes: Sequence[str] | None = None) -> Layout:
+    """Recognise the layout of ``data`` (see the module doc) or raise :class:`DataError` saying what was expected."""
+    data = Path(data).expanduser()
+    if not data.exists():
+        raise DataError(f"data folder {data} does not exist")
+    if not data.is_dir():
+        raise DataError(f"--data {data} is not a folder; give the folder holding the class folders")
+    roots = _candidates(data)
+    if classes is not None:
+        classes = [c.strip() for c in classes]
+        if not classes or any(not c for c in classes):
+            raise DataError(f"--classes needs a comma list of folder names, got {classes!r}")
+        if len({_norm(c) for c in classes}) != len(classes):
+            raise DataError(f"--classes has duplicates: {', '.join(classes)}")
+        best: tuple[int, Path, list[Path | None], list[Path]] | None = None
+        for root in roots:
+            found, subs = _match(root, classes)
+            if all(found):
+                return Layout("classes", root, [d for d in found if d is not None])
+            hits = sum(d is not None for d in found)
+            if best is None or hits > best[0]:
+                best = (hits, root, found, subs)
+        assert best is not None
+        _, root, found, subs = best
+        missing = [c for c, d in zip(classes, found) if d is None]
+        raise DataError(
+            f"unknown class folder(s) {', '.join(repr(m) for m in missing)} in {root}; "
+            f"found: {_listing(subs)}"
+        )
+    found_names: list[str] = []
+    for root in roots:
+        found, subs = _match(root, OASIS_FOLDERS)
+        if all(found):
+            return Layout("oasis", root, [d for d in found if d is not None])
+        if any(found):
+            missing = [c for c, d in zip(OASIS_FOLDERS, found) if d is None]
+            raise DataError(
+                f"{root} looks like the OASIS layout but lacks {', '.join(repr(m) for m in missing)}; "
+                f"found: {_listing(subs)} (pass --classes to use other folders)"
+            )
+        stage_dirs = {int(m.group(1)): d for d in subs if (m := re.fullmatch(r"stage(\d+)", _norm(d.name)))}
+        if stage_dirs:
+            k = max(stage_dirs) + 1
+            missing = [f"stage{i}" for i in range(k) if i not in stage_dirs]
+            if missing:
+                raise DataError(f"{root} has stage folders but lacks {', '.join(missing)}; found: {_listing(subs)}")
+            return Layout("stages", root, [stage_dirs[i] for i in range(k)])
+        found_names += [d.name for d in subs]
+    expected = ", ".join(repr(f) for f in OASIS_FOLDERS)
+    raise DataError(
+        f"no dataset layout recognised in {data}: expected the Kaggle OASIS folders {expected} "
+        f"(in it or in its Data/), or stage0..stage3, or name your class folders with --classes; "
+        f"found: {_listing([Path(n) for n in found_names])}"
+    )
+
+
+def _listing(dirs: Sequence[Path]) -> str:
+    names = [d.name for d in dirs]
+    if not names:
+        return "no sub-folders"
+    shown = ", ".join(repr(n) for n in names[:12])
+    return shown + (f" and {len(names) - 12} more" if len(names) > 12 else "")
+
+
+def list_images(layout: Layout) -> list[list[Path]]:
+    """Image files per class (recursive, sorted, hidden files and non-image extensions skipped)."""
+    out = []
+    for d in layout.class_dirs:
+        files = []
+        for dirpath, dirnames, filenames in os.walk(d):
+            dirnames[:] = sorted(n for n in dirnames if not n.startswith("."))
+            for name in filenames:
+                if not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS:
+                    files.append(Path(dirpath) / name)
+        out.append(sorted(files))
+    return out
+
+
+# ---------------------------------------------------------------- decoding
+
+def decode_image(path: Path, img_size: int) -> np.ndarray:
+    """One image file as uint8 ``[img_size, img_size]`` grayscale. Raises on unreadable files."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        im.load()
+        if im.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+            # high bit depth (medical exports): stretch the value range to 0..255 instead of clipping
+            a = np.asarray(im, dtype=np.float64)
+            lo, hi = float(a.min()), float(a.max())
+            a = (a - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(a)
+            gray = Image.fromarray(np.clip(np.rint(a), 0, 255).astype(np.uint8), mode="L")
+        elif im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+            gray = im.convert("RGBA").convert("L")
+        else:
+            gray = im.convert("L")
+        if gray.size != (img_size, img_size):
+            gray = gray.resize((img_size, img_size), Image.Resampling.BILINEAR)
+        return np.asarray(gray, dtype=np.uint8)
+
+
+def _fingerprint(files: Sequence[Sequence[Path]], root: Path, img_size: int, names: Sequence[str]) -> str:
+    h = hashlib.sha256()
+    h.update(json.dumps({"v": CACHE_VERSION, "img_size": img_size, "classes": list(names)}).encode())
+    for label, group in enumerate(files):
+        for f in group:
+            try:
+                st = f.stat()
+                size, mtime = st.st_size, st.st_mtime_ns
+            except OSError:  # a broken link: keyed as such, and skipped as unreadable when decoded
+                size, mtime = -1, -1
+            h.update(f"{label}\0{f.relative_to(root).as_posix()}\0{size}\0{mtime}\n".encode())
+    return h.hexdigest()[:24]
+
+
+def _decode_workers() -> int:
+    return max(1, min(8, os.cpu_count() or 1))
+
+
+def _build_cache(entry: Path, key: str, files: list[Path], labels: np.ndarray, img_size: int,
+                 root: Path, log: Log) -> tuple[Path, np.ndarray, list[str]]:
+    """Decode ``files`` into ``entry/images-<key>.npy``; return its path, the kept labels and the skipped files."""
+    entry.mkdir(parents=True, exist_ok=True)
+    final = entry / f"images-{key}.npy"
+    n = len(files)
+    ok = np.zeros(n, dtype=bool)
+    errors: dict[int, str] = {}
+    with atomic_path(final) as tmp:
+        arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, img_size, img_size))
+
+        def work(span: range) -> int:
+            # PIL releases the GIL while decoding and resizing, so threads decode in parallel
+            for i in span:
+                try:
+                    arr[i] = decode_image(files[i], img_size)
+                    ok[i] = True
+                except Exception as exc:  # PIL raises many types for broken files; name the file, move on
+                    first = str(exc).splitlines()[0] if str(exc) else ""
+                    errors[i] = f"{type(exc).__name__}: {first}".rstrip(": ")
+            return len(span)
+
+        spans = [range(s, min(s + 64, n)) for s in range(0, n, 64)]
+        with synth.progress_bar("decoding images") as bar, ThreadPoolExecutor(_decode_workers()) as pool:
+            task = bar.add_task("", total=n)
+            for done in pool.map(work, spans):
+                bar.advance(task, done)
+        if not ok.all():
+            kept = np.flatnonzero(ok)
+            compact = np.lib.format.open_memmap(str(tmp) + ".c.npy", mode="w+", dtype=np.uint8,
+                                                shape=(len(kept), img_size, img_size))
+            for s in range(0, len(kept), 4096):
+                compact[s : s + 4096] = arr[kept[s : s + 4096]]
+            compact.flush()
+            del arr, compact
+            os.replace(str(tmp) + ".c.npy", tmp)
+        else:
+            arr.flush()
+            del arr
+    skipped = [f"{files[i].relative_to(root).as_posix()} ({errors[i]})" for i in sorted(errors)]
+    return final, labels[ok], skipped
+
+
+def _entry_dir(cache_dir: Path, kind: str, ident: str) -> Path:
+    digest = hashlib.sha256(ident.encode()).hexdigest()[:16]
+    return cache_dir / "datasets" / f"{kind}-{digest}"
+
+
+def _read_meta(entry: Path) -> dict | None:
+    try:
+        return json.loads((entry / "meta.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _prune(entry: Path, keep: Path) -> None:
+    """Remove stale cache files (older keys, leftovers of killed builds) beside ``keep``."""
+    for f in entry.iterdir():
+        if f != keep and f.name != "meta.json" and (f.name.startswith("images-") or f.name.startswith(".")):
+            try:
+                f.unlink()
+            except OSError:
+                pass
+
+
+# ---------------------------------------------------------------- the entry point
+
+def load_image_set(data: Path | None, *, img_size: int = 128, classes: list[str] | None = None,
+                   strict: bool = False, cache_dir: Path | None = None, log: Log = print) -> ImageSet:
+    """The training images of ``data`` (or, with ``data=None``, of the default synthetic set), cached.
+
+    Logs the layout, the per-stage counts and any skipped files. Raises :class:`DataError` for a
+    missing folder, an unrecognised layout, unknown ``classes``, a class without images, or (with
+    ``strict``) the first image that fails to decode.
+    """
+    if img_size < 8:
+        raise DataError(f"image size must be at least 8 px, got {img_size}")
+    cache_dir = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    if data is None:
+        return _synthetic_set(img_size, cache_dir, log)
+    data = Path(data).expanduser()
+    layout = find_layout(data, classes)
+    files = list_images(layout)
+    names = layout.class_names
+    empty = [n for n, group in zip(names, files) if not group]
+    if empty:
+        raise DataError(
+            f"class folder(s) {', '.join(repr(e) for e in empty)} in {layout.root} hold no images "
+            f"({', '.join(sorted(IMAGE_EXTENSIONS))}); every stage needs images"
+        )
+    flat = [f for group in files for f in group]
+    labels = np.repeat(np.arange(len(names), dtype=np.int64), [len(g) for g in files])
+    root = layout.root.resolve()
+    key = _fingerprint(files, layout.root, img_size, names)
+    entry = _entry_dir(cache_dir, "dir", json.dumps([str(root), img_size, names]))
+    meta = _read_meta(entry)
+    cache = entry / f"images-{key}.npy"
+    rebuilt = False
+    if meta and meta.get("key") == key and cache.is_file():
+        kept_labels = np.asarray(meta["labels_counts"], dtype=np.int64)
+        kept = np.repeat(np.arange(len(names), dtype=np.int64), kept_labels)
+        skipped = list(meta.get("skipped", []))
+        log(f"using cached images {cache}")
+    else:
+        log(f"decoding {len(flat):,} images from {layout.root} into the cache at {img_size} px ...")
+        cache, kept, skipped = _build_cache(entry, key, flat, labels, img_size, layout.root, log)
+        counts = np.bincount(kept, minlength=len(names))
+        atomic_write_text(entry / "meta.json", json.dumps({
+            "key": key, "root": str(root), "img_size": img_size, "class_names": names,
+            "labels_counts": counts.tolist(), "skipped": skipped, "version": CACHE_VERSION,
+        }, indent=1))
+        _prune(entry, cache)
+        rebuilt = True
+    if skipped:
+        if strict:
+            raise DataError(f"unreadable image {layout.root / skipped[0]} (strict mode stops at the first one; "
+                            "fix or remove it, or drop --strict to skip it)")
+        log(f"skipped {len(skipped)} unreadable image(s): " + "; ".join(skipped[:10])
+            + (f"; and {len(skipped) - 10} more" if len(skipped) > 10 else ""))
+    images = np.load(cache, mmap_mode="r")
+    counts = np.bincount(kept, minlength=len(names))
+    lost = [n for n, c in zip(names, counts) if c == 0]
+    if lost:
+        raise DataError(f"no readable images in class folder(s) {', '.join(repr(n) for n in lost)} of {layout.root}")
+    kind = {"oasis": "OASIS layout", "stages": "stage-folder layout", "classes": "class-folder layout"}[layout.kind]
+    desc = f"{kind} at {root} ({len(kept):,} images)"
+    log(f"{desc}: " + ", ".join(f"{n}: {int(c):,}" for n, c in zip(names, counts)))
+    return ImageSet(images=images, labels=kept, class_names=names, description=desc, skipped=skipped,
+                    cache_path=cache, rebuilt=rebuilt)
+
+
+def _synthetic_set(img_size: int, cache_dir: Path, log: Log, n: int = DEFAULT_SYNTH_N,
+                   seed: int = DEFAULT_SYNTH_SEED) -> ImageSet:
+    """The default synthetic set, rendered straight into the cache at ``img_size`` once."""
+    names = list(OASIS_FOLDERS)
+    key = hashlib.sha256(f"synth{synth.SYNTH_VERSION}-{n}-{seed}-{img_size}".encode()).hexdigest()[:24]
+    entry = _entry_dir(cache_dir, "synth", f"{n}-{seed}-{img_size}")
+    cache = entry / f"images-{key}.npy"
+    meta = _read_meta(entry)
+    desc = f"synthetic OASIS-like set (n={n}, seed={seed})"
+    rebuilt = False
+    if not (meta and meta.get("key") == key and cache.is_file()):
+        log(f"no --data given: rendering the built-in {desc} at {img_size} px into {entry} (once) ...")
+        entry.mkdir(parents=True, exist_ok=True)
+        with atomic_path(cache) as tmp:
+            arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, img_size, img_size))
+            _, labels = synth.render_set(n, seed=seed, img_size=img_size, out=arr)
+            arr.flush()
+            del arr
+        atomic_write_text(entry / "meta.json", json.dumps({
+            "key": key, "labels": labels.tolist(), "class_names": names, "version": CACHE_VERSION,
+        }))
+        _prune(entry, cache)
+        rebuilt = True
+    else:
+        labels = np.asarray(meta["labels"], dtype=np.int64)
+    counts = np.bincount(labels, minlength=len(names))
+    log(f"no --data given: using the built-in {desc}: " + ", ".join(f"{a}: {int(c):,}" for a, c in zip(names, counts)))
+    return ImageSet(images=np.load(cache, mmap_mode="r"), labels=labels, class_names=names, description=desc,
+                    cache_path=cache, rebuilt=rebuilt)
+
+
+def remove_cache(cache_dir: Path | None = None) -> Path:
+    """Delete the whole dataset cache; returns the folder removed."""
+    folder = (Path(cache_dir) if cache_dir is not None else default_cache_dir()) / "datasets"
+    shutil.rmtree(folder, ignore_errors=True)
+    return folder

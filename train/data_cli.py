@@ -1,0 +1,81 @@
+"""``cgan-data``: write the synthetic OASIS-like set, or scan a dataset folder and build its cache."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from cgan.runtime.contract import DISCLAIMER
+from cgan.runtime.errors import CganError, user_errors_exit
+
+app = typer.Typer(
+    name="cgan-data",
+    help=f"Training data for dementia-cgan: the synthetic OASIS-like set and dataset scanning/caching. {DISCLAIMER}",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.command()
+@user_errors_exit
+def synth(
+    out: Path = typer.Option(..., "--out", help="Folder to write (must not exist or be empty, unless --overwrite)."),
+    n: int = typer.Option(8000, "--n", help="Number of images."),
+    seed: int = typer.Option(0, "--seed", help="Seed: the same seed gives the same files, byte for byte."),
+    img_size: int = typer.Option(128, "--img-size", help="Image width and height in pixels."),
+    workers: Optional[int] = typer.Option(None, "--workers", help="Worker processes [default: CPU count, at most 8]; does not change the output."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --out."),
+) -> None:
+    """Write a synthetic OASIS-like set of axial brain slices whose atrophy grows with the stage.
+
+    Layout: OUT/<Kaggle OASIS folder>/synth_s<seed>_<index>.png (folders
+    'Non Demented', 'Very mild Dementia', 'Mild Dementia', 'Moderate Dementia'), and OUT/labels.csv
+    with each image's stage and ground-truth parameters (ventricle scale, sulcal width, cortical
+    thickness, ...). Stage proportions follow OASIS with a floor of 2% per stage (at least
+    min(32, n/4) images). Synthetic images: research and education only, not medical images.
+    """
+    from .synth import make_synthetic_set
+
+    if workers is not None and workers < 1:
+        raise CganError(f"--workers must be at least 1, got {workers}")
+    make_synthetic_set(out, n=n, seed=seed, img_size=img_size, workers=workers, overwrite=overwrite, log=typer.echo)
+
+
+@app.command()
+@user_errors_exit
+def scan(
+    data: Optional[Path] = typer.Option(None, "--data", help="Dataset folder [default: the built-in synthetic set]."),
+    classes: Optional[str] = typer.Option(None, "--classes", help='Class folders in stage order, e.g. "a,b,c,d" [default: OASIS folders or stage0..stageN].'),
+    img_size: int = typer.Option(128, "--img-size", help="Image size the cache holds."),
+    strict: bool = typer.Option(False, "--strict", help="Stop at the first unreadable image instead of skipping it."),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Cache folder [default: $CGAN_CACHE, $XDG_CACHE_HOME/dementia-cgan or ~/.cache/dementia-cgan]."),
+) -> None:
+    """Recognise a dataset's layout, print per-stage counts and skipped files, and build or refresh its cache.
+
+    Layouts: the Kaggle OASIS folders (in DATA or DATA/Data, case-insensitive), stage0..stageN, or
+    any class folders named with --classes. Training with the same --img-size then reads the cache.
+    """
+    from .data import load_image_set
+
+    class_list = [c for c in classes.split(",")] if classes is not None else None
+    images = load_image_set(data, img_size=img_size, classes=class_list, strict=strict, cache_dir=cache_dir,
+                            log=typer.echo)
+    counts = images.class_counts()
+    width = max(len(n) for n in images.class_names)
+    for i, (name, count) in enumerate(zip(images.class_names, counts)):
+        typer.echo(f"  stage {i}  {name:<{width}}  {int(count):>8,}")
+    typer.echo(f"  total    {'':<{width}}  {len(images.labels):>8,}")
+    if images.skipped:
+        typer.echo(f"skipped {len(images.skipped)} unreadable file(s):")
+        for s in images.skipped:
+            typer.echo(f"  {s}")
+    if images.cache_path is not None:
+        state = "built" if images.rebuilt else "up to date"
+        typer.echo(f"cache ({state}): {images.cache_path}")
+
+
+def main() -> None:
+    app()
