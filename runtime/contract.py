@@ -57,6 +57,8 @@ class Key:
     TOOL_VERSION = "cgan.tool_version"
     PARITY_MAX_ABS_ERR = "cgan.parity_max_abs_err"
     OPSET = "cgan.opset"
+    PARITY_TOLERANCE = "cgan.parity_tolerance"  # the bound PARITY_MAX_ABS_ERR was checked against
+    EXPORTED = "cgan.exported"  # when cgan-export wrote the file (CREATED: when the weights were made)
 
 
 REQUIRED_KEYS = (

@@ -1,0 +1,217 @@
+"""Export a Generator (or a checkpoint) to a validated ONNX file with the dementia-cgan metadata and a model card.
+
+    from cgan.export.api import export_generator
+    report = export_generator(generator, Path("model.onnx"))   # raises a CganError, writing nothing, on failure
+    report.path, report.max_abs_err, report.info
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from cgan.runtime import __version__
+from cgan.runtime.contract import DISCLAIMER, REQUIRED_KEYS, STAGE_NAMES, Key, ModelInfo, read_metadata
+from cgan.runtime.errors import CganError
+from cgan.runtime.fileio import atomic_path, atomic_write_text
+
+from .card import CARD_NAME, render_card
+from .checkpoints import load_generator
+from .errors import ExportError
+from .onnx_export import DEFAULT_OPSET, build_inference_module, check_graph, check_opset, trace_to_onnx
+from .validate import BATCH_SIZES, compare_with_torch, default_tolerance
+
+__all__ = ["ExportReport", "export_checkpoint", "export_generator", "load_generator", "stage_names_for"]
+
+# Short provenance names (as cgan-train writes them) -> metadata keys.
+_SHORT_KEYS = {
+    "checkpoint_sha256": Key.CHECKPOINT_SHA256,
+    "training_data": Key.TRAINING_DATA,
+    "epochs": Key.EPOCHS,
+    "steps": Key.STEPS,
+    "created": Key.CREATED,
+    "tool_version": Key.TOOL_VERSION,
+}
+# Keys only the exporter may set: they describe this file, not the weights.
+_EXPORT_KEYS = set(REQUIRED_KEYS) | {Key.PRECISION, Key.OPSET, Key.PARITY_MAX_ABS_ERR, Key.PARITY_TOLERANCE, Key.EXPORTED}
+
+
+@dataclass(frozen=True)
+class ExportReport:
+    path: Path
+    max_abs_err: float
+    info: ModelInfo
+    card_path: Path | None = None
+    opset: int = DEFAULT_OPSET
+    precision: str = "fp32"
+    tolerance: float = 0.0
+    batch_sizes: tuple[int, ...] = BATCH_SIZES
+    per_batch: dict[int, float] = field(default_factory=dict)
+    seconds: float = 0.0
+    size_bytes: int = 0
+
+    def summary(self) -> str:
+        return (
+            f"exported {self.path} ({self.precision}, opset {self.opset}, {self.size_bytes / 1e6:.1f} MB) "
+            f"in {self.seconds:.1f} s; max abs err {self.max_abs_err:.2e} vs torch "
+            f"(tolerance {self.tolerance:g}, batches {', '.join(map(str, self.batch_sizes))})"
+        )
+
+
+def stage_names_for(num_classes: int) -> tuple[str, ...]:
+    return tuple(STAGE_NAMES) if num_classes == len(STAGE_NAMES) else tuple(f"stage {i}" for i in range(num_classes))
+
+
+def export_generator(
+    generator: Any,
+    out: Path,
+    *,
+    opset: int = DEFAULT_OPSET,
+    fp16: bool = False,
+    provenance: Mapping[str, Any] | None = None,
+    tolerance: float | None = None,
+    model_card: bool = True,
+    overwrite: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> ExportReport:
+    """Trace ``generator`` to ONNX at ``out``, validate it against torch, then write it with metadata.
+
+    ``provenance`` takes short names (training_data, epochs, steps, created, tool_version,
+    checkpoint_sha256, or anything else, stored as ``cgan.<name>``) or full ``cgan.*`` keys.
+    On any failure a :class:`CganError` is raised and neither the model nor the card is written.
+    The caller's module is not modified (a CPU float32 copy in eval mode is exported).
+    """
+    import onnx  # noqa: F401 - fail early, with the extra's name, if the export extra is missing
+
+    say = log or (lambda _msg: None)
+    started = time.perf_counter()
+    check_opset(opset)
+    tolerance = default_tolerance(fp16) if tolerance is None else float(tolerance)
+    if not tolerance >= 0:
+        raise ExportError(f"tolerance must be a number >= 0, got {tolerance}")
+    out = Path(out)
+    _check_output(out, overwrite=overwrite)
+
+    reference = copy.deepcopy(generator).float().cpu().eval()
+    cfg = reference.config
+    precision = "fp16" if fp16 else "fp32"
+    say(f"tracing the Generator ({cfg.img_size} px, z_dim {cfg.z_dim}, {cfg.num_classes} stages) to ONNX opset {opset}, {precision}")
+    module = build_inference_module(reference, fp16=fp16)
+    model = trace_to_onnx(module, z_dim=cfg.z_dim, opset=opset)
+    check_graph(model, z_dim=cfg.z_dim, channels=cfg.channels, img_size=cfg.img_size, opset=opset)
+
+    say(f"validating in onnxruntime against torch at batch sizes {', '.join(map(str, BATCH_SIZES))}, every stage")
+    parity = compare_with_torch(model.SerializeToString(), reference, tolerance=tolerance)
+
+    now = datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+    prov = {Key.CREATED: now, Key.TOOL_VERSION: __version__}
+    prov.update(_provenance_keys(provenance or {}))
+    prov.update(
+        {
+            Key.OPSET: str(opset),
+            Key.PARITY_MAX_ABS_ERR: f"{parity.max_abs_err:.3e}",
+            Key.PARITY_TOLERANCE: f"{tolerance:g}",
+            Key.EXPORTED: now,
+        }
+    )
+    info = ModelInfo(
+        z_dim=cfg.z_dim,
+        num_classes=cfg.num_classes,
+        img_size=cfg.img_size,
+        channels=cfg.channels,
+        stage_names=stage_names_for(cfg.num_classes),
+        precision=precision,
+        provenance=prov,
+    )
+    _set_metadata(model, info)
+    card_text = render_card(info, out.name) if model_card else None
+
+    data = model.SerializeToString()
+    try:
+        with atomic_path(out) as tmp:
+            tmp.write_bytes(data)
+            read_metadata(tmp)  # the runtime's own reader must accept the file before it gets its name
+        card_path = out.parent / CARD_NAME if card_text is not None else None
+        if card_path is not None:
+            atomic_write_text(card_path, card_text)
+    except CganError as exc:
+        raise ExportError(f"the written model did not pass the runtime's checks ({exc}); nothing was kept") from None
+    except OSError as exc:
+        raise ExportError(f"cannot write {out} ({exc.strerror or exc}); choose another --out") from None
+
+    report = ExportReport(
+        path=out,
+        max_abs_err=parity.max_abs_err,
+        info=ModelInfo.from_metadata(info.to_metadata(), source=str(out)),
+        card_path=card_path,
+        opset=opset,
+        precision=precision,
+        tolerance=tolerance,
+        batch_sizes=parity.batch_sizes,
+        per_batch=dict(parity.per_batch),
+        seconds=time.perf_counter() - started,
+        size_bytes=len(data),
+    )
+    return report
+
+
+def export_checkpoint(checkpoint: Path, out: Path, **kwargs: Any) -> ExportReport:
+    """Load ``checkpoint`` (see :func:`load_generator`) and export it; its provenance and sha256 go in the metadata."""
+    log = kwargs.get("log") or (lambda _msg: None)
+    generator, meta = load_generator(Path(checkpoint))
+    log(f"loaded {meta['format']} checkpoint {checkpoint} (sha256 {meta['sha256'][:12]}...)")
+    prov: dict[str, Any] = dict(meta["provenance"])
+    prov["checkpoint_sha256"] = meta["sha256"]
+    prov["checkpoint_format"] = meta["format"]
+    prov.update(kwargs.pop("provenance", None) or {})
+    return export_generator(generator, out, provenance=prov, **kwargs)
+
+
+# ---------------------------------------------------------------- internals
+
+def _provenance_keys(provenance: Mapping[str, Any]) -> dict[str, str]:
+    out = {}
+    for name, value in provenance.items():
+        if value is None:
+            continue
+        key = name if name.startswith("cgan.") else _SHORT_KEYS.get(name, f"cgan.{name}")
+        if key in _EXPORT_KEYS:
+            continue  # describes the exported file; the exporter measures it
+        out[key] = str(value)
+    return out
+
+
+def _set_metadata(model: Any, info: ModelInfo) -> None:
+    del model.metadata_props[:]
+    for key, value in sorted(info.to_metadata().items()):
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    model.producer_name = "dementia-cgan"
+    model.producer_version = __version__
+    model.doc_string = (
+        f"dementia-cgan conditional DCGAN generator: (z [N, {info.z_dim}] float32, stage [N] int64) -> "
+        f"image [N, {info.channels}, {info.img_size}, {info.img_size}] float32 in [-1, 1]. {DISCLAIMER}"
+    )
+
+
+def _check_output(out: Path, *, overwrite: bool) -> None:
+    """Fail before the slow part if ``out`` cannot be written."""
+    if out.is_dir():
+        raise ExportError(f"output {out} is a directory; give a file name such as {out / 'cDCGAN_generator.onnx'}")
+    if out.exists() and not overwrite:
+        raise ExportError(f"output {out} already exists; pass --overwrite to replace it")
+    if out.suffix.lower() != ".onnx":
+        raise ExportError(f"output {out} should end in .onnx")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=".probe", dir=out.parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise ExportError(f"cannot write to {out.parent} ({exc.strerror or exc}); choose another --out") from None

@@ -1,0 +1,108 @@
+"""The model card (``README.md`` beside the model) in Hugging Face form, so the folder can be pushed as it is."""
+
+from __future__ import annotations
+
+from cgan.runtime.contract import DISCLAIMER, INPUT_STAGE, INPUT_Z, OUTPUT_IMAGE, Key, ModelInfo
+
+CARD_NAME = "README.md"
+TAGS = ("onnx", "gan", "conditional-gan", "dcgan", "mri", "alzheimer", "synthetic-data", "medical-imaging", "research-only")
+
+
+def render_card(info: ModelInfo, model_file: str, *, repo_id: str | None = None) -> str:
+    """Markdown with YAML front matter describing ``model_file`` from its metadata alone."""
+    prov = info.provenance
+    get = lambda key, default="not recorded": prov.get(key) or default  # noqa: E731
+    h = w = info.img_size
+    stages = "\n".join(f"| {i} | {name} |" for i, name in enumerate(info.stage_names))
+    hub = f"hf:{repo_id}" if repo_id else "hf:OWNER/REPO"
+    tags = "\n".join(f"- {t}" for t in TAGS)
+    err = get(Key.PARITY_MAX_ABS_ERR)
+    tol = get(Key.PARITY_TOLERANCE)
+    return f"""---
+license: mit
+library_name: onnx
+pipeline_tag: unconditional-image-generation
+tags:
+{tags}
+---
+
+# dementia-cgan generator ({info.img_size}x{info.img_size}, {info.precision})
+
+> **{DISCLAIMER}**
+
+A conditional DCGAN generator of synthetic {h}x{w} grayscale brain-MRI slices, conditioned on an
+Alzheimer's dementia stage. It was trained with [dementia-cgan](https://pypi.org/project/dementia-cgan/)
+and exported to ONNX with `cgan-export`; it runs on ONNX Runtime (CPU or GPU) without PyTorch.
+The images are for research, teaching and data-augmentation experiments. They are not real
+patients, have not been reviewed by radiologists, and must never be used for diagnosis or any
+clinical decision.
+
+## Stages
+
+| `{INPUT_STAGE}` | stage |
+| --- | --- |
+{stages}
+
+## Inputs and outputs
+
+| name | type | shape | meaning |
+| --- | --- | --- | --- |
+| `{INPUT_Z}` | float32 | `[N, {info.z_dim}]` | latent noise, standard normal |
+| `{INPUT_STAGE}` | int64 | `[N]` | stage index, `0..{info.num_classes - 1}` |
+| `{OUTPUT_IMAGE}` | float32 | `[N, {info.channels}, {h}, {w}]` | image in `[{info.output_range[0]:g}, {info.output_range[1]:g}]` |
+
+`N` (the batch) is dynamic. Pixels: `uint8 = clip(round((x + 1) * 127.5), 0, 255)`.
+The file is a single self-contained ONNX model (opset {get(Key.OPSET)}, standard operators only)
+and carries this description in its metadata (`{Key.Z_DIM}`, `{Key.STAGE_NAMES}`, ...).
+
+## Use it
+
+With the dementia-cgan runtime (`pip install dementia-cgan`, no PyTorch needed):
+
+```bash
+cgan-run --model {model_file} --stage 2 --n 16 --seed 0
+cgan-run --model {hub} --stage all --n 8
+```
+
+With plain ONNX Runtime:
+
+```python
+import numpy as np
+import onnxruntime as ort
+from PIL import Image
+
+session = ort.InferenceSession("{model_file}", providers=["CPUExecutionProvider"])
+z = np.random.default_rng(0).standard_normal((4, {info.z_dim}), dtype=np.float32)
+stage = np.full(4, 2, dtype=np.int64)  # {info.stage_names[min(2, info.num_classes - 1)]}
+(images,) = session.run(["{OUTPUT_IMAGE}"], {{"{INPUT_Z}": z, "{INPUT_STAGE}": stage}})
+pixels = np.clip(np.rint((images[:, 0] + 1) * 127.5), 0, 255).astype(np.uint8)
+Image.fromarray(pixels[0]).save("sample.png")
+```
+
+## Provenance
+
+| | |
+| --- | --- |
+| training data | {get(Key.TRAINING_DATA)} |
+| epochs | {get(Key.EPOCHS)} |
+| steps | {get(Key.STEPS)} |
+| weights created | {get(Key.CREATED)} |
+| checkpoint sha256 | `{get(Key.CHECKPOINT_SHA256)}` |
+| exported | {get(Key.EXPORTED)} with dementia-cgan {get(Key.TOOL_VERSION)} |
+| precision | {info.precision} |
+
+The original project trained this architecture on the Kaggle "imagesoasis" slices of the OASIS
+study (Non Demented 67,222; Very mild 13,725; Mild 5,002; Moderate 488 images); OASIS data are
+subject to the OASIS data use terms. Image quality has not been assessed clinically.
+
+## Measured parity
+
+At export, ONNX Runtime (CPU) was compared with the PyTorch generator in eval mode (float32) on fresh
+random inputs at batch sizes 1, 7 and 64 and every stage: max abs error **{err}** (tolerance {tol};
+one uint8 grey level is 0.0078).
+
+## Limitations
+
+Trained on a small, imbalanced set (few Moderate-stage images): later stages are less varied and
+less reliable. The generator can produce implausible anatomy. {DISCLAIMER}
+"""

@@ -1,0 +1,243 @@
+"""Load a Generator from any checkpoint we accept, safely (``torch.load(weights_only=True)``, never pickled code).
+
+Accepted, all detected from their content:
+
+- the original project's ``cDCGAN_generator.pth``: ``{"model": state_dict, "z_dim", "num_classes", "img_size"}``;
+- ours (same file plus ``"config"``, ``"provenance"``, ``"ema"``), written by ``cgan-train``;
+- a full training checkpoint (``model_output/checkpoints/ckpt_*.pt``): a dict holding the generator
+  state under ``"generator"``/``"G"`` (an EMA copy is preferred when present) and the run's ``"config"``;
+- a bare Generator state dict.
+
+The architecture (z_dim, classes, width, image size, channels) is read from the tensor shapes, so a
+checkpoint needs nothing beside its weights; sizes it declares are cross-checked against them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+import re
+from pathlib import Path
+from typing import Any, Mapping
+
+from .errors import ArchitectureError, CheckpointError
+
+# Where the generator weights may sit in a checkpoint dict, most preferred first (EMA weights
+# generate better images, so a training checkpoint's EMA copy wins over the raw generator).
+STATE_KEYS = ("ema_generator", "generator_ema", "G_ema", "ema_G", "generator", "G", "netG", "model", "state_dict")
+# Wrappers that prefix parameter names: DistributedDataParallel, torch.compile.
+_PREFIXES = ("module.", "_orig_mod.")
+_ORIGINAL_KEYS = {"model", "z_dim", "num_classes", "img_size"}
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_checkpoint(path: Path) -> Any:
+    """``torch.load(path, weights_only=True)`` with one-line errors for missing, corrupt or code-carrying files."""
+    import torch
+
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"checkpoint {path} does not exist; train one with `cgan-train` or pass a path")
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} is not a file")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        text = str(exc)
+        if "Weights only load failed" in text or "Unsupported global" in text:
+            found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+            what = f" ({found.group(1)})" if found else ""
+            raise CheckpointError(
+                f"checkpoint {path} needs pickled Python code to load{what}; refusing to run it. "
+                "Re-save it as plain tensors, e.g. torch.save({'model': G.state_dict(), 'z_dim': ..., "
+                "'num_classes': ..., 'img_size': ...}, path)"
+            ) from None
+        raise CheckpointError(f"checkpoint {path} is corrupt or not a PyTorch file ({_first_line(exc)})") from None
+    except (RuntimeError, EOFError, ValueError, OSError, AttributeError, KeyError, IndexError) as exc:
+        raise CheckpointError(f"checkpoint {path} is corrupt or not a PyTorch file ({_first_line(exc)})") from None
+
+
+def load_generator(checkpoint: Path) -> tuple[Any, dict]:
+    """A Generator in eval mode (float32, CPU) and what the checkpoint says about it.
+
+    The dict holds ``format`` (original | generator | training-checkpoint | state-dict), ``state_key``,
+    ``sha256``, ``config`` (GeneratorConfig as a dict), ``provenance`` (str -> str) and ``path``.
+    """
+    checkpoint = Path(checkpoint)
+    obj = read_checkpoint(checkpoint)
+    state, state_key, fmt = _find_state(obj, checkpoint)
+    generator, config = build_from_state(state, source=str(checkpoint))
+    declared = obj if isinstance(obj, Mapping) else {}
+    _cross_check(config, declared, checkpoint)
+    meta = {
+        "format": fmt,
+        "state_key": state_key,
+        "sha256": sha256_file(checkpoint),
+        "config": config.to_dict(),
+        "provenance": _provenance(declared, fmt),
+        "path": str(checkpoint),
+    }
+    return generator, meta
+
+
+def build_from_state(state: Mapping[str, Any], source: str = "state dict") -> tuple[Any, Any]:
+    """Infer the GeneratorConfig from tensor shapes, build the Generator and load ``state`` strictly."""
+    import torch
+    from cgan.train.models import Generator, GeneratorConfig
+
+    state = _strip_prefixes(state)
+    config = _infer_config(state, source)
+    try:
+        config = GeneratorConfig(**config)
+    except ValueError as exc:
+        raise ArchitectureError(f"{source}: weights describe an unsupported Generator ({exc})") from None
+    generator = Generator(config)
+    _check_keys(generator.state_dict(), state, source)
+    generator.load_state_dict({k: v for k, v in state.items()}, strict=True)
+    generator = generator.to(dtype=torch.float32).eval()
+    return generator, config
+
+
+# ---------------------------------------------------------------- internals
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line for line in str(exc).strip().splitlines() if line.strip()]
+    return lines[0][:200] if lines else type(exc).__name__
+
+
+def _is_state_dict(value: Any) -> bool:
+    import torch
+
+    return (
+        isinstance(value, Mapping)
+        and len(value) > 0
+        and all(isinstance(k, str) for k in value)
+        and all(isinstance(v, torch.Tensor) for v in value.values())
+    )
+
+
+def _find_state(obj: Any, path: Path) -> tuple[Mapping[str, Any], str, str]:
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(
+            f"checkpoint {path} holds a {type(obj).__name__}; expected a dict with a Generator state dict "
+            "(the original's {'model': state_dict, 'z_dim', 'num_classes', 'img_size'} or a training checkpoint)"
+        )
+    if _is_state_dict(obj):
+        return obj, "", "state-dict"
+    for key in STATE_KEYS:
+        if key in obj and _is_state_dict(obj[key]):
+            if key == "model":
+                fmt = "original" if set(obj) <= _ORIGINAL_KEYS else "generator"
+            else:
+                fmt = "training-checkpoint"
+            return obj[key], key, fmt
+    keys = ", ".join(sorted(map(str, obj))[:12])
+    raise CheckpointError(
+        f"checkpoint {path} has no Generator state dict (looked for {', '.join(STATE_KEYS)}); its keys are: {keys}"
+    )
+
+
+def _strip_prefixes(state: Mapping[str, Any]) -> dict[str, Any]:
+    out = {}
+    for key, value in state.items():
+        changed = True
+        while changed:
+            changed = False
+            for prefix in _PREFIXES:
+                if key.startswith(prefix):
+                    key, changed = key[len(prefix):], True
+        out[key] = value
+    return out
+
+
+def _infer_config(state: Mapping[str, Any], source: str) -> dict[str, int]:
+    emb = state.get("label_emb.weight")
+    first = state.get("net.0.weight")
+    convs = sorted(
+        int(m.group(1))
+        for k, v in state.items()
+        if (m := re.fullmatch(r"net\.(\d+)\.weight", k)) and getattr(v, "dim", lambda: 0)() == 4
+    )
+    if emb is None or first is None or emb.dim() != 2 or first.dim() != 4 or len(convs) < 2:
+        keys = ", ".join(list(state)[:8]) + (" ..." if len(state) > 8 else "")
+        raise ArchitectureError(
+            f"{source} is not a dementia-cgan Generator state dict: expected 'label_emb.weight' [C, C] and "
+            f"ConvTranspose weights 'net.0.weight', 'net.3.weight', ...; found keys: {keys}"
+        )
+    num_classes = int(emb.shape[0])
+    last = state[f"net.{convs[-1]}.weight"]
+    return {
+        "z_dim": int(first.shape[0]) - num_classes,
+        "num_classes": num_classes,
+        "img_size": 2 ** (len(convs) + 1),
+        "channels": int(last.shape[1]),
+        "width": int(first.shape[1]),
+    }
+
+
+def _check_keys(expected: Mapping[str, Any], given: Mapping[str, Any], source: str) -> None:
+    missing = [k for k in expected if k not in given]
+    unexpected = [k for k in given if k not in expected]
+    shapes = [
+        f"{k} {tuple(given[k].shape)} (Generator has {tuple(expected[k].shape)})"
+        for k in expected
+        if k in given and tuple(given[k].shape) != tuple(expected[k].shape)
+    ]
+    if not (missing or unexpected or shapes):
+        return
+    parts = []
+    for label, items in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", shapes)):
+        if items:
+            more = f" and {len(items) - 5} more" if len(items) > 5 else ""
+            parts.append(f"{label}: {', '.join(items[:5])}{more}")
+    raise ArchitectureError(f"{source} does not match the dementia-cgan Generator: {'; '.join(parts)}")
+
+
+def _declared_sizes(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """Sizes the checkpoint states about itself: top-level (original format) or in its config dict."""
+    found: dict[str, Any] = {}
+    config = obj.get("config")
+    sources = [config] if isinstance(config, Mapping) else []
+    if isinstance(config, Mapping):
+        sources += [v for k, v in config.items() if k in ("generator", "model", "model_config") and isinstance(v, Mapping)]
+    sources.append(obj)
+    for src in sources:
+        for name in ("z_dim", "num_classes", "img_size", "channels"):
+            value = src.get(name)
+            if isinstance(value, int) and not isinstance(value, bool):
+                found.setdefault(name, value)
+    return found
+
+
+def _cross_check(config: Any, obj: Mapping[str, Any], path: Path) -> None:
+    declared = _declared_sizes(obj)
+    wrong = [f"{k}={v} but its weights have {k}={getattr(config, k)}" for k, v in declared.items() if getattr(config, k) != v]
+    if wrong:
+        raise ArchitectureError(f"checkpoint {path} contradicts itself: it says {'; '.join(wrong)}")
+
+
+def _provenance(obj: Mapping[str, Any], fmt: str) -> dict[str, str]:
+    """Provenance fields (short names: training_data, epochs, steps, created, tool_version, seed ...)."""
+    prov: dict[str, str] = {}
+    given = obj.get("provenance")
+    if isinstance(given, Mapping):
+        prov.update({str(k): str(v) for k, v in given.items() if v is not None})
+    for short, keys in (("epochs", ("epochs", "epoch")), ("steps", ("steps", "step", "global_step"))):
+        if short not in prov:
+            for key in keys:
+                value = obj.get(key)
+                if isinstance(value, int) and not isinstance(value, bool):
+                    prov[short] = str(value)
+                    break
+    if "ema" in obj and isinstance(obj["ema"], bool):
+        prov.setdefault("ema", str(obj["ema"]).lower())
+    if fmt == "original":
+        prov.setdefault("training_data", "not recorded (checkpoint in the original project's format)")
+    return prov
