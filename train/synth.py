@@ -324,6 +324,9 @@ def _chunks(stages: np.ndarray, size: int) -> Iterator[tuple[int, list[int]]]:
         yield start, [int(s) for s in stages[start : start + size]]
 
 
+POOL_MIN = 256  # sets smaller than this render in-process: starting workers would cost more
+
+
 def _pool_map(fn: Callable, jobs: list, workers: int) -> Iterator:
     """Map in order, in worker processes when it pays (spawned: safe even after torch started threads)."""
     if workers <= 1 or len(jobs) <= 1:
@@ -360,7 +363,7 @@ def render_set(n: int, *, seed: int, img_size: int = 128, workers: int | None = 
     jobs = [(seed, img_size, start, st) for start, st in _chunks(stages, chunk)]
     with progress_bar("rendering synthetic set") as bar:
         task = bar.add_task("", total=n)
-        for (_, _, start, st), arr in zip(jobs, _pool_map(_array_chunk, jobs, workers if n >= 256 else 1)):
+        for (_, _, start, st), arr in zip(jobs, _pool_map(_array_chunk, jobs, workers if n >= POOL_MIN else 1)):
             images[start : start + len(st)] = arr
             bar.advance(task, len(st))
     return images, stages
@@ -402,7 +405,7 @@ def make_synthetic_set(out: Path, *, n: int, seed: int, img_size: int = 128, log
         rows: list[dict] = []
         with progress_bar(f"writing {out}") as bar:
             task = bar.add_task("", total=n)
-            for chunk_rows in _pool_map(_write_chunk, jobs, workers if n >= 256 else 1):
+            for chunk_rows in _pool_map(_write_chunk, jobs, workers if n >= POOL_MIN else 1):
                 rows.extend(chunk_rows)
                 bar.advance(task, len(chunk_rows))
         _write_labels(tmp / LABELS_CSV, rows)
