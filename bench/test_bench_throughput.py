@@ -1,0 +1,106 @@
+"""Throughput (images/s) of the Generator: torch's CPU modes against ONNX Runtime, then the same on CUDA.
+
+Every benchmark records ``extra_info``: engine, device, variant, batch, images_per_s (batch / median
+round). ``python -m bench.report`` turns them into ratios against torch eager fp32 at each batch size.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from bench._helpers import record_throughput, run_benchmark
+from bench._torch_modes import CPU_COMPILED_MODES, CPU_EAGER_MODES, CUDA_MODES, cpu_has_native_bf16, make_runner
+from bench.conftest import cuda_available
+
+BATCHES = (1, 16, 64, 256)
+# Seconds of timed rounds per benchmark: enough rounds for a median on a shared machine, and a whole
+# `pytest --benchmark-only` under 10 minutes on two cores.
+BUDGET_S = float(os.environ.get("CGAN_BENCH_BUDGET_S", "1.5"))
+
+
+@pytest.mark.parametrize("batch", BATCHES)
+@pytest.mark.parametrize("mode", CPU_EAGER_MODES)
+def test_cpu_torch(benchmark, torch_generator, mode, batch):
+    import torch
+
+    benchmark.group = f"cpu throughput, batch {batch}"
+    run = make_runner(torch_generator, mode, batch)
+    run_benchmark(benchmark, run, budget_s=BUDGET_S)
+    info = {"kind": "throughput", "device": "cpu", "engine": "torch", "variant": mode, "batch": batch,
+            "threads": torch.get_num_threads()}
+    if "bf16" in mode and not cpu_has_native_bf16():
+        info["note"] = "no native bf16 on this CPU (emulated)"
+    record_throughput(benchmark, images=batch, **info)
+
+
+@pytest.mark.parametrize("batch", BATCHES)
+@pytest.mark.parametrize("mode", CPU_COMPILED_MODES)
+def test_cpu_torch_compiled(benchmark, worker_factory, mode, batch):
+    """torch.compile(freezing=True) in a worker process per mode; compiling happens before the timed calls."""
+    if "bf16" in mode and not cpu_has_native_bf16():
+        pytest.skip("no native bf16 on this CPU (AVX512-BF16/AMX): a compiled bf16 variant would only measure emulation")
+    benchmark.group = f"cpu throughput, batch {batch}"
+    worker = worker_factory(mode)
+    prep = worker.request("prepare", batch=batch)
+    run_benchmark(benchmark, lambda: worker.request("run", batch=batch), budget_s=BUDGET_S)
+    inside = worker.request("time", batch=batch, rounds=3)["times"]
+    record_throughput(
+        benchmark, images=batch, kind="throughput", device="cpu", engine="torch", variant=mode, batch=batch,
+        threads=worker.hello["threads"], compile_s=round(prep["first_call_s"], 2),
+        worker_images_per_s=round(batch / sorted(inside)[len(inside) // 2], 2),
+        note="timed through a pipe round trip to its worker process",
+    )
+
+
+@pytest.mark.parametrize("batch", BATCHES)
+@pytest.mark.parametrize("options", ["default", "runtime"])
+def test_cpu_ort(benchmark, speed_model, options, batch):
+    """Bare session.run: default SessionOptions, and the session cgan.runtime builds."""
+    from bench._ort import default_session, runner, runtime_session, session_options_summary
+
+    path, source = speed_model
+    benchmark.group = f"cpu throughput, batch {batch}"
+    sess = default_session(path) if options == "default" else runtime_session(path, "cpu")
+    run_benchmark(benchmark, runner(sess, batch), budget_s=BUDGET_S)
+    record_throughput(
+        benchmark, images=batch, kind="throughput", device="cpu", engine="onnxruntime",
+        variant=f"ORT fp32, {options} session", batch=batch, model=source,
+        session_options=session_options_summary(sess),
+    )
+
+
+# ---------------------------------------------------------------- CUDA (skipped without a GPU)
+
+needs_cuda = pytest.mark.skipif(not cuda_available(), reason="no CUDA GPU with torch CUDA and onnxruntime-gpu")
+
+
+@needs_cuda
+@pytest.mark.cuda
+@pytest.mark.parametrize("batch", BATCHES)
+@pytest.mark.parametrize("mode", CUDA_MODES)
+def test_cuda_torch(benchmark, torch_generator, mode, batch):
+    import torch
+
+    benchmark.group = f"cuda throughput, batch {batch}"
+    run = make_runner(torch_generator, mode, batch)  # synchronises after each batch
+    run_benchmark(benchmark, run, budget_s=BUDGET_S, warmup=3)
+    record_throughput(benchmark, images=batch, kind="throughput", device="cuda", engine="torch",
+                      variant=mode, batch=batch, gpu=torch.cuda.get_device_name(0))
+
+
+@needs_cuda
+@pytest.mark.cuda
+@pytest.mark.parametrize("batch", BATCHES)
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_cuda_ort_iobinding(benchmark, request, precision, batch):
+    from bench._ort import CUDA, default_session, iobinding_runner
+
+    benchmark.group = f"cuda throughput, batch {batch}"
+    report = request.getfixturevalue(f"onnx_{precision}")
+    sess = default_session(report.path, providers=CUDA)
+    assert sess.get_providers()[0] == "CUDAExecutionProvider", sess.get_providers()
+    run_benchmark(benchmark, iobinding_runner(sess, batch), budget_s=BUDGET_S, warmup=3)
+    record_throughput(benchmark, images=batch, kind="throughput", device="cuda", engine="onnxruntime",
+                      variant=f"ORT CUDA {precision}, IO binding", batch=batch)
