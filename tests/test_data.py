@@ -237,12 +237,16 @@ def test_half_written_cache_is_never_used(tmp_path):
     first, _ = _load(root, tmp_path)
     entry = first.cache_path.parent
     # what a killed build leaves: a temporary file, and (worst case) a meta whose images file is gone
-    (entry / ".images-dead.tmp.npy").write_bytes(b"\x93NUMPY partial")
+    dead = entry / ".images-dead.tmp.npy"
+    dead.write_bytes(b"\x93NUMPY partial")
+    os.utime(dead, (1, 1))  # killed long ago (recent temporary files may be another process's build)
+    busy = entry / ".images-busy.tmp.npy"
+    busy.write_bytes(b"\x93NUMPY in progress")
     first.cache_path.unlink()
     again, _ = _load(root, tmp_path)
     assert again.rebuilt and again.cache_path.is_file() and len(again.images) == 8
-    assert not (entry / ".images-dead.tmp.npy").exists()
-    assert sorted(p.name for p in entry.iterdir()) == sorted(["meta.json", again.cache_path.name])
+    assert not dead.exists() and busy.exists()
+    assert sorted(p.name for p in entry.iterdir()) == sorted(["meta.json", again.cache_path.name, busy.name])
 
 
 def test_default_cache_dir_from_environment(tmp_path, monkeypatch):

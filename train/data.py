@@ -26,6 +26,7 @@ import json
 import os
 import re
 import shutil
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -298,14 +299,21 @@ def _read_meta(entry: Path) -> dict | None:
         return None
 
 
+STALE_TEMP_S = 3600  # temporary files older than this are leftovers of killed builds
+
+
 def _prune(entry: Path, keep: Path) -> None:
-    """Remove stale cache files (older keys, leftovers of killed builds) beside ``keep``."""
+    """Remove stale cache files beside ``keep``: images of older keys, and temporary files of builds
+    killed long ago (recent ones may belong to a build running in another process, e.g. another rank)."""
+    now = time.time()
     for f in entry.iterdir():
-        if f != keep and f.name != "meta.json" and (f.name.startswith("images-") or f.name.startswith(".")):
-            try:
+        try:
+            if f == keep or f.name == "meta.json":
+                continue
+            if f.name.startswith("images-") or (f.name.startswith(".") and now - f.stat().st_mtime > STALE_TEMP_S):
                 f.unlink()
-            except OSError:
-                pass
+        except OSError:
+            pass
 
 
 # ---------------------------------------------------------------- the entry point
