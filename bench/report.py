@@ -1,0 +1,250 @@
+"""Turn pytest-benchmark's JSON into one markdown report of ratios against torch eager fp32.
+
+    pytest --benchmark-only                      # also writes .benchmarks/latest.json
+    python -m bench.report [--json FILE] [--out bench/RESULTS.md] [--no-write]
+
+The report (machine, versions, date, throughput ratios per batch size, goals met or not, parity,
+latency, cold start, end to end, where the time goes, and any other benchmark such as training)
+is printed and written to bench/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_JSON = REPO / ".benchmarks" / "latest.json"
+DEFAULT_OUT = REPO / "bench" / "RESULTS.md"
+EAGER = "eager fp32"
+
+# The goals of this round (issue #6); each is judged from the benchmarks of one run.
+GOAL_ORT_RATIO_B64 = 1.2
+GOAL_ONE_IMAGE_MS = 2.0
+GOAL_COLD_START_S = 0.5
+GOAL_COLD_START_RATIO = 0.5
+GOAL_E2E_SHARE = 0.7
+
+
+def _median(b: dict) -> float:
+    return float(b["stats"]["median"])
+
+
+def _fmt_ips(v: float) -> str:
+    return f"{v:,.0f}" if v >= 100 else f"{v:.1f}"
+
+
+def _fmt_s(v: float) -> str:
+    return f"{v * 1e3:.2f} ms" if v < 1 else f"{v:.2f} s"
+
+
+def _met(ok: bool | None) -> str:
+    return "—" if ok is None else ("met" if ok else "**not met**")
+
+
+def _header(data: dict) -> list[str]:
+    mi = data.get("machine_info", {})
+    c = mi.get("cgan", {})
+    cpu = c.get("cpu_model") or mi.get("cpu", {}).get("brand_raw") or mi.get("processor", "?")
+    cores = c.get("usable_cores") or c.get("logical_cores") or "?"
+    versions = " · ".join(
+        f"{name} {c[key]}" for name, key in
+        (("torch", "torch"), ("onnxruntime", "onnxruntime"), ("numpy", "numpy"), ("Python", "python_version"))
+        if c.get(key)
+    )
+    gpu = f" · GPU {c['gpu']}" if c.get("gpu") else ""
+    date = c.get("date") or data.get("datetime", "?")
+    commit = data.get("commit_info", {}).get("id", "")
+    lines = [
+        "# Benchmark results",
+        "",
+        f"- Machine: {cpu}, {cores} cores ({mi.get('system', '')} {mi.get('release', '')}){gpu}",
+        f"- Versions: {versions}",
+        f"- Date: {date}" + (f" · commit {commit[:10]}" + (" (dirty)" if data.get('commit_info', {}).get('dirty') else "") if commit else ""),
+        "- Command: `pytest --benchmark-only` then `python -m bench.report` (see bench/README.md).",
+        "- Images/s = images per call / median call time. Ratios (×) are against torch eager fp32 "
+        "(the original's inference path) at the same batch size, measured side by side in the same run.",
+        "",
+    ]
+    return lines
+
+
+def _throughput_table(benches: list[dict], device: str) -> tuple[list[str], dict]:
+    rows: dict[str, dict[int, float]] = defaultdict(dict)
+    notes: dict[str, str] = {}
+    for b in benches:
+        e = b["extra_info"]
+        if e.get("kind") != "throughput" or e.get("device") != device:
+            continue
+        rows[e["variant"]][int(e["batch"])] = float(e.get("images_per_s") or e["images"] / _median(b))
+        if e.get("note"):
+            notes[e["variant"]] = e["note"]
+    if not rows:
+        return [], {}
+    batches = sorted({bs for r in rows.values() for bs in r})
+    base_name = EAGER if device == "cpu" else f"{device} {EAGER}"
+    base = rows.get(base_name, {})
+
+    def order(name: str) -> tuple:
+        return (name != base_name, name.startswith("ORT"), name)
+
+    lines = [
+        f"## {device.upper()} throughput (images/s, × torch eager fp32)",
+        "",
+        "| variant | " + " | ".join(f"batch {bs}" for bs in batches) + " |",
+        "| --- | " + " | ".join("---:" for _ in batches) + " |",
+    ]
+    for name in sorted(rows, key=order):
+        cells = []
+        for bs in batches:
+            v = rows[name].get(bs)
+            if v is None:
+                cells.append("—")
+            elif bs in base:
+                cells.append(f"{_fmt_ips(v)} ({v / base[bs]:.2f}×)")
+            else:
+                cells.append(_fmt_ips(v))
+        label = name + (" (original path)" if name == base_name else "")
+        if name in notes:
+            label += f" ¹" if "pipe" in notes[name] else f" ({notes[name]})"
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    if any("pipe" in n for n in notes.values()):
+        lines += ["", "¹ compiled in a worker process of its own; timed through a pipe round trip (tens of µs)."]
+    lines.append("")
+    return lines, rows
+
+
+def _by_kind(benches: list[dict], kind: str) -> list[dict]:
+    return [b for b in benches if b["extra_info"].get("kind") == kind]
+
+
+def build_report(data: dict) -> str:
+    benches = data.get("benchmarks", [])
+    lines = _header(data)
+    cpu_lines, cpu_rows = _throughput_table(benches, "cpu")
+    cuda_lines, _ = _throughput_table(benches, "cuda")
+
+    # ---- goals
+    goals: list[tuple[str, str, bool | None]] = []
+    eager64 = cpu_rows.get(EAGER, {}).get(64)
+    for variant in ("ORT fp32, runtime session", "ORT fp32, default session"):
+        ort64 = cpu_rows.get(variant, {}).get(64)
+        if ort64 and eager64:
+            r = ort64 / eager64
+            goals.append((f"{variant} ≥ {GOAL_ORT_RATIO_B64}× torch eager fp32, batch 64",
+                          f"{r:.2f}× ({_fmt_ips(ort64)} vs {_fmt_ips(eager64)} images/s)", r >= GOAL_ORT_RATIO_B64))
+    for b in _by_kind(benches, "latency"):
+        e = b["extra_info"]
+        ms = _median(b) * 1e3
+        goals.append((f"one image ≤ {GOAL_ONE_IMAGE_MS:g} ms: {e['variant']}", f"{ms:.2f} ms (min {b['stats']['min'] * 1e3:.2f} ms)",
+                      ms <= GOAL_ONE_IMAGE_MS))
+    cold = {b["extra_info"]["variant"]: b for b in _by_kind(benches, "cold_start")}
+    run_b = next((b for v, b in cold.items() if v.startswith("cgan-run")), None)
+    torch_b = next((b for v, b in cold.items() if v.startswith("torch")), None)
+    if run_b:
+        goals.append((f"cold start to first PNG ≤ {GOAL_COLD_START_S:g} s: {run_b['extra_info']['variant']}",
+                      _fmt_s(_median(run_b)), _median(run_b) <= GOAL_COLD_START_S))
+    if run_b and torch_b:
+        r = _median(run_b) / _median(torch_b)
+        goals.append((f"cold start ≤ {GOAL_COLD_START_RATIO:g}× the torch script",
+                      f"{r:.2f}× ({_fmt_s(_median(run_b))} vs {_fmt_s(_median(torch_b))})", r <= GOAL_COLD_START_RATIO))
+    for b in _by_kind(benches, "e2e"):
+        e = b["extra_info"]
+        share = e.get("share_of_bare_session")
+        goals.append((f"`{e['variant']}` ≥ {GOAL_E2E_SHARE:.0%} of the bare session at batch {e.get('batch')}",
+                      f"{share:.0%} ({_fmt_ips(e['images_per_s'])} vs {_fmt_ips(e['bare_images_per_s'])} images/s)" if share else "?",
+                      None if share is None else share >= GOAL_E2E_SHARE))
+    if goals:
+        lines += ["## Goals of this round", "", "| goal | measured | |", "| --- | --- | --- |"]
+        lines += [f"| {g} | {m} | {_met(ok)} |" for g, m, ok in goals]
+        lines.append("")
+
+    lines += cpu_lines + cuda_lines
+
+    # ---- parity
+    parity = _by_kind(benches, "parity")
+    if parity:
+        lines += [
+            "## Parity: ONNX Runtime (CPU) against torch eager fp32, every stage",
+            "",
+            "| precision | batch | max abs err | PSNR over 2 | PSNR over ref. range | ref. range (min) | max uint8 diff | tolerance (max abs err) |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for b in sorted(parity, key=lambda b: (b["extra_info"]["precision"] != "fp32", b["extra_info"]["batch"])):
+            e = b["extra_info"]
+            lines.append(
+                f"| {e['precision']} | {e['batch']} | {e['max_abs_err']:.2e} | {e['psnr_range2_db']:.1f} dB | "
+                f"{e['psnr_ref_range_db']:.1f} dB | {e['min_ref_range']:.2f} | {e['max_uint8_diff']} | {e['tolerances']['max_abs_err']:g} |"
+            )
+        lines.append("")
+
+    # ---- latency, cold start, end to end
+    timed = _by_kind(benches, "latency") + _by_kind(benches, "cold_start") + _by_kind(benches, "e2e")
+    if timed:
+        lines += ["## Latency, cold start, end to end", "", "| benchmark | median | min | rounds | notes |",
+                  "| --- | ---: | ---: | ---: | --- |"]
+        for b in timed:
+            e = b["extra_info"]
+            lines.append(f"| {e['variant']} | {_fmt_s(_median(b))} | {_fmt_s(b['stats']['min'])} | {b['stats']['rounds']} | {e.get('note', '')} |")
+        lines.append("")
+
+    # ---- where the time goes
+    profiles = _by_kind(benches, "profile")
+    if profiles:
+        lines += ["## Where the time goes", ""]
+        for b in profiles:
+            e = b["extra_info"]
+            lines.append(f"**{e['variant']}**")
+            lines.append("")
+            for key, value in e.items():
+                if key in ("kind", "variant", "images", "images_per_s", "device", "engine", "batch"):
+                    continue
+                if isinstance(value, dict):
+                    items = list(value.items())[:8]
+                    shown = ", ".join(f"{k} {v:.0%}" if isinstance(v, float) and v <= 1 and "share" in key else f"{k} {v}" for k, v in items)
+                    lines.append(f"- {key.replace('_', ' ')}: {shown}")
+                else:
+                    lines.append(f"- {key.replace('_', ' ')}: {value}")
+            lines.append("")
+
+    # ---- anything else (e.g. training throughput from bench/test_bench_train.py)
+    known = {"throughput", "parity", "latency", "cold_start", "e2e", "profile"}
+    others = [b for b in benches if b["extra_info"].get("kind") not in known]
+    if others:
+        lines += ["## Other benchmarks", "", "| benchmark | median | details |", "| --- | ---: | --- |"]
+        for b in others:
+            details = ", ".join(f"{k}={v}" for k, v in b["extra_info"].items() if not isinstance(v, (dict, list)))
+            lines.append(f"| {b['fullname'].split('::')[-1]} | {_fmt_s(_median(b))} | {details} |")
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.report", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help=f"pytest-benchmark JSON (default {DEFAULT_JSON.relative_to(REPO)})")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"markdown file to write (default {DEFAULT_OUT.relative_to(REPO)})")
+    parser.add_argument("--no-write", action="store_true", help="print only")
+    args = parser.parse_args(argv)
+    if not args.json.is_file():
+        print(f"error: {args.json} does not exist; run `pytest --benchmark-only` (or pass --json FILE)", file=sys.stderr)
+        return 1
+    try:
+        data = json.loads(args.json.read_text())
+    except json.JSONDecodeError as exc:
+        print(f"error: {args.json} is not pytest-benchmark JSON ({exc})", file=sys.stderr)
+        return 1
+    text = build_report(data)
+    print(text, end="")
+    if not args.no_write:
+        from cgan.runtime.fileio import atomic_write_text
+
+        atomic_write_text(args.out, text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
