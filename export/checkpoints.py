@@ -51,15 +51,16 @@ def read_checkpoint(path: Path) -> Any:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         text = str(exc)
-        if "Weights only load failed" in text or "Unsupported global" in text:
-            found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
-            what = f" ({found.group(1)})" if found else ""
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+        if found:
             raise CheckpointError(
-                f"checkpoint {path} needs pickled Python code to load{what}; refusing to run it. "
+                f"checkpoint {path} needs pickled Python code to load ({found.group(1)}); refusing to run it. "
                 "Re-save it as plain tensors, e.g. torch.save({'model': G.state_dict(), 'z_dim': ..., "
                 "'num_classes': ..., 'img_size': ...}, path)"
             ) from None
-        raise CheckpointError(f"checkpoint {path} is corrupt or not a PyTorch file ({_first_line(exc)})") from None
+        detail = re.search(r"WeightsUnpickler error:\s*(\S[^\n]*)", text)
+        reason = detail.group(1).strip()[:200] if detail else _first_line(exc)
+        raise CheckpointError(f"checkpoint {path} is corrupt or not a PyTorch file ({reason})") from None
     except (RuntimeError, EOFError, ValueError, OSError, AttributeError, KeyError, IndexError) as exc:
         raise CheckpointError(f"checkpoint {path} is corrupt or not a PyTorch file ({_first_line(exc)})") from None
 
