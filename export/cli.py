@@ -83,17 +83,18 @@ def export(
     out = out or (DEFAULT_OUT_FP16 if fp16 else DEFAULT_OUT)
     config = ExportConfig(str(checkpoint), str(out), opset, "fp16" if fp16 else "fp32", tolerance, card, overwrite, push_to_hub)
     typer.echo(config.line())
+    if tolerance is not None and not tolerance >= 0:
+        raise CganError(f"--tolerance must be >= 0, got {tolerance}")
+    from .hub import check_push_ready, push_to_hub as push
+
+    if push_to_hub:
+        check_push_ready(push_to_hub)  # before the export, so an impossible push costs nothing
     require_torch("cgan-export", extra="export")
     require("onnx", command="cgan-export", extra="export")
     require("onnxscript", command="cgan-export", extra="export")
-    from .hub import check_push_ready, push_to_hub as push
     from .onnx_export import check_opset
 
     check_opset(opset)
-    if tolerance is not None and not tolerance >= 0:
-        raise CganError(f"--tolerance must be >= 0, got {tolerance}")
-    if push_to_hub:
-        check_push_ready(push_to_hub)  # before the export, so an impossible push costs nothing
 
     from .api import export_checkpoint
 
