@@ -1,0 +1,133 @@
+"""What ``cgan-train`` writes to disk: the generator file in the original's format, and full checkpoints.
+
+Generator file (``cDCGAN_generator.pth``): the original project's dict ``{"model", "z_dim",
+"num_classes", "img_size"}`` — its inference code loads it unchanged — plus our keys ``"config"``
+(:class:`GeneratorConfig` as a dict), ``"provenance"`` (str -> str) and ``"ema"`` (bool: ``"model"``
+holds the EMA weights).
+
+Full checkpoint (``checkpoints/ckpt_<step>.pt``): everything needed to continue a run exactly —
+models, optimizers, grad scaler, EMA weights, the RNG states of torch/numpy/python and of every
+rank's noise generator, the sampler position (epoch, batch), the history and the run's config.
+Every value is a tensor or a plain Python container, so ``torch.load(..., weights_only=True)``
+reads it. The generator weights to export are ``ckpt["generator_ema"]`` when not None, else
+``ckpt["generator"]``; ``ckpt["config"]`` rebuilds the Generator.
+
+Both are written atomically (temporary file, then rename): a run killed at any moment leaves the
+previous checkpoint whole.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from cgan.runtime.errors import CganError
+from cgan.runtime.fileio import atomic_path
+
+GENERATOR_FILE = "cDCGAN_generator.pth"
+CHECKPOINT_DIR = "checkpoints"
+CHECKPOINT_FORMAT = "cgan-train-checkpoint"
+CHECKPOINT_VERSION = 1
+_NAME = re.compile(r"^ckpt_(\d+)\.pt$")
+
+
+# ---------------------------------------------------------------- generator file
+
+def generator_payload(
+    state_dict: dict[str, torch.Tensor], config: dict[str, Any], provenance: dict[str, str], *, ema: bool
+) -> dict[str, Any]:
+    """The generator file's dict: the original's four keys first, then ours."""
+    return {
+        "model": {k: v.detach().cpu().clone() for k, v in state_dict.items()},
+        "z_dim": int(config["z_dim"]),
+        "num_classes": int(config["num_classes"]),
+        "img_size": int(config["img_size"]),
+        "config": dict(config),
+        "provenance": {str(k): str(v) for k, v in provenance.items()},
+        "ema": bool(ema),
+    }
+
+
+def save_generator(path: Path, payload: dict[str, Any]) -> Path:
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+    return path
+
+
+# ---------------------------------------------------------------- full checkpoints
+
+def checkpoint_dir(out: Path) -> Path:
+    return Path(out) / CHECKPOINT_DIR
+
+
+def list_checkpoints(out: Path) -> list[Path]:
+    """Checkpoints in ``out/checkpoints``, oldest first (by step)."""
+    folder = checkpoint_dir(out)
+    if not folder.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _NAME.match(p.name)) and p.is_file()]
+    return [p for _, p in sorted(found)]
+
+
+def latest_checkpoint(out: Path) -> Path | None:
+    found = list_checkpoints(out)
+    return found[-1] if found else None
+
+
+def save_checkpoint(out: Path, step: int, state: dict[str, Any], *, keep: int = 2) -> Path:
+    """Write ``ckpt_<step>.pt`` atomically, then delete all but the newest ``keep`` checkpoints."""
+    folder = checkpoint_dir(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"ckpt_{step:09d}.pt"
+    body = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **state}
+    with atomic_path(path) as tmp:
+        torch.save(body, tmp)
+    for old in list_checkpoints(out)[:-keep] if keep > 0 else []:
+        old.unlink(missing_ok=True)
+    return path
+
+
+def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a full checkpoint, or raise :class:`CganError` saying what is wrong with it."""
+    try:
+        body = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises several types for truncated or foreign files
+        raise CganError(f"checkpoint {path} is unreadable ({str(exc).splitlines()[0][:200]}); "
+                        "delete it to resume from the previous one") from None
+    if not isinstance(body, dict) or body.get("format") != CHECKPOINT_FORMAT:
+        raise CganError(f"{path} is not a cgan-train checkpoint")
+    if body.get("version") != CHECKPOINT_VERSION:
+        raise CganError(f"checkpoint {path} has version {body.get('version')}; this cgan-train reads "
+                        f"version {CHECKPOINT_VERSION}")
+    return body
+
+
+# ---------------------------------------------------------------- RNG states
+
+def capture_rng() -> dict[str, Any]:
+    """The process-wide RNG states (torch CPU and CUDA, numpy's legacy global, python's random)."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"]))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

@@ -1,0 +1,89 @@
+"""``cgan-train``: train the conditional DCGAN (or continue a run with --resume). Torch is imported
+only once the command runs, so ``--help`` works without it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from cgan.runtime.contract import DISCLAIMER
+from cgan.runtime.errors import CganError, user_errors_exit
+
+app = typer.Typer(
+    name="cgan-train",
+    help=f"Train the stage-conditioned DCGAN on brain-MRI slices. {DISCLAIMER}",
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.command()
+@user_errors_exit
+def train(
+    data: Optional[Path] = typer.Option(None, "--data", help="Dataset folder: Kaggle OASIS layout (Data/ or its parent), stage0..stageN, or class folders named by --classes [default: the built-in synthetic OASIS-like set, built once and cached]."),
+    classes: Optional[str] = typer.Option(None, "--classes", help='Class folders in stage order, e.g. "a,b,c,d".'),
+    strict: bool = typer.Option(False, "--strict", help="Stop at the first unreadable image instead of skipping it."),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Decoded-image cache [default: $CGAN_CACHE, $XDG_CACHE_HOME/dementia-cgan or ~/.cache/dementia-cgan]."),
+    epochs: int = typer.Option(10, "--epochs", help="Epochs in total (an epoch = as many draws as images)."),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Stop after this many optimizer steps in total, counting those before --resume."),
+    batch_size: int = typer.Option(16, "--batch-size", help="Images per step (per process under torchrun)."),
+    lr_g: float = typer.Option(2e-4, "--lr-g", help="Generator learning rate (Adam, betas 0.5, 0.999)."),
+    lr_d: float = typer.Option(5e-5, "--lr-d", help="Discriminator learning rate."),
+    seed: int = typer.Option(42, "--seed", help="Seed for weights, sampling and noise."),
+    img_size: int = typer.Option(128, "--img-size", help="Image size, a power of two >= 32."),
+    z_dim: int = typer.Option(100, "--z-dim", help="Latent size."),
+    disc: str = typer.Option("projection", "--disc", help="Discriminator: projection (the notebook's, spectral norm) or spatial (image + label-map channel)."),
+    balance: bool = typer.Option(True, "--balance/--no-balance", help="Balanced sampling: weight 1/class count per image, draws with replacement."),
+    device: str = typer.Option("auto", "--device", help="auto (CUDA if available), cpu or cuda."),
+    precision: str = typer.Option("auto", "--precision", help="auto (fp16 autocast + GradScaler on CUDA, fp32 on CPU), fp32, bf16 (autocast) or fp16 (CUDA only)."),
+    channels_last: bool = typer.Option(False, "--channels-last/--no-channels-last", help="Channels-last memory format for the convolutions."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads [default: torch's choice]."),
+    out: Path = typer.Option(Path("model_output"), "--out", help="Output folder: generator file, checkpoints/, history, plots, samples/, config.json."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its newest checkpoint, exactly."),
+    ema: bool = typer.Option(False, "--ema", help="Keep an exponential moving average of G's weights and export it."),
+    ema_decay: float = typer.Option(0.999, "--ema-decay", help="EMA decay per step."),
+    sample_every: int = typer.Option(1, "--sample-every", help="Write a fixed-noise sample grid every N epochs (0: at the end only)."),
+    checkpoint_every: int = typer.Option(500, "--checkpoint-every", help="Write a full checkpoint every N steps (0: only at epoch ends); one is always written at each epoch end and at the end."),
+    keep_checkpoints: int = typer.Option(2, "--keep-checkpoints", help="Checkpoints kept in --out/checkpoints."),
+    workers: int = typer.Option(0, "--workers", help="Threads gathering batches ahead of the step (0: in the training thread)."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar and no per-epoch lines."),
+) -> None:
+    """Train the conditional DCGAN with the original project's defaults (10 epochs, batch 16, Adam
+    0.5/0.999, lr G 2e-4 / D 5e-5, BCE, DCGAN init, seed 42, 128 px, balanced sampling).
+
+    Writes to --out: cDCGAN_generator.pth (the original's format, loadable by its inference code,
+    plus config and provenance), training_history.csv, loss_curves.png, samples/*.png (one row per
+    stage, fixed noise), config.json and full checkpoints in checkpoints/ (the last 2 kept).
+    An --out that already holds checkpoints is refused unless --resume is given.
+    Multi-GPU / multi-process: launch with torchrun (DDP; NCCL on CUDA, gloo on CPU).
+    """
+    from ._deps import require_torch
+
+    require_torch("cgan-train")
+    from .loop import TrainConfig
+    from .loop import train as run_training
+
+    class_list = [c.strip() for c in classes.split(",") if c.strip()] if classes is not None else None
+    if classes is not None and not class_list:
+        raise CganError(f"--classes {classes!r} names no class; give folder names in stage order, e.g. \"a,b,c,d\"")
+    config = TrainConfig(
+        data=data, classes=class_list, strict=strict, cache_dir=cache_dir, epochs=epochs, max_steps=max_steps,
+        batch_size=batch_size, lr_g=lr_g, lr_d=lr_d, seed=seed, img_size=img_size, z_dim=z_dim, disc=disc,
+        balance=balance, device=device, precision=precision, channels_last=channels_last, threads=threads, out=out,
+        resume=resume, ema=ema, ema_decay=ema_decay, sample_every=sample_every, checkpoint_every=checkpoint_every,
+        keep_checkpoints=keep_checkpoints, workers=workers, quiet=quiet,
+    )
+    result = run_training(config, log=typer.echo)
+    if quiet and os.environ.get("RANK", "0") == "0":
+        typer.echo(f"{result.steps} steps; generator {result.generator}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":  # `python -m cgan.train.cli`, e.g. under torchrun
+    main()

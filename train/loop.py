@@ -1,0 +1,626 @@
+"""The training loop: ``train(TrainConfig) -> TrainResult``.
+
+One step is the original notebook's: the discriminator on a real batch and on ``G(z, labels)``
+(BCE with logits, real=1, fake=0), then the generator against ``D(G(z, labels))`` with target 1.
+What makes it faster than the original is around the step, not in it: batches are gathered from
+the uint8 memory-mapped cache and mapped to [-1, 1] in torch (no per-image decode), D's weight
+gradients are not computed during the generator step (they were zeroed unused), and the device,
+precision and thread count are chosen once.
+
+Exact resume: the sampler's draws for an epoch are a pure function of (seed, epoch), the noise
+comes from a dedicated generator whose state is checkpointed with every other RNG, and the
+checkpoint records the position (epoch, batch) — so a resumed run repeats an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import json
+import math
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+from cgan.runtime import __version__
+from cgan.runtime.contract import noise, to_uint8
+from cgan.runtime.errors import CganError
+
+from . import checkpoint as ckpt
+from . import ddp, outputs
+from .models import DISCRIMINATORS, Generator, GeneratorConfig, build_discriminator
+
+Log = Callable[[str], object]
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+DEVICES = ("auto", "cpu", "cuda")
+SAMPLE_COLUMNS = 8  # fixed-noise samples per stage in each grid
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on; built from cgan-train's flags, saved as config.json."""
+
+    data: Path | None = None  # None: the built-in synthetic OASIS-like set
+    classes: list[str] | None = None
+    strict: bool = False
+    cache_dir: Path | None = None
+    epochs: int = 10
+    max_steps: int | None = None  # total optimizer steps, counting those before --resume
+    batch_size: int = 16
+    lr_g: float = 2e-4
+    lr_d: float = 5e-5
+    beta1: float = 0.5
+    beta2: float = 0.999
+    seed: int = 42
+    img_size: int = 128
+    z_dim: int = 100
+    disc: str = "projection"
+    balance: bool = True
+    device: str = "auto"
+    precision: str = "auto"
+    channels_last: bool = False
+    threads: int | None = None
+    out: Path = Path("model_output")
+    resume: bool = False
+    ema: bool = False
+    ema_decay: float = 0.999
+    sample_every: int = 1  # epochs; 0 = only at the end of the run
+    checkpoint_every: int = 500  # steps; 0 = only at epoch ends and the end of the run
+    keep_checkpoints: int = 2
+    workers: int = 0  # batch-gathering threads; 0 gathers in the training thread
+    quiet: bool = False
+
+    # fields a resumed run takes from its checkpoint (the others steer this invocation only)
+    RUN_FIELDS = ("data", "classes", "strict", "batch_size", "lr_g", "lr_d", "beta1", "beta2", "seed",
+                  "img_size", "z_dim", "disc", "balance", "precision", "channels_last", "ema", "ema_decay")
+
+    def validate(self) -> None:
+        """Raise :class:`CganError` naming the first flag that is out of range."""
+        if self.img_size < 32 or self.img_size & (self.img_size - 1):
+            raise CganError(f"--img-size must be a power of two >= 32 (32, 64, 128, 256...), got {self.img_size}")
+        positive = {"--epochs": self.epochs, "--batch-size": self.batch_size, "--z-dim": self.z_dim,
+                    "--keep-checkpoints": self.keep_checkpoints}
+        if self.max_steps is not None:
+            positive["--max-steps"] = self.max_steps
+        if self.threads is not None:
+            positive["--threads"] = self.threads
+        for flag, value in positive.items():
+            if value < 1:
+                raise CganError(f"{flag} must be at least 1, got {value}")
+        for flag, value in {"--sample-every": self.sample_every, "--checkpoint-every": self.checkpoint_every,
+                            "--workers": self.workers, "--seed": self.seed}.items():
+            if value < 0:
+                raise CganError(f"{flag} must be >= 0, got {value}")
+        for flag, value in {"--lr-g": self.lr_g, "--lr-d": self.lr_d}.items():
+            if not value > 0:
+                raise CganError(f"{flag} must be > 0, got {value}")
+        if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
+            raise CganError(f"Adam betas must lie in [0, 1), got ({self.beta1}, {self.beta2})")
+        if not 0 < self.ema_decay < 1:
+            raise CganError(f"--ema-decay must lie in (0, 1), got {self.ema_decay}")
+        if self.disc not in DISCRIMINATORS:
+            raise CganError(f"--disc {self.disc!r} is unknown; choose {' or '.join(DISCRIMINATORS)}")
+        if self.device not in DEVICES:
+            raise CganError(f"--device {self.device!r} is unknown; choose {', '.join(DEVICES)}")
+        if self.precision not in PRECISIONS:
+            raise CganError(f"--precision {self.precision!r} is unknown; choose {', '.join(PRECISIONS)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        for key in ("data", "cache_dir", "out"):
+            d[key] = None if d[key] is None else str(d[key])
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        kw = {k: v for k, v in d.items() if k in known}
+        for key in ("data", "cache_dir", "out"):
+            if kw.get(key) is not None:
+                kw[key] = Path(kw[key])
+        return cls(**kw)
+
+
+@dataclass
+class TrainResult:
+    out: Path
+    generator: Path  # the seed-format generator file
+    checkpoint: Path | None  # the newest full checkpoint
+    steps: int  # total optimizer steps of the run (including those before --resume)
+    epochs: float  # epochs done, fractional when stopped mid-epoch
+    history: list[dict[str, Any]]  # training_history.csv's rows
+    step_losses: np.ndarray  # float64 [n, 4]: d_loss, g_loss, d_real, d_fake of the steps run by this call
+    first_step: int  # global index (1-based) of step_losses[0]
+    images_per_s: float  # training throughput of this call, all ranks together
+    device: str
+    precision: str
+    config: TrainConfig = field(repr=False, default_factory=TrainConfig)
+
+
+# ---------------------------------------------------------------- choices made once
+
+def resolve_device(requested: str, info: ddp.DistInfo) -> torch.device:
+    cuda = torch.cuda.is_available()
+    if requested == "cuda" and not cuda:
+        raise CganError("--device cuda: CUDA is not available (no GPU or a CPU-only torch build); "
+                        "use --device cpu or --device auto")
+    if requested == "cuda" or (requested == "auto" and cuda):
+        if info.enabled and info.local_rank >= torch.cuda.device_count():
+            raise CganError(f"LOCAL_RANK {info.local_rank} but only {torch.cuda.device_count()} CUDA device(s)")
+        return torch.device("cuda", info.local_rank if info.enabled else torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def resolve_precision(requested: str, device: torch.device) -> str:
+    if requested == "auto":
+        return "fp16" if device.type == "cuda" else "fp32"  # the original: AMP on GPU only
+    if requested == "fp16" and device.type != "cuda":
+        raise CganError("--precision fp16 needs CUDA (GradScaler); on CPU use bf16 or fp32")
+    return requested
+
+
+# ---------------------------------------------------------------- sampling and batches
+
+def epoch_order(labels: np.ndarray, num_classes: int, *, seed: int, epoch: int, balance: bool,
+                rank: int = 0, world_size: int = 1) -> np.ndarray:
+    """This rank's image indices for ``epoch``: a pure function of (labels, seed, epoch, rank).
+
+    Balanced (the original's WeightedRandomSampler): len(labels) draws with replacement, image
+    weight 1/count of its class. Unbalanced: a permutation. Rank r takes draws r, r+W, r+2W...,
+    trimmed so every rank has the same number (DDP needs equal step counts).
+    """
+    n = len(labels)
+    rng = np.random.default_rng([seed, epoch])
+    if balance:
+        counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
+        weights = 1.0 / counts[labels]
+        draws = rng.choice(n, size=n, replace=True, p=weights / weights.sum())
+    else:
+        draws = rng.permutation(n)
+    return draws[rank::world_size][: n // world_size]
+
+
+def _batches(images: np.ndarray, labels: np.ndarray, order: np.ndarray, batch_size: int, start: int,
+             workers: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(uint8 images, int64 labels) of batches ``start``.. of ``order``, gathered from the memmap."""
+    spans = [order[i : i + batch_size] for i in range(start * batch_size, len(order), batch_size)]
+
+    def gather(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return np.ascontiguousarray(images[idx]), labels[idx]
+
+    if workers == 0:
+        yield from map(gather, spans)
+        return
+    with ThreadPoolExecutor(workers, thread_name_prefix="cgan-batch") as pool:
+        pending: deque = deque()
+        todo = iter(spans)
+        for idx in todo:
+            pending.append(pool.submit(gather, idx))
+            if len(pending) >= 2 * workers:
+                break
+        while pending:
+            yield pending.popleft().result()
+            nxt = next(todo, None)
+            if nxt is not None:
+                pending.append(pool.submit(gather, nxt))
+
+
+def to_model_input(u8: np.ndarray, device: torch.device, channels_last: bool = False) -> torch.Tensor:
+    """uint8 ``[B, H, W]`` -> float32 ``[B, 1, H, W]`` on ``device``, ``x * 2/255 - 1`` as
+    :func:`cgan.runtime.contract.from_uint8` (done in torch, after the 4x smaller uint8 transfer)."""
+    x = torch.from_numpy(u8).to(device, non_blocking=True).unsqueeze(1).float().mul_(2.0 / 255.0).sub_(1.0)
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+# ---------------------------------------------------------------- the run
+
+class _Run:
+    """State of one run; ``step`` is the whole algorithm, the rest is bookkeeping."""
+
+    def __init__(self, config: TrainConfig, image_set, info: ddp.DistInfo, device: torch.device,
+                 precision: str, log: Log) -> None:
+        self.config, self.info, self.device, self.precision, self.log = config, info, device, precision, log
+        self.images, self.labels = image_set.images, np.asarray(image_set.labels, dtype=np.int64)
+        self.class_names = list(image_set.class_names)
+        self.description = image_set.description
+        c = config
+        if self.images.ndim != 3 or self.images.shape[1:] != (c.img_size, c.img_size):
+            raise CganError(f"the training images are {tuple(self.images.shape[1:])} but --img-size is {c.img_size}")
+        self.gen_config = GeneratorConfig(z_dim=c.z_dim, num_classes=len(self.class_names), img_size=c.img_size)
+
+        # same seed on every rank: identical initial weights (DDP also broadcasts rank 0's)
+        torch.manual_seed(c.seed)
+        np.random.seed(c.seed)
+        import random
+        random.seed(c.seed)
+        self.G = Generator(self.gen_config).to(device)
+        self.D = build_discriminator(c.disc, self.gen_config).to(device)
+        if c.channels_last:
+            self.G.to(memory_format=torch.channels_last)
+            self.D.to(memory_format=torch.channels_last)
+        self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False) if c.ema else None
+        betas = (c.beta1, c.beta2)
+        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=c.lr_g, betas=betas)
+        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=c.lr_d, betas=betas)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+        self.amp_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(precision)
+        self.bce = nn.BCEWithLogitsLoss()
+        # the training noise: its own generator, seeded per rank, checkpointed
+        self.noise_gen = torch.Generator(device=device)
+        self.noise_gen.manual_seed(int(np.random.SeedSequence([c.seed, info.rank]).generate_state(1, np.uint64)[0] >> 1))
+
+        if info.enabled:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            ids = [device.index] if device.type == "cuda" else None
+            self.G_train: nn.Module = DDP(self.G, device_ids=ids)
+            self.D_train: nn.Module = DDP(self.D, device_ids=ids)
+        else:
+            self.G_train, self.D_train = self.G, self.D
+
+        n_rank = len(self.labels) // info.world_size
+        if n_rank < 1:
+            raise CganError(f"{len(self.labels)} images cannot be shared by {info.world_size} processes")
+        self.steps_per_epoch = math.ceil(n_rank / c.batch_size)
+        self.total_steps = c.epochs * self.steps_per_epoch
+        if c.max_steps is not None:
+            self.total_steps = min(self.total_steps, c.max_steps)
+        # position and history
+        self.step = 0
+        self.epoch = 0
+        self.batch = 0  # next batch index within self.epoch
+        self.history: list[dict[str, Any]] = []
+        self.epoch_metrics = torch.zeros(self.steps_per_epoch, 4, dtype=torch.float64)
+        self.epoch_images = 0
+        self.epoch_time = 0.0
+        self.last_checkpoint: Path | None = None
+        self.created = datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+
+    # ------------------------------------------------------------ one step
+
+    def _autocast(self):
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def train_step(self, real: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """One D update then one G update; returns [d_loss, g_loss, D(real), D(fake)] (on device)."""
+        G, D, scaler = self.G_train, self.D_train, self.scaler
+        b = real.shape[0]
+        ones = torch.ones(b, device=self.device)
+        zeros = torch.zeros(b, device=self.device)
+        z = torch.randn(b, self.gen_config.z_dim, device=self.device, generator=self.noise_gen)
+
+        with self._autocast():
+            fake = G(z, labels)
+            real_logits = D(real, labels).float()
+            fake_logits = D(fake.detach(), labels).float()
+            loss_d = self.bce(real_logits, ones) + self.bce(fake_logits, zeros)
+        self.opt_d.zero_grad(set_to_none=True)
+        scaler.scale(loss_d).backward()
+        scaler.step(self.opt_d)
+
+        # G step: D's weight gradients would be thrown away, so D is frozen and DDP told not to sync it
+        self.D.requires_grad_(False)
+        no_sync = D.no_sync() if self.info.enabled else contextlib.nullcontext()
+        with no_sync:
+            with self._autocast():
+                loss_g = self.bce(D(fake, labels).float(), ones)
+            self.opt_g.zero_grad(set_to_none=True)
+            scaler.scale(loss_g).backward()
+        self.D.requires_grad_(True)
+        scaler.step(self.opt_g)
+        scaler.update()
+        if self.G_ema is not None:
+            self._update_ema()
+        with torch.no_grad():
+            return torch.stack([loss_d.detach(), loss_g.detach(),
+                                torch.sigmoid(real_logits.detach()).mean(), torch.sigmoid(fake_logits.detach()).mean()])
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        decay = self.config.ema_decay
+        for e, p in zip(self.G_ema.parameters(), self.G.parameters()):
+            e.lerp_(p, 1.0 - decay)
+        for e, b in zip(self.G_ema.buffers(), self.G.buffers()):
+            e.copy_(b)
+
+    # ------------------------------------------------------------ state
+
+    def state(self) -> dict[str, Any]:
+        """The full checkpoint body (collective under DDP: every rank must call it)."""
+        per_rank = ddp.gather_objects(self.info, {"rng": ckpt.capture_rng(), "noise": self.noise_gen.get_state()})
+        return {
+            "config": self.gen_config.to_dict(),
+            "train_config": self.config.to_dict(),
+            "class_names": list(self.class_names),
+            "training_data": self.description,
+            "generator": self.G.state_dict(),
+            "generator_ema": None if self.G_ema is None else self.G_ema.state_dict(),
+            "discriminator": self.D.state_dict(),
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "rng": [r["rng"] for r in per_rank],
+            "noise_rng": [r["noise"] for r in per_rank],
+            "noise_device": self.device.type,
+            "world_size": self.info.world_size,
+            "step": self.step,
+            "epoch": self.epoch,
+            "batch": self.batch,
+            "epoch_metrics": self.epoch_metrics[: self.batch].clone(),
+            "epoch_images": self.epoch_images,
+            "epoch_time": self.epoch_time,
+            "history": list(self.history),
+            "created": self.created,
+            "tool_version": __version__,
+        }
+
+    def load_state(self, state: dict[str, Any], source: Path) -> None:
+        if state["world_size"] != self.info.world_size:
+            raise CganError(f"{source} was written by a run of {state['world_size']} process(es); resume it with "
+                            f"the same number (this run has {self.info.world_size})")
+        if state["class_names"] != self.class_names:
+            raise CganError(f"{source} was trained on classes {state['class_names']}, the data now has "
+                            f"{self.class_names}; resume with the same data")
+        self.G.load_state_dict(state["generator"])
+        self.D.load_state_dict(state["discriminator"])
+        if self.G_ema is not None:
+            self.G_ema.load_state_dict(state["generator_ema"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        self.scaler.load_state_dict(state["scaler"])
+        ckpt.restore_rng(state["rng"][self.info.rank])
+        if state["noise_device"] == self.device.type:
+            self.noise_gen.set_state(state["noise_rng"][self.info.rank])
+        else:
+            self.log(f"warning: {source} was trained on {state['noise_device']}, this run uses {self.device.type}; "
+                     "training continues, but not bit-for-bit as an uninterrupted run")
+        self.step, self.epoch, self.batch = state["step"], state["epoch"], state["batch"]
+        self.epoch_metrics[: self.batch] = state["epoch_metrics"]
+        self.epoch_images, self.epoch_time = state["epoch_images"], state["epoch_time"]
+        self.history = list(state["history"])
+        self.created = state["created"]
+
+    # ------------------------------------------------------------ outputs (rank 0)
+
+    @property
+    def epochs_done(self) -> float:
+        return self.epoch + self.batch / self.steps_per_epoch
+
+    def epoch_row(self) -> dict[str, Any]:
+        """This epoch's history row so far (averaged over ranks)."""
+        local = torch.cat([self.epoch_metrics[: self.batch].sum(0),
+                           torch.tensor([self.batch, self.epoch_images], dtype=torch.float64)])
+        total = ddp.sum_across(self.info, local)
+        steps = max(float(total[4]), 1.0)
+        d_loss, g_loss, d_real, d_fake = (total[:4] / steps).tolist()
+        t = self.epoch_time
+        return {"epoch": self.epoch + 1, "g_loss": g_loss, "d_loss": d_loss, "d_real": d_real, "d_fake": d_fake,
+                "epoch_time_s": t, "steps": self.batch, "images_per_s": float(total[5]) / t if t > 0 else 0.0}
+
+    def provenance(self) -> dict[str, str]:
+        done = self.epochs_done
+        return {
+            "training_data": self.description,
+            "epochs": f"{done:g}" if done == int(done) else f"{done:.3f}",
+            "steps": str(self.step),
+            "created": datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
+            "run_started": self.created,
+            "tool_version": __version__,
+            "seed": str(self.config.seed),
+            "discriminator": self.config.disc,
+            "precision": self.precision,
+            "batch_size": str(self.config.batch_size),
+            "world_size": str(self.info.world_size),
+            "ema": f"true (decay {self.config.ema_decay}; 'model' holds the EMA weights)" if self.G_ema is not None
+            else "false",
+        }
+
+    def export_generator(self) -> nn.Module:
+        return self.G_ema if self.G_ema is not None else self.G
+
+    def write_generator(self) -> Path:
+        path = Path(self.config.out) / ckpt.GENERATOR_FILE
+        payload = ckpt.generator_payload(self.export_generator().state_dict(), self.gen_config.to_dict(),
+                                         self.provenance(), ema=self.G_ema is not None)
+        return ckpt.save_generator(path, payload)
+
+    @torch.no_grad()
+    def write_samples(self, name: str) -> Path:
+        """A grid of fixed-noise samples: one row per stage, the same noise in every column."""
+        model = self.export_generator()
+        was_training = model.training
+        model.eval()
+        z = torch.from_numpy(noise(self.config.seed, 0, SAMPLE_COLUMNS, self.gen_config.z_dim)).to(self.device)
+        rows = []
+        for stage in range(self.gen_config.num_classes):
+            labels = torch.full((SAMPLE_COLUMNS,), stage, dtype=torch.long, device=self.device)
+            rows.append(to_uint8(model(z, labels).float().cpu().numpy())[:, 0])
+        model.train(was_training)
+        folder = Path(self.config.out) / outputs.SAMPLES_DIR
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{name}.png"
+        outputs.save_png(path, outputs.sample_grid(np.stack(rows), self.class_names))
+        return path
+
+    def write_reports(self, rows: list[dict[str, Any]]) -> None:
+        out = Path(self.config.out)
+        outputs.write_history(out / outputs.HISTORY_FILE, rows)
+        if rows:
+            outputs.plot_losses(out / outputs.LOSS_PLOT_FILE, rows)
+
+
+# ---------------------------------------------------------------- entry point
+
+def _merge_resumed(config: TrainConfig, saved: dict[str, Any], source: Path) -> TrainConfig:
+    """The saved run's settings, with this invocation's run controls; a conflicting flag is an error."""
+    saved_cfg = TrainConfig.from_dict(saved)
+    defaults = TrainConfig()
+    for name in TrainConfig.RUN_FIELDS:
+        new, old = getattr(config, name), getattr(saved_cfg, name)
+        if new != old and new != getattr(defaults, name):
+            flag = "--" + name.replace("_", "-")
+            raise CganError(f"--resume continues {source.parent.parent} with its saved {name}={old!r}; "
+                            f"drop {flag} (got {new!r}) or start a new run in another --out")
+    return dataclasses.replace(config, **{name: getattr(saved_cfg, name) for name in TrainConfig.RUN_FIELDS})
+
+
+def train(config: TrainConfig, *, image_set=None, log: Log = print) -> TrainResult:
+    """Train (or, with ``config.resume``, continue) a run; write its files to ``config.out``.
+
+    ``image_set`` (a :class:`cgan.train.data.ImageSet`) replaces loading ``config.data``.
+    Raises :class:`CganError` for bad settings before anything is written.
+    """
+    config.validate()
+    info = ddp.env_info()
+    device = resolve_device(config.device, info)
+    out = Path(config.out)
+    if out.exists() and not out.is_dir():
+        raise CganError(f"--out {out} exists and is not a folder; choose another --out")
+    latest = ckpt.latest_checkpoint(out)
+    state = None
+    if config.resume:
+        if latest is None:
+            raise CganError(f"--resume: no checkpoint in {ckpt.checkpoint_dir(out)}; start a new run without --resume")
+        state = ckpt.load_checkpoint(latest, map_location=device)
+        config = _merge_resumed(config, state["train_config"], latest)
+        config.validate()
+    elif latest is not None:
+        raise CganError(f"{out} already holds checkpoints of a run ({latest.name}); continue it with --resume, "
+                        "or choose another --out")
+    precision = resolve_precision(config.precision, device)
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
+    say: Log = log if info.is_main and not config.quiet else (lambda _msg: None)
+
+    ddp.init(info, device)
+    try:
+        return _train(config, state, latest, image_set, info, device, precision, log, say)
+    finally:
+        ddp.shutdown(info)
+
+
+def _train(config: TrainConfig, state, latest, image_set, info, device, precision, log: Log, say: Log) -> TrainResult:
+    if image_set is None:
+        from .data import load_image_set
+
+        def load():
+            return load_image_set(config.data, img_size=config.img_size, classes=config.classes,
+                                  strict=config.strict, cache_dir=config.cache_dir, log=say)
+
+        # rank 0 builds the cache; the others wait, then read it
+        image_set = load() if info.is_main else None
+        ddp.barrier(info)
+        if image_set is None:
+            image_set = load()
+
+    run = _Run(config, image_set, info, device, precision, log)
+    if state is not None:
+        run.load_state(state, latest)
+        say(f"resuming from {latest} (step {run.step}, epoch {run.epoch + 1}, batch {run.batch})")
+    del state
+
+    out = Path(config.out)
+    if info.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        summary = {**config.to_dict(), "resolved": {
+            "device": str(device), "precision": precision, "world_size": info.world_size,
+            "threads": torch.get_num_threads(), "class_names": run.class_names, "training_data": run.description,
+            "class_counts": image_set.class_counts().tolist(), "steps_per_epoch": run.steps_per_epoch,
+            "generator": run.gen_config.to_dict(), "tool_version": __version__}}
+        outputs.write_config(out / outputs.CONFIG_FILE, summary)
+        say("config: " + json.dumps(summary, default=str))
+
+    first_step = run.step + 1
+    losses: list[torch.Tensor] = []
+    run_start, run_images = time.perf_counter(), 0
+    last_saved_step = run.step
+
+    def checkpoint() -> None:
+        nonlocal last_saved_step
+        body = run.state()  # collective
+        if info.is_main:
+            run.last_checkpoint = ckpt.save_checkpoint(out, run.step, body, keep=config.keep_checkpoints)
+        last_saved_step = run.step
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    import sys
+
+    bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[stats]}"),
+                   disable=not (info.is_main and not config.quiet and sys.stderr.isatty()),
+                   console=None, transient=True)
+    with bar:
+        task = bar.add_task("training", total=run.total_steps, completed=run.step, stats="")
+        while run.step < run.total_steps:
+            order = epoch_order(run.labels, run.gen_config.num_classes, seed=config.seed, epoch=run.epoch,
+                                balance=config.balance, rank=info.rank, world_size=info.world_size)
+            bar.update(task, description=f"epoch {run.epoch + 1}/{config.epochs}")
+            t0 = time.perf_counter()
+            for u8, lab in _batches(run.images, run.labels, order, config.batch_size, run.batch, config.workers):
+                real = to_model_input(u8, device, config.channels_last)
+                labels = torch.from_numpy(lab).to(device, non_blocking=True)
+                metrics = run.train_step(real, labels)
+                run.epoch_metrics[run.batch] = metrics.to("cpu", torch.float64)
+                losses.append(run.epoch_metrics[run.batch].clone())
+                run.batch += 1
+                run.step += 1
+                run.epoch_images += len(lab)
+                run_images += len(lab)
+                now = time.perf_counter()
+                run.epoch_time += now - t0
+                t0 = now
+                if not bar.disable:
+                    d, g, dr, df = run.epoch_metrics[run.batch - 1].tolist()
+                    ips = run.epoch_images * info.world_size / max(run.epoch_time, 1e-9)
+                    bar.update(task, advance=1, stats=f"D {d:.3f}  G {g:.3f}  D(x) {dr:.2f}  D(G(z)) {df:.2f}  {ips:.1f} img/s")
+                epoch_end = run.batch == run.steps_per_epoch
+                if run.step >= run.total_steps and not epoch_end:
+                    break
+                if config.checkpoint_every and run.step % config.checkpoint_every == 0 and not epoch_end:
+                    checkpoint()
+                    t0 = time.perf_counter()  # the epoch's time counts training, not checkpoint writing
+            if run.batch < run.steps_per_epoch:
+                break  # stopped by --max-steps mid-epoch
+            # epoch end
+            row = run.epoch_row()
+            run.history.append(row)
+            run.epoch, run.batch = run.epoch + 1, 0
+            run.epoch_images, run.epoch_time = 0, 0.0
+            checkpoint()
+            if info.is_main:
+                run.write_generator()
+                run.write_reports(run.history)
+                if config.sample_every and row["epoch"] % config.sample_every == 0:
+                    run.write_samples(f"epoch_{row['epoch']:03d}")
+            say(f"epoch {row['epoch']}/{config.epochs}: D loss {row['d_loss']:.4f}, G loss {row['g_loss']:.4f}, "
+                f"D(x) {row['d_real']:.3f}, D(G(z)) {row['d_fake']:.3f}, {row['steps']} steps in "
+                f"{row['epoch_time_s']:.1f} s ({row['images_per_s']:.1f} img/s)")
+
+    # end of the run (finished, or stopped by --max-steps)
+    if run.step != last_saved_step:
+        checkpoint()
+    rows = list(run.history) + ([run.epoch_row()] if run.batch else [])
+    generator = Path(config.out) / ckpt.GENERATOR_FILE
+    if info.is_main:
+        generator = run.write_generator()
+        run.write_reports(rows)
+        if run.batch or not config.sample_every or (run.epoch % config.sample_every):
+            run.write_samples(f"step_{run.step:07d}" if run.batch else f"epoch_{run.epoch:03d}")
+    elapsed = time.perf_counter() - run_start
+    ips = run_images * info.world_size / elapsed if elapsed > 0 else 0.0
+    say(f"done: {run.step} steps ({run.epochs_done:g} epochs), {ips:.1f} img/s; generator {generator}")
+    step_losses = torch.stack(losses).numpy() if losses else np.zeros((0, 4))
+    return TrainResult(out=Path(config.out), generator=generator, checkpoint=run.last_checkpoint, steps=run.step,
+                       epochs=run.epochs_done, history=rows, step_losses=step_losses, first_step=first_step,
+                       images_per_s=ips, device=str(device), precision=precision, config=config)
