@@ -94,7 +94,7 @@ def _by_stage(values, stages):
 
 def test_ground_truth_atrophy_is_monotone_in_stage():
     rng = np.random.default_rng(0)
-    params = [synth.sample_params(s, rng) for s in range(4) for _ in range(60)]
+    params = [synth.sample_params(s, rng) for s in range(4) for _ in range(300)]
     stages = np.array([p.stage for p in params])
     for name, sign in (("severity", 1), ("ventricle_scale", 1), ("sulcal_width", 1), ("csf_gap", 1),
                        ("cortical_thickness", -1)):

@@ -102,9 +102,9 @@ def sample_params(stage: int, rng: np.random.Generator) -> SliceParams:
     return SliceParams(
         stage=int(stage),
         severity=sev,
-        ventricle_scale=indiv(0.10) * (1.0 + 1.6 * sev),
+        ventricle_scale=indiv(0.08) * (1.0 + 1.8 * sev),
         ventricle_length=indiv(0.06) * (1.0 + 0.25 * sev),
-        sulcal_width=indiv(0.12) * (0.010 + 0.035 * sev),
+        sulcal_width=indiv(0.10) * (0.010 + 0.040 * sev),
         sulcal_depth=indiv(0.10) * (0.15 + 0.05 * sev),
         cortical_thickness=indiv(0.08) * (0.055 - 0.017 * sev),
         csf_gap=indiv(0.15) * (0.012 + 0.030 * sev),
