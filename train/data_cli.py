@@ -26,7 +26,7 @@ def synth(
     n: int = typer.Option(8000, "--n", help="Number of images."),
     seed: int = typer.Option(0, "--seed", help="Seed: the same seed gives the same files, byte for byte."),
     img_size: int = typer.Option(128, "--img-size", help="Image width and height in pixels."),
-    workers: Optional[int] = typer.Option(None, "--workers", help="Worker processes [default: CPU count, at most 8]; does not change the output."),
+    workers: Optional[int] = typer.Option(None, "--workers", help="Worker processes (default: CPU count, at most 8); does not change the output."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --out."),
 ) -> None:
     """Write a synthetic OASIS-like set of axial brain slices whose atrophy grows with the stage.
@@ -47,16 +47,17 @@ def synth(
 @app.command()
 @user_errors_exit
 def scan(
-    data: Optional[Path] = typer.Option(None, "--data", help="Dataset folder [default: the built-in synthetic set]."),
-    classes: Optional[str] = typer.Option(None, "--classes", help='Class folders in stage order, e.g. "a,b,c,d" [default: OASIS folders or stage0..stageN].'),
+    data: Optional[Path] = typer.Option(None, "--data", help="Dataset folder (default: the built-in synthetic set)."),
+    classes: Optional[str] = typer.Option(None, "--classes", help='Class folders in stage order, e.g. "a,b,c,d" (default: OASIS folders or stage0..stageN).'),
     img_size: int = typer.Option(128, "--img-size", help="Image size the cache holds."),
     strict: bool = typer.Option(False, "--strict", help="Stop at the first unreadable image instead of skipping it."),
-    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Cache folder [default: $CGAN_CACHE, $XDG_CACHE_HOME/dementia-cgan or ~/.cache/dementia-cgan]."),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Cache folder (default: $CGAN_CACHE, $XDG_CACHE_HOME/dementia-cgan or ~/.cache/dementia-cgan)."),
 ) -> None:
     """Recognise a dataset's layout, print per-stage counts and skipped files, and build or refresh its cache.
 
     Layouts: the Kaggle OASIS folders (in DATA or DATA/Data, case-insensitive), stage0..stageN, or
     any class folders named with --classes. Training with the same --img-size then reads the cache.
+    Research and education only; never for clinical diagnosis.
     """
     from .data import load_image_set
 
