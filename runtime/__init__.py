@@ -3,6 +3,7 @@
 For research and education only; never for diagnosis.
 """
 
+from .api import OnnxGenerator, load
 from .contract import DISCLAIMER, OASIS_FOLDERS, STAGE_NAMES, ModelInfo, read_metadata
 from .errors import CganError, ModelError, StageError
 
@@ -13,9 +14,11 @@ __all__ = [
     "DISCLAIMER",
     "ModelError",
     "ModelInfo",
+    "OnnxGenerator",
     "OASIS_FOLDERS",
     "STAGE_NAMES",
     "StageError",
     "__version__",
+    "load",
     "read_metadata",
 ]

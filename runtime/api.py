@@ -1,0 +1,173 @@
+"""The Python API: ``load()`` a model and ``generate()`` images, torch-free.
+
+    from cgan.runtime import load
+    gen = load()                                   # --model resolution: last export, else the embedded default
+    gen = load("model.onnx") or load("hf:owner/repo")
+    images = gen.generate(stage=2, n=16, seed=0)   # uint8 [16, H, W]
+    gen.info                                       # ModelInfo: size, stage names, provenance
+
+Image k of (model, seed, stage) is the same whatever the batch size or ``start`` that produced it:
+the latent row of image k is ``contract.noise(seed, k, 1, z_dim)``. Calls from several threads at
+once are safe (one ORT session, no shared mutable buffers).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from .contract import ModelInfo, Key, noise, parse_stage, to_uint8
+from .errors import CganError
+from .resolve import ResolvedModel, resolve_model
+from .session import GeneratorSession, SessionSettings, open_session
+
+# Images per session call when none is given. Measured with bench/ on a 2-core CPU and the 128-px
+# generator (see the runtime report in README): larger batches gave no further gain there, and 64
+# keeps a batch of float32 output at 4 MiB.
+DEFAULT_BATCH_SIZE = 64
+# On a GPU, bigger batches keep the device busy; 256 x 128 x 128 float32 is 16 MiB.
+DEFAULT_DEVICE_BATCH_SIZE = 256
+
+
+class GenerateError(CganError, ValueError):
+    """A bad argument to generate(): n, seed, start or batch size."""
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Consecutive images ``start .. start+len(images)-1`` of one stage, float32 [b, C, H, W] in the output range."""
+
+    stage: int
+    start: int
+    images: np.ndarray
+
+
+class OnnxGenerator:
+    """A generator model loaded in ONNX Runtime: stage-conditioned images from a seed."""
+
+    def __init__(self, session: GeneratorSession, model: ResolvedModel) -> None:
+        self._session = session
+        self.model = model
+
+    # ------------------------------------------------------------ description
+    @property
+    def info(self) -> ModelInfo:
+        return self._session.info
+
+    @property
+    def path(self) -> Path:
+        return self.model.path
+
+    @property
+    def source(self) -> str:
+        """Which model is used and how it was found (a path, a Hub file, the last export, the embedded default)."""
+        return self.model.description
+
+    @property
+    def provider(self) -> str:
+        """The execution provider that runs the model, e.g. ``CPUExecutionProvider``."""
+        return self._session.provider
+
+    @property
+    def providers(self) -> list[str]:
+        return list(self._session.providers)
+
+    @property
+    def settings(self) -> SessionSettings:
+        return self._session.settings
+
+    @property
+    def default_batch_size(self) -> int:
+        return DEFAULT_DEVICE_BATCH_SIZE if self._session.device else DEFAULT_BATCH_SIZE
+
+    @property
+    def training_data(self) -> str:
+        return self.info.provenance.get(Key.TRAINING_DATA, "not recorded in the model")
+
+    def describe(self) -> str:
+        """One line: the model, what it was trained on, and the provider."""
+        threads = self.settings.threads
+        cpu = f", {threads} threads" if threads and self.provider == "CPUExecutionProvider" else ""
+        return (
+            f"model: {self.source}; trained on: {self.training_data}; "
+            f"{self.info.img_size} px, {self.info.num_classes} stages; provider: {self.provider}{cpu}"
+        )
+
+    def __repr__(self) -> str:
+        return f"OnnxGenerator({self.source!r}, provider={self.provider!r})"
+
+    # ------------------------------------------------------------ generation
+    def stage_index(self, stage: int | str) -> int:
+        """A stage number or name (case-insensitive) -> its index; :class:`StageError` if the model has no such stage."""
+        return parse_stage(stage, self.info.stage_names)
+
+    def batches(
+        self, stage: int | str, n: int, *, seed: int = 0, start: int = 0, batch_size: int | None = None
+    ) -> Iterator[Batch]:
+        """Images ``start .. start+n-1`` of ``stage`` in session-sized batches (float32, as the model outputs them)."""
+        s = self.stage_index(stage)
+        n, seed, start, bs = _check_counts(n, seed, start, self.default_batch_size if batch_size is None else batch_size)
+        return self._batches(s, n, seed, start, bs)
+
+    def _batches(self, s: int, n: int, seed: int, start: int, bs: int) -> Iterator[Batch]:
+        info = self.info
+        for k0 in range(start, start + n, bs):
+            b = min(bs, start + n - k0)
+            z = noise(seed, k0, b, info.z_dim)
+            images = self._session.run(z, np.full(b, s, dtype=np.int64))
+            yield Batch(stage=s, start=k0, images=images)
+
+    def generate_float(
+        self, stage: int | str = 0, n: int = 16, *, seed: int = 0, start: int = 0, batch_size: int | None = None
+    ) -> np.ndarray:
+        """Images ``start .. start+n-1`` of ``stage`` as float32 ``[n, C, H, W]`` in the output range ([-1, 1])."""
+        s = self.stage_index(stage)
+        n, seed, start, bs = _check_counts(n, seed, start, self.default_batch_size if batch_size is None else batch_size)
+        info = self.info
+        out = np.empty((n, info.channels, info.img_size, info.img_size), dtype=np.float32)
+        for k0 in range(start, start + n, bs):
+            b = min(bs, start + n - k0)
+            i = k0 - start
+            self._session.run(noise(seed, k0, b, info.z_dim), np.full(b, s, dtype=np.int64), out[i : i + b])
+        return out
+
+    def generate(
+        self, stage: int | str = 0, n: int = 16, *, seed: int = 0, start: int = 0, batch_size: int | None = None
+    ) -> np.ndarray:
+        """Images ``start .. start+n-1`` of ``stage`` as uint8 ``[n, H, W]`` (``[n, H, W, C]`` for a multi-channel model)."""
+        return self.to_uint8(self.generate_float(stage, n, seed=seed, start=start, batch_size=batch_size))
+
+    def to_uint8(self, images: np.ndarray) -> np.ndarray:
+        """float32 ``[b, C, H, W]`` model output -> uint8 ``[b, H, W]`` (or ``[b, H, W, C]``), with the contract's mapping."""
+        pixels = to_uint8(images, self.info.output_range)
+        return pixels[:, 0] if pixels.shape[1] == 1 else np.ascontiguousarray(pixels.transpose(0, 2, 3, 1))
+
+
+def load(
+    model: str | os.PathLike | None = None,
+    *,
+    provider: str = "auto",
+    threads: int | None = None,
+    cwd: str | os.PathLike | None = None,
+) -> OnnxGenerator:
+    """Load a generator model: ``model`` is a path, ``"hf:OWNER/REPO[/FILE]"`` or None (the last export
+    ``model_output/cDCGAN_generator.onnx``, else the embedded default). ``provider``: ``auto``, ``cpu``,
+    ``cuda`` or any ORT provider name. Raises a :class:`CganError` that says what to do on failure."""
+    resolved = resolve_model(model, cwd=cwd)
+    settings = SessionSettings(provider=provider, threads=threads)
+    return OnnxGenerator(open_session(resolved.path, settings, source=resolved.description), resolved)
+
+
+def _check_counts(n: int, seed: int, start: int, batch_size: int) -> tuple[int, int, int, int]:
+    def _int(name: str, value: object, lo: int) -> int:
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise GenerateError(f"{name} must be an integer, got {value!r}")
+        if value < lo:
+            raise GenerateError(f"{name} must be >= {lo}, got {value}")
+        return int(value)
+
+    return _int("n", n, 1), _int("seed", seed, 0), _int("start", start, 0), _int("batch size", batch_size, 1)

@@ -1,0 +1,314 @@
+"""``cgan-run``: generate stage-conditioned brain-MRI slices from an ONNX model, without torch."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .contract import DISCLAIMER, parse_stages
+from .errors import CganError, user_errors_exit
+
+DEFAULT_OUT = Path("generated")
+GRID_IMAGES = 16  # images per stage on a --grid sheet
+PROGRESSION_ROWS = 32  # samples on a --progression sheet
+
+app = typer.Typer(
+    name="cgan-run",
+    help=f"Generate synthetic brain-MRI slices by dementia stage with ONNX Runtime (no torch). {DISCLAIMER}",
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything a run was asked to do (printed at start, saved in npy sidecars)."""
+
+    model: Optional[str]
+    stages: tuple[int, ...]
+    n: int
+    seed: int
+    start: int
+    out: str
+    layout: str
+    format: str
+    grid: Optional[str]
+    progression: bool
+    batch_size: Optional[int]
+    provider: str
+    threads: Optional[int]
+    writers: Optional[int]
+    overwrite: bool
+
+    def line(self) -> str:
+        values = asdict(self)
+        values["stages"] = ",".join(map(str, self.stages))
+        values["model"] = self.model or "default"
+        values["batch_size"] = self.batch_size or "default"
+        return "cgan-run " + " ".join(f"{k}={v}" for k, v in values.items() if v is not None)
+
+
+_HELP = (
+    "Generate synthetic brain-MRI slices of chosen dementia stages with an exported dementia-cgan model, "
+    "on ONNX Runtime (CPU or GPU; no torch needed).\n\n"
+    "Writes --n images per stage as 8-bit grayscale PNGs at the model's size, named "
+    "stage{S}_seed{SEED}_{K:08d}.png, into --out (default generated/), or into the four Kaggle OASIS folder "
+    "names with --layout oasis. Image K of a (model, seed, stage) never changes: --start K continues a "
+    "sequence, so a job split over processes or machines equals one run.\n\n"
+    "Model: --model PATH.onnx or hf:OWNER/REPO[@REV][/FILE] (Hugging Face Hub; honours HF_HOME, HF_HUB_CACHE, "
+    "HF_HUB_OFFLINE), else model_output/cDCGAN_generator.onnx, else the model shipped with the package. "
+    "The model, its training data and the provider are always printed.\n\n"
+    "Existing files are never overwritten without --overwrite; every file appears whole or not at all.\n\n"
+    + DISCLAIMER
+)
+
+
+@app.command(help=_HELP)
+@user_errors_exit
+def run(
+    stage: str = typer.Option(
+        "all", "--stage", "-s", help="Stage: a number (0-3), a name (case-insensitive: non-demented, very-mild, mild, moderate), a comma list, or all."
+    ),
+    n: int = typer.Option(16, "--n", "-n", help="Images per stage."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help=f"Output folder [default: {DEFAULT_OUT}]."),
+    layout: str = typer.Option("flat", "--layout", help="flat: all files in --out; oasis: one Kaggle OASIS folder per stage (Non Demented, ...)."),
+    fmt: str = typer.Option("png", "--format", help="png: one 8-bit PNG per image; npy: one float32 [n,1,H,W] stack per stage in [-1,1] + a JSON sidecar; none: no image files (with --grid)."),
+    grid: Optional[Path] = typer.Option(None, "--grid", help=f"Also write a labelled contact sheet (PNG): one row per stage, its first {GRID_IMAGES} images."),
+    progression: bool = typer.Option(
+        False, "--progression", help=f"Contact sheet of the same noise at every stage: one row per sample (first {PROGRESSION_ROWS}), one column per stage [default file: OUT/progression.png]."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Seed of the noise sequence."),
+    start: int = typer.Option(0, "--start", help="Index of the first image in the sequence (for split jobs)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", help="Images per session call [default: 64 on CPU, 256 on GPU]."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="PATH.onnx or hf:OWNER/REPO[@REV][/FILE] [default: model_output/cDCGAN_generator.onnx, else the embedded model]."),
+    provider: str = typer.Option("auto", "--provider", help="auto (CUDA when available, else CPU), cpu, cuda, or any ONNX Runtime provider name."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for the model [default: onnxruntime's, one per core]."),
+    writers: Optional[int] = typer.Option(None, "--writers", help="PNG writer threads [default: cores, at most 4]."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace files that already exist."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the one line naming the model and provider (on stderr), and errors."),
+) -> None:
+    """Generate images (see _HELP)."""
+    out_dir = out if out is not None else DEFAULT_OUT
+    _check_args(n=n, seed=seed, start=start, batch_size=batch_size, threads=threads, writers=writers, layout=layout, fmt=fmt)
+    if progression and grid is None:
+        grid = out_dir / "progression.png"
+
+    from .api import load
+    from .writers import check_layout
+
+    gen = load(model, provider=provider, threads=threads)
+    stages = tuple(parse_stages(stage, gen.info.stage_names))
+    check_layout(layout, gen.info.num_classes)
+    config = RunConfig(
+        model=model, stages=stages, n=n, seed=seed, start=start, out=str(out_dir), layout=layout, format=fmt,
+        grid=str(grid) if grid else None, progression=progression, batch_size=batch_size, provider=provider,
+        threads=threads, writers=writers, overwrite=overwrite,
+    )  # fmt: skip
+    typer.echo(gen.describe(), err=True)
+    if not quiet:
+        typer.echo(config.line())
+    result = generate_to_disk(gen, config, quiet=quiet)
+    if not quiet:
+        typer.echo(result)
+
+
+def _check_args(*, n: int, seed: int, start: int, batch_size: Optional[int], threads: Optional[int], writers: Optional[int], layout: str, fmt: str) -> None:
+    from .writers import FORMATS, LAYOUTS
+
+    if n < 1:
+        raise CganError(f"--n must be at least 1, got {n}")
+    if seed < 0:
+        raise CganError(f"--seed must be >= 0, got {seed}")
+    if start < 0:
+        raise CganError(f"--start must be >= 0, got {start}")
+    if batch_size is not None and batch_size < 1:
+        raise CganError(f"--batch-size must be at least 1, got {batch_size}")
+    if threads is not None and threads < 1:
+        raise CganError(f"--threads must be at least 1, got {threads}")
+    if writers is not None and writers < 1:
+        raise CganError(f"--writers must be at least 1, got {writers}")
+    if layout not in LAYOUTS:
+        raise CganError(f"unknown --layout {layout!r}; expected one of {', '.join(LAYOUTS)}")
+    if fmt not in FORMATS:
+        raise CganError(f"unknown --format {fmt!r}; expected one of {', '.join(FORMATS)}")
+
+
+def generate_to_disk(gen, config: RunConfig, *, quiet: bool = False) -> str:
+    """Run ``config`` with ``gen`` (an OnnxGenerator): files, sheet, progress. Returns the summary line."""
+    import numpy as np
+
+    from .writers import (
+        NpyStackWriter,
+        PngWriter,
+        check_free,
+        contact_sheet,
+        disclaimer_text,
+        plan_targets,
+        prepare_dirs,
+        save_image,
+        stage_dir,
+    )
+
+    info = gen.info
+    out = Path(config.out)
+    grid = Path(config.grid) if config.grid else None
+    targets = plan_targets(out, layout=config.layout, fmt=config.format, stages=config.stages, seed=config.seed, start=config.start, n=config.n)
+    check_free([t.path for t in targets] + ([grid] if grid else []), overwrite=config.overwrite)
+    folders = {stage_dir(out, config.layout, s) for s in config.stages} if config.format != "none" else set()
+    if grid is not None:
+        folders.add(grid.parent)
+    prepare_dirs(sorted(folders))
+
+    bs = config.batch_size or gen.default_batch_size
+    total = config.n * len(config.stages)
+    keep = min(config.n, PROGRESSION_ROWS if config.progression else GRID_IMAGES) if grid else 0
+    kept: dict[int, np.ndarray] = {}
+    model_text = {
+        **disclaimer_text(),
+        "cgan.model": gen.path.name,
+        "cgan.training_data": gen.training_data,
+        "cgan.seed": str(config.seed),
+    }
+
+    progress = None if quiet else _progress()
+    task = progress.add_task("generating", total=total) if progress else None
+
+    def advance(count: int) -> None:
+        if progress is not None:
+            progress.advance(task, count)
+
+    started = time.perf_counter()
+    png = PngWriter(workers=config.writers, text=model_text, on_written=advance) if config.format == "png" else None
+    stack: NpyStackWriter | None = None
+    try:
+        if progress is not None:
+            progress.start()
+        for s in config.stages:
+            folder = stage_dir(out, config.layout, s)
+            if config.format == "npy":
+                stack = NpyStackWriter(
+                    next(t.path for t in targets if t.stage == s and t.path.suffix == ".npy"),
+                    (config.n, info.channels, info.img_size, info.img_size),
+                    _sidecar(gen, config, s),
+                )
+            for batch in gen.batches(s, config.n, seed=config.seed, start=config.start, batch_size=bs):
+                b = len(batch.images)
+                offset = batch.start - config.start
+                pixels = None
+                if png is not None or offset < keep:
+                    pixels = gen.to_uint8(batch.images)
+                if offset < keep:
+                    kept[s] = pixels[: keep - offset] if s not in kept else np.concatenate([kept[s], pixels[: keep - offset]])
+                if png is not None:
+                    ks = range(batch.start, batch.start + b)
+                    png.submit(
+                        pixels,
+                        [folder / _image_name(s, config.seed, k) for k in ks],
+                        [{"cgan.stage": f"{s} {info.stage_names[s]}", "cgan.index": str(k)} for k in ks],
+                    )
+                else:
+                    if stack is not None:
+                        stack.write(offset, batch.images)
+                    advance(b)
+            if stack is not None:
+                stack.finish()
+                stack = None
+        if png is not None:
+            png.close()
+            png = None
+    except BaseException:
+        if png is not None:
+            png.close(cancel=True)
+        if stack is not None:
+            stack.abort()
+        raise
+    finally:
+        if progress is not None:
+            progress.stop()
+    seconds = time.perf_counter() - started
+
+    sheet_note = ""
+    if grid is not None:
+        save_image(_sheet(gen, config, kept), grid)
+        sheet_note = f"; contact sheet {grid}"
+    what = {"png": "PNG images", "npy": "images in npy stacks", "none": "images (not saved)"}[config.format]
+    where = f" to {out}" + (" (OASIS layout)" if config.layout == "oasis" else "") if config.format != "none" else ""
+    return (
+        f"wrote {total} {what}{where} in {seconds:.1f} s ({total / seconds:.0f} images/s, batch {bs}, "
+        f"{gen.provider}){sheet_note}"
+    )
+
+
+def _image_name(stage: int, seed: int, k: int) -> str:
+    from .writers import image_name
+
+    return image_name(stage, seed, k)
+
+
+def _sheet(gen, config: RunConfig, kept: dict):
+    from .writers import contact_sheet
+
+    names = gen.info.stage_names
+    title = f"dementia-cgan, seed {config.seed}: synthetic images, research only"
+    if config.progression:
+        m = min(len(v) for v in kept.values())
+        cells = [[kept[s][i] for s in config.stages] for i in range(m)]
+        return contact_sheet(
+            cells,
+            row_labels=[f"k={config.start + i}" for i in range(m)],
+            col_labels=[f"{s}: {names[s]}" for s in config.stages],
+            title=title,
+        )
+    cells = [list(kept[s]) for s in config.stages]
+    return contact_sheet(cells, row_labels=[f"{s}: {names[s]}" for s in config.stages], title=title + f", k={config.start}..")
+
+
+def _sidecar(gen, config: RunConfig, stage: int) -> dict:
+    info = gen.info
+    return {
+        "description": "float32 images [n, channels, H, W] in output_range; row i is image index start + i",
+        "stage": stage,
+        "stage_name": info.stage_names[stage],
+        "seed": config.seed,
+        "start": config.start,
+        "n": config.n,
+        "indices": [config.start, config.start + config.n],
+        "model": gen.source,
+        "model_info": info.as_dict(),
+        "provider": gen.provider,
+        "created": datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
+        "run": json.loads(json.dumps(asdict(config))),
+        "disclaimer": DISCLAIMER,
+    }
+
+
+def _progress():
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.text import Text
+
+    class Rate(ProgressColumn):
+        def render(self, task) -> Text:
+            speed = task.finished_speed or task.speed
+            return Text(f"{speed:,.0f} images/s" if speed else "- images/s")
+
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        Rate(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=False,
+    )
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,135 @@
+"""Which model file to use: ``--model`` (a path or ``hf:OWNER/REPO[/FILE]``), the last export, or the embedded default.
+
+Resolution order (design.md, "Default chain"):
+
+1. ``model`` given: a local ``.onnx`` path, or ``hf:OWNER/REPO[@REVISION][/FILE]`` fetched through
+   huggingface_hub (default FILE ``cDCGAN_generator.onnx``). The library's own cache and settings
+   apply unchanged: ``HF_HOME``, ``HF_HUB_CACHE``, ``HF_HUB_OFFLINE``, ``HF_TOKEN``.
+2. ``model_output/cDCGAN_generator.onnx`` under the working directory (what ``cgan-export`` writes).
+3. The default model shipped inside the package, ``cgan/runtime/assets/default.onnx``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import ModelError
+
+MODEL_FILE = "cDCGAN_generator.onnx"
+LAST_EXPORT = Path("model_output") / MODEL_FILE
+EMBEDDED_DEFAULT = Path(__file__).resolve().parent / "assets" / "default.onnx"
+HUB_PREFIX = "hf:"
+
+# hf:OWNER/REPO, optional @REVISION after the repo, optional /FILE (may contain folders).
+_HUB_RE = re.compile(r"^(?P<owner>[^/@\s]+)/(?P<repo>[^/@\s]+)(?:@(?P<rev>[^/\s]+))?(?:/(?P<file>\S+))?$")
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """A model file on local disk and how it was found."""
+
+    path: Path
+    kind: str  # "path" | "hub" | "last-export" | "embedded"
+    description: str  # for the "model: ..." line, e.g. "hf:owner/repo/file (revision main, cached at ...)"
+
+
+@dataclass(frozen=True)
+class HubSpec:
+    repo_id: str
+    filename: str = MODEL_FILE
+    revision: str | None = None
+
+    def __str__(self) -> str:
+        rev = f"@{self.revision}" if self.revision else ""
+        return f"{HUB_PREFIX}{self.repo_id}{rev}/{self.filename}"
+
+
+def parse_hub_spec(text: str) -> HubSpec:
+    """``hf:OWNER/REPO[@REVISION][/FILE]`` -> :class:`HubSpec`; a malformed one is a :class:`ModelError`."""
+    body = text[len(HUB_PREFIX):] if text.startswith(HUB_PREFIX) else text
+    m = _HUB_RE.match(body)
+    if not m:
+        raise ModelError(
+            f"cannot read Hub model {text!r}; expected hf:OWNER/REPO[@REVISION][/FILE], e.g. hf:someone/dementia-cgan/{MODEL_FILE}"
+        )
+    return HubSpec(repo_id=f"{m['owner']}/{m['repo']}", filename=m["file"] or MODEL_FILE, revision=m["rev"])
+
+
+def resolve_model(model: str | os.PathLike | None = None, *, cwd: str | os.PathLike | None = None) -> ResolvedModel:
+    """Find the model file to use (see the module docstring for the order); raise :class:`ModelError` if none."""
+    if model is not None and str(model).startswith(HUB_PREFIX):
+        return _from_hub(parse_hub_spec(str(model)))
+    if model is not None:
+        path = Path(model).expanduser()
+        _check_local(path, "--model")
+        return ResolvedModel(path=path, kind="path", description=str(path))
+    last = Path(cwd or ".") / LAST_EXPORT
+    if last.is_file():
+        return ResolvedModel(path=last, kind="last-export", description=f"{last} (last export)")
+    if EMBEDDED_DEFAULT.is_file():
+        return ResolvedModel(path=EMBEDDED_DEFAULT, kind="embedded", description=f"{EMBEDDED_DEFAULT} (embedded default)")
+    raise ModelError(
+        f"no model given, no {LAST_EXPORT} here and no embedded default model in this installation; "
+        "pass --model PATH.onnx or --model hf:OWNER/REPO, or run `cgan-export` first"
+    )
+
+
+def _check_local(path: Path, what: str) -> None:
+    if not path.exists():
+        raise ModelError(f"{what} {path} does not exist; give the path of an .onnx file written by cgan-export")
+    if path.is_dir():
+        raise ModelError(f"{what} {path} is a directory; give the path of an .onnx file (e.g. {path / MODEL_FILE})")
+
+
+def _from_hub(spec: HubSpec) -> ResolvedModel:
+    try:
+        from huggingface_hub import hf_hub_download  # local: only Hub users pay for the import
+    except ImportError:  # pragma: no cover - a base dependency; only a broken install lacks it
+        raise ModelError("huggingface_hub is not installed; `pip install huggingface_hub` to use hf: models") from None
+    try:
+        local = hf_hub_download(repo_id=spec.repo_id, filename=spec.filename, revision=spec.revision)
+    except Exception as exc:  # huggingface_hub's error classes moved between versions: classify by name
+        raise ModelError(_hub_message(spec, exc)) from None
+    path = Path(local)
+    rev = spec.revision or "main"
+    return ResolvedModel(path=path, kind="hub", description=f"{spec} (revision {rev}, local copy {path})")
+
+
+def _hub_message(spec: HubSpec, exc: BaseException) -> str:
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    detail = _first_line(exc)
+    if "LocalEntryNotFoundError" in names or "OfflineModeIsEnabled" in names:
+        offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+        why = "HF_HUB_OFFLINE is set" if offline else "the Hub cannot be reached"
+        return (
+            f"cannot get {spec}: {why} and it is not in the local Hugging Face cache "
+            f"({_cache_dir()}); connect once (or unset HF_HUB_OFFLINE) to download it, or pass --model PATH.onnx"
+        )
+    if "GatedRepoError" in names:
+        return f"cannot get {spec}: the repository is gated; accept its terms on the Hub and log in (`hf auth login` or HF_TOKEN)"
+    if "RepositoryNotFoundError" in names:
+        return f"cannot get {spec}: repository {spec.repo_id} was not found on the Hub (or it is private: log in or set HF_TOKEN)"
+    if "RevisionNotFoundError" in names:
+        return f"cannot get {spec}: revision {spec.revision!r} does not exist in {spec.repo_id}"
+    if "EntryNotFoundError" in names:
+        return f"cannot get {spec}: {spec.repo_id} has no file {spec.filename!r}; name it as hf:{spec.repo_id}/FILE"
+    if "HFValidationError" in names:
+        return f"cannot get {spec}: {detail}"
+    return f"cannot get {spec} from the Hub ({type(exc).__name__}: {detail})"
+
+
+def _cache_dir() -> str:
+    try:
+        from huggingface_hub import constants
+
+        return str(constants.HF_HUB_CACHE)
+    except Exception:  # pragma: no cover - only for the message
+        return "the Hugging Face cache"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else type(exc).__name__

@@ -1,0 +1,184 @@
+"""ONNX Runtime sessions for a generator model: provider choice, session options, batched runs.
+
+Providers are decided once, when the session is made: an explicit name wins (checked against
+``onnxruntime.get_available_providers()``), ``auto`` takes CUDA when this onnxruntime build has it,
+and CPU is always appended last as the fallback. On a GPU the inputs and outputs go through an IO
+binding, so ORT writes the image straight into the caller's host array (one device-to-host copy per batch).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .contract import INPUT_STAGE, INPUT_Z, OUTPUT_IMAGE, ModelInfo, check_io
+from .errors import CganError, ModelError
+
+CPU = "CPUExecutionProvider"
+CUDA = "CUDAExecutionProvider"
+
+# Short names accepted by --provider, besides "auto" and the full ORT names (case-insensitive).
+ALIASES = {
+    "cpu": CPU,
+    "cuda": CUDA,
+    "gpu": CUDA,
+    "tensorrt": "TensorrtExecutionProvider",
+    "trt": "TensorrtExecutionProvider",
+    "rocm": "ROCMExecutionProvider",
+    "migraphx": "MIGraphXExecutionProvider",
+    "openvino": "OpenVINOExecutionProvider",
+    "dml": "DmlExecutionProvider",
+    "directml": "DmlExecutionProvider",
+    "coreml": "CoreMLExecutionProvider",
+    "dnnl": "DnnlExecutionProvider",
+    "xnnpack": "XnnpackExecutionProvider",
+}
+# Providers whose tensors live in device memory: worth an IO binding (device name for OrtDevice).
+_DEVICE_OF = {CUDA: "cuda", "TensorrtExecutionProvider": "cuda", "ROCMExecutionProvider": "cuda"}
+
+
+class ProviderError(CganError):
+    """An execution provider that is unknown or not available in this onnxruntime build."""
+
+
+@dataclass(frozen=True)
+class SessionSettings:
+    """How to build the session; printed by cgan-run and saved with npy output."""
+
+    provider: str = "auto"
+    threads: int | None = None  # CPU intra-op threads; None: onnxruntime's default (one per physical core)
+    spin: bool = False  # let idle ORT worker threads spin; off, so writer threads get the cores they need
+
+
+@dataclass
+class GeneratorSession:
+    """One ``onnxruntime.InferenceSession`` for a generator model, with the providers it actually got."""
+
+    session: Any
+    info: ModelInfo
+    providers: list[str]
+    requested: list[str]
+    device: str | None = None  # "cuda" when outputs come through an IO binding
+    device_id: int = 0
+    settings: SessionSettings = field(default_factory=SessionSettings)
+
+    @property
+    def provider(self) -> str:
+        """The provider that runs the model (the first of those the session holds)."""
+        return self.providers[0]
+
+    def run(self, z: np.ndarray, stages: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Images for latent rows ``z`` [b, z_dim] and ``stages`` int64 [b]: float32 [b, C, H, W].
+
+        Writes into ``out`` (C-contiguous float32 of that shape) when given. Thread-safe: every call has
+        its own feeds and binding; the session itself is safe for concurrent runs.
+        """
+        z = np.ascontiguousarray(z, dtype=np.float32)
+        stages = np.ascontiguousarray(stages, dtype=np.int64)
+        if self.device is None:
+            (images,) = self.session.run([OUTPUT_IMAGE], {INPUT_Z: z, INPUT_STAGE: stages})
+            if out is None:
+                return images
+            out[...] = images
+            return out
+        return self.run_bound(z, stages, out)
+
+    def run_bound(self, z: np.ndarray, stages: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """As :meth:`run`, through an IO binding: inputs copied to the device once, the output copied
+        from the device straight into ``out`` (no intermediate host array)."""
+        info = self.info
+        shape = (len(z), info.channels, info.img_size, info.img_size)
+        if out is None:
+            out = np.empty(shape, dtype=np.float32)
+        if out.shape != shape or out.dtype != np.float32 or not out.flags.c_contiguous:
+            raise ValueError(f"output buffer must be C-contiguous float32 {shape}, got {out.dtype} {out.shape}")
+        binding = self.session.io_binding()
+        binding.bind_cpu_input(INPUT_Z, z)
+        binding.bind_cpu_input(INPUT_STAGE, stages)
+        binding.bind_output(OUTPUT_IMAGE, "cpu", 0, np.float32, list(shape), out.ctypes.data)
+        self.session.run_with_iobinding(binding)
+        return out
+
+
+def available_providers() -> list[str]:
+    import onnxruntime as ort
+
+    return list(ort.get_available_providers())
+
+
+def choose_providers(provider: str = "auto", available: list[str] | None = None) -> list[str]:
+    """The provider list for a session: ``auto``, an alias (cpu, cuda, ...) or a full ORT name; CPU last."""
+    available = available_providers() if available is None else list(available)
+    text = (provider or "auto").strip()
+    key = text.lower()
+    if key == "auto":
+        first = CUDA if CUDA in available else CPU
+    else:
+        by_lower = {p.lower(): p for p in available}
+        first = ALIASES.get(key) or by_lower.get(key) or by_lower.get(key + "executionprovider") or text
+        if first not in available:
+            listed = ", ".join(f"{_short(p)} ({p})" for p in available)
+            hint = " (CUDA needs the onnxruntime-gpu package and an NVIDIA driver)" if first == CUDA else ""
+            raise ProviderError(f"provider {text!r} is not available in this onnxruntime build{hint}; available: {listed}")
+    return [first] if first == CPU else [first, CPU]
+
+
+def session_options(settings: SessionSettings) -> Any:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL  # one chain of convolutions: nothing to run in parallel
+    if settings.threads is not None:
+        if settings.threads < 1:
+            raise CganError(f"threads must be >= 1, got {settings.threads}")
+        opts.intra_op_num_threads = settings.threads
+    opts.inter_op_num_threads = 1
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if settings.spin else "0")
+    opts.log_severity_level = 3  # errors only: ORT's warnings are not the user's business
+    return opts
+
+
+def open_session(path: os.PathLike | str, settings: SessionSettings | None = None, *, source: str | None = None) -> GeneratorSession:
+    """Load ``path`` on the chosen providers and check it against the model contract."""
+    import onnxruntime as ort
+
+    settings = settings or SessionSettings()
+    source = source or str(path)
+    requested = choose_providers(settings.provider)
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ModelError(f"model file {path} does not exist")
+    try:
+        # ORT prints its provider-fallback notice to stdout; stdout may carry data, so send it to stderr
+        with contextlib.redirect_stdout(sys.stderr):
+            session = ort.InferenceSession(path, sess_options=session_options(settings), providers=requested)
+    except CganError:
+        raise
+    except Exception as exc:  # onnxruntime raises its own types for corrupt, truncated or foreign files
+        raise ModelError(f"{source} is not a readable ONNX model ({_first_line(exc)}); re-export it with cgan-export or re-download it") from None
+    info = ModelInfo.from_metadata(session.get_modelmeta().custom_metadata_map, source=source)
+    check_io(session, info, source=source)
+    providers = list(session.get_providers())
+    device = _DEVICE_OF.get(providers[0])
+    device_id = 0
+    if device is not None:
+        opts = session.get_provider_options().get(providers[0], {})
+        device_id = int(opts.get("device_id", 0) or 0)
+    return GeneratorSession(
+        session=session, info=info, providers=providers, requested=requested, device=device, device_id=device_id, settings=settings
+    )
+
+
+def _short(name: str) -> str:
+    return name[: -len("ExecutionProvider")].lower() if name.endswith("ExecutionProvider") else name
+
+
+def _first_line(exc: BaseException) -> str:
+    text = [line for line in str(exc).strip().splitlines() if line.strip()]
+    return text[0][:300] if text else type(exc).__name__

@@ -1,0 +1,344 @@
+"""Where generated images go: file names, layouts, PNG and npy writers, the contact sheet.
+
+Every file appears whole or not at all (written under a temporary name, then renamed). PNG encoding
+runs on a pool of writer threads while the session computes the next batch: zlib and the file
+system release the GIL, so the two overlap.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+
+from .contract import DISCLAIMER, OASIS_FOLDERS
+from .errors import CganError
+from .fileio import atomic_path, atomic_write_text
+
+LAYOUTS = ("flat", "oasis")
+FORMATS = ("png", "npy", "none")
+INDEX_DIGITS = 8  # stage0_seed0_00000042.png: sorts by stage, then seed, then index (up to 10^8 per seed)
+
+
+class OutputError(CganError):
+    """An output location that cannot be used: unwritable, or holding files we would overwrite."""
+
+
+# ---------------------------------------------------------------- names and places
+
+def image_name(stage: int, seed: int, k: int, ext: str = "png") -> str:
+    """``stage{s}_seed{seed}_{k:08d}.{ext}``: tells the stage, the seed and the image index k."""
+    return f"stage{stage}_seed{seed}_{k:0{INDEX_DIGITS}d}.{ext}"
+
+
+def stack_name(stage: int, seed: int, start: int, n: int) -> str:
+    """``stage{s}_seed{seed}_{first:08d}-{last:08d}.npy``: one float32 stack of a stage's images."""
+    return f"stage{stage}_seed{seed}_{start:0{INDEX_DIGITS}d}-{start + n - 1:0{INDEX_DIGITS}d}.npy"
+
+
+def stage_dir(out: Path, layout: str, stage: int) -> Path:
+    """The folder for a stage's files: ``out`` itself (flat), or its Kaggle OASIS folder name (oasis)."""
+    if layout == "flat":
+        return out
+    if layout == "oasis":
+        return out / OASIS_FOLDERS[stage]
+    raise OutputError(f"unknown layout {layout!r}; expected one of {', '.join(LAYOUTS)}")
+
+
+def check_layout(layout: str, num_classes: int) -> None:
+    if layout not in LAYOUTS:
+        raise OutputError(f"unknown --layout {layout!r}; expected one of {', '.join(LAYOUTS)}")
+    if layout == "oasis" and num_classes != len(OASIS_FOLDERS):
+        raise OutputError(
+            f"--layout oasis writes the {len(OASIS_FOLDERS)} Kaggle OASIS folders, but this model has {num_classes} stages; use --layout flat"
+        )
+
+
+@dataclass(frozen=True)
+class Target:
+    """One file a run will write."""
+
+    path: Path
+    stage: int
+    start: int  # first image index in the file
+    n: int = 1
+
+
+def plan_targets(
+    out: Path, *, layout: str, fmt: str, stages: Sequence[int], seed: int, start: int, n: int
+) -> list[Target]:
+    """Every file the run will write (images or stacks), before anything is written."""
+    targets: list[Target] = []
+    for s in stages:
+        folder = stage_dir(out, layout, s)
+        if fmt == "png":
+            targets += [Target(folder / image_name(s, seed, k), s, k) for k in range(start, start + n)]
+        elif fmt == "npy":
+            name = stack_name(s, seed, start, n)
+            targets += [Target(folder / name, s, start, n), Target(folder / (name[:-4] + ".json"), s, start, n)]
+        elif fmt != "none":
+            raise OutputError(f"unknown --format {fmt!r}; expected one of {', '.join(FORMATS)}")
+    return targets
+
+
+def check_free(paths: Iterable[Path], *, overwrite: bool) -> None:
+    """Refuse (naming one) if any of ``paths`` exists, unless ``overwrite``; also refuse a directory in the way."""
+    by_dir: dict[Path, list[Path]] = {}
+    for p in paths:
+        by_dir.setdefault(p.parent, []).append(p)
+    clashes: list[Path] = []
+    for folder, files in by_dir.items():
+        if folder.exists() and not folder.is_dir():
+            raise OutputError(f"output folder {folder} is a file; choose another --out")
+        if not folder.is_dir():
+            continue
+        present = set(os.listdir(folder))  # one listing per folder, not one stat per image
+        for p in files:
+            if p.name in present:
+                if p.is_dir():
+                    raise OutputError(f"{p} is a directory where an output file should go; choose another --out")
+                clashes.append(p)
+    if clashes and not overwrite:
+        more = f" (and {len(clashes) - 1} more)" if len(clashes) > 1 else ""
+        raise OutputError(f"{clashes[0]} already exists{more}; pass --overwrite to replace, or choose another --out")
+
+
+def prepare_dirs(folders: Iterable[Path]) -> None:
+    """Create the output folders and check that files can be written there."""
+    for folder in dict.fromkeys(folders):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            fd, probe = tempfile.mkstemp(prefix=".cgan-write-test.", dir=folder)
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as exc:
+            raise OutputError(f"cannot write to {folder} ({exc.strerror or exc}); choose another --out") from None
+
+
+# ---------------------------------------------------------------- PNG
+
+def png_bytes(pixels: np.ndarray, text: dict[str, str] | None = None, compress_level: int = 6) -> bytes:
+    """Encode one uint8 ``[H, W]`` (grayscale) or ``[H, W, C]`` image as PNG, with optional text chunks."""
+    import io
+
+    from PIL import Image, PngImagePlugin
+
+    info = None
+    if text:
+        info = PngImagePlugin.PngInfo()
+        for key, value in text.items():
+            info.add_text(key, value)
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="PNG", compress_level=compress_level, pnginfo=info)
+    return buf.getvalue()
+
+
+class PngWriter:
+    """Writes batches of uint8 images as PNG files on a pool of threads, at most ``max_pending`` batches queued.
+
+    ``submit`` blocks when the queue is full (so memory stays bounded) and re-raises the first write
+    error; ``close`` waits for everything and re-raises too. ``on_written(count)`` is called from the
+    writer threads after each batch (for the progress bar).
+    """
+
+    def __init__(
+        self,
+        *,
+        workers: int | None = None,
+        max_pending: int | None = None,
+        text: dict[str, str] | None = None,
+        on_written: Callable[[int], None] | None = None,
+        compress_level: int = 6,
+    ) -> None:
+        self.workers = workers or default_writers()
+        self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="cgan-png")
+        self._slots = threading.BoundedSemaphore(max_pending or 2 * self.workers + 2)
+        self._text = dict(text or {})
+        self._on_written = on_written
+        self._compress = compress_level
+        self._futures: list[Future] = []
+        self._error: BaseException | None = None
+        self.written = 0
+        self._lock = threading.Lock()
+
+    def submit(self, pixels: np.ndarray, paths: Sequence[Path], extra_text: Sequence[dict[str, str]] | None = None) -> None:
+        """Queue ``pixels[i]`` -> ``paths[i]``; the array must not be modified afterwards."""
+        self._raise_error()
+        self._slots.acquire()
+        try:
+            fut = self._pool.submit(self._write, pixels, list(paths), extra_text)
+        except BaseException:
+            self._slots.release()
+            raise
+        fut.add_done_callback(self._done)
+        self._futures = [f for f in self._futures if not f.done()] + [fut]
+
+    def _write(self, pixels: np.ndarray, paths: list[Path], extra_text: Sequence[dict[str, str]] | None) -> None:
+        try:
+            for i, path in enumerate(paths):
+                if self._error is not None:
+                    return
+                text = dict(self._text)
+                if extra_text is not None:
+                    text.update(extra_text[i])
+                data = png_bytes(pixels[i], text, self._compress)
+                try:
+                    with atomic_path(path) as tmp:
+                        with open(tmp, "wb") as fh:
+                            fh.write(data)
+                except OSError as exc:
+                    raise OutputError(f"cannot write {path} ({exc.strerror or exc})") from None
+            with self._lock:
+                self.written += len(paths)
+            if self._on_written is not None:
+                self._on_written(len(paths))
+        finally:
+            self._slots.release()
+
+    def _done(self, fut: Future) -> None:
+        exc = fut.exception()
+        if exc is not None and self._error is None:
+            self._error = exc
+
+    def _raise_error(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def close(self, *, cancel: bool = False) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=cancel)
+        if not cancel:
+            self._raise_error()
+
+    def __enter__(self) -> "PngWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.close(cancel=exc_type is not None)
+
+
+def default_writers() -> int:
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+# ---------------------------------------------------------------- npy
+
+class NpyStackWriter:
+    """Streams one stage's float32 images into ``path`` (a .npy memory map under a temporary name), then
+    renames it and writes the JSON sidecar ``path.with_suffix('.json')``."""
+
+    def __init__(self, path: Path, shape: tuple[int, ...], sidecar: dict[str, Any]) -> None:
+        self.path = path
+        self.sidecar = sidecar
+        self._stack = contextlib.ExitStack()
+        self._tmp = self._stack.enter_context(atomic_path(path))
+        try:
+            self.array = np.lib.format.open_memmap(self._tmp, mode="w+", dtype=np.float32, shape=shape)
+        except OSError as exc:
+            self._stack.__exit__(OSError, exc, None)
+            raise OutputError(f"cannot write {path} ({exc.strerror or exc})") from None
+
+    def write(self, offset: int, images: np.ndarray) -> None:
+        self.array[offset : offset + len(images)] = images
+
+    def finish(self) -> None:
+        try:
+            self.array.flush()
+            del self.array
+            self._stack.close()  # renames the stack onto its name
+            atomic_write_text(self.path.with_suffix(".json"), json.dumps(self.sidecar, indent=2) + "\n")
+        except OSError as exc:
+            raise OutputError(f"cannot write {self.path} ({exc.strerror or exc})") from None
+
+    def abort(self) -> None:
+        if hasattr(self, "array"):
+            del self.array
+        self._stack.__exit__(CganError, CganError("aborted"), None)
+
+
+# ---------------------------------------------------------------- contact sheet
+
+def contact_sheet(
+    cells: Sequence[Sequence[np.ndarray]],
+    *,
+    row_labels: Sequence[str],
+    col_labels: Sequence[str] | None = None,
+    title: str | None = None,
+    min_cell: int = 64,
+) -> Any:
+    """A labelled grid (PIL ``L`` image) of uint8 ``[H, W]`` cells: one label per row on the left,
+    optional column labels on top, an optional title line. Small images are enlarged (nearest) to ``min_cell``."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    rows = len(cells)
+    cols = max((len(r) for r in cells), default=0)
+    if rows == 0 or cols == 0:
+        raise OutputError("nothing to put on the contact sheet")
+    h, w = cells[0][0].shape[:2]
+    scale = max(1, -(-min_cell // max(h, w)))
+    ch, cw = h * scale, w * scale
+    try:
+        font = ImageFont.load_default(size=max(11, min(18, ch // 6)))
+    except TypeError:  # Pillow < 10.1: the fixed bitmap font
+        font = ImageFont.load_default()
+    measure = ImageDraw.Draw(Image.new("L", (1, 1)))
+
+    def text_size(text: str) -> tuple[int, int]:
+        left, top, right, bottom = measure.textbbox((0, 0), text, font=font)
+        return right - left, bottom - top
+
+    gap, pad = 2, 6
+    line_h = max(text_size("Ag")[1], 10) + 2 * pad
+    label_w = max(text_size(t)[0] for t in row_labels) + 2 * pad
+    if col_labels:
+        label_w = max(label_w, 0)
+        cw = max(cw, max(text_size(t)[0] for t in col_labels) + 2 * pad) if col_labels else cw
+    top = (line_h if title else 0) + (line_h if col_labels else 0)
+    width = label_w + cols * (cw + gap)
+    height = top + rows * (ch + gap)
+    if title:
+        width = max(width, text_size(title)[0] + 2 * pad)
+    sheet = Image.new("L", (width, height), 0)
+    draw = ImageDraw.Draw(sheet)
+    y0 = 0
+    if title:
+        draw.text((pad, pad), title, fill=200, font=font)
+        y0 += line_h
+    if col_labels:
+        for j, label in enumerate(col_labels):
+            tw, _ = text_size(label)
+            draw.text((label_w + j * (cw + gap) + (cw - tw) // 2, y0 + pad), label, fill=255, font=font)
+    for i, row in enumerate(cells):
+        y = top + i * (ch + gap)
+        _, th = text_size(row_labels[i])
+        draw.text((pad, y + (ch - th) // 2), row_labels[i], fill=255, font=font)
+        for j, cell in enumerate(row):
+            img = Image.fromarray(np.ascontiguousarray(cell))
+            if scale > 1:
+                img = img.resize((w * scale, h * scale), Image.NEAREST)
+            x = label_w + j * (cw + gap) + (cw - w * scale) // 2
+            sheet.paste(img.convert("L"), (x, y))
+    return sheet
+
+
+def save_image(image: Any, path: Path) -> None:
+    """Save a PIL image atomically (format from the suffix, PNG when it has none)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
+            image.save(tmp, format=None if path.suffix else "PNG")
+    except OSError as exc:
+        raise OutputError(f"cannot write {path} ({exc.strerror or exc})") from None
+    except ValueError as exc:  # PIL: unknown extension
+        raise OutputError(f"cannot write {path} ({exc}); use a .png file name") from None
+
+
+def disclaimer_text() -> dict[str, str]:
+    return {"Software": "dementia-cgan", "Comment": "Synthetic image. " + DISCLAIMER}
