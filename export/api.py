@@ -25,7 +25,7 @@ from .card import CARD_NAME, render_card
 from .checkpoints import load_generator
 from .errors import ExportError
 from .onnx_export import DEFAULT_OPSET, build_inference_module, check_graph, check_opset, trace_to_onnx
-from .validate import BATCH_SIZES, compare_with_torch, default_tolerance
+from .validate import BATCH_SIZES, compare_with_torch, default_tolerance, validation_providers
 
 __all__ = ["ExportReport", "export_checkpoint", "export_generator", "load_generator", "stage_names_for"]
 
@@ -39,7 +39,9 @@ _SHORT_KEYS = {
     "tool_version": Key.TOOL_VERSION,
 }
 # Keys only the exporter may set: they describe this file, not the weights.
-_EXPORT_KEYS = set(REQUIRED_KEYS) | {Key.PRECISION, Key.OPSET, Key.PARITY_MAX_ABS_ERR, Key.PARITY_TOLERANCE, Key.EXPORTED}
+_EXPORT_KEYS = set(REQUIRED_KEYS) | {
+    Key.PRECISION, Key.OPSET, Key.PARITY_MAX_ABS_ERR, Key.PARITY_TOLERANCE, Key.PARITY_PROVIDERS, Key.EXPORTED,
+}
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,7 @@ class ExportReport:
     tolerance: float = 0.0
     batch_sizes: tuple[int, ...] = BATCH_SIZES
     per_batch: dict[int, float] = field(default_factory=dict)
+    providers: tuple[str, ...] = ("CPUExecutionProvider",)
     seconds: float = 0.0
     size_bytes: int = 0
 
@@ -106,8 +109,11 @@ def export_generator(
     model = trace_to_onnx(module, z_dim=cfg.z_dim, opset=opset)
     check_graph(model, z_dim=cfg.z_dim, channels=cfg.channels, img_size=cfg.img_size, opset=opset)
 
-    say(f"validating in onnxruntime against torch at batch sizes {', '.join(map(str, BATCH_SIZES))}, every stage")
-    parity = compare_with_torch(model.SerializeToString(), reference, tolerance=tolerance)
+    providers = validation_providers(fp16)
+    say(f"validating in onnxruntime ({', '.join(providers)}) against torch at batch sizes {', '.join(map(str, BATCH_SIZES))}, every stage")
+    model_bytes = model.SerializeToString()
+    parities = [compare_with_torch(model_bytes, reference, tolerance=tolerance, provider=p) for p in providers]
+    parity = max(parities, key=lambda p: p.max_abs_err)
 
     now = datetime.now(timezone.utc).replace(microsecond=0).isoformat()
     prov = {Key.CREATED: now, Key.TOOL_VERSION: __version__}
@@ -117,6 +123,7 @@ def export_generator(
             Key.OPSET: str(opset),
             Key.PARITY_MAX_ABS_ERR: f"{parity.max_abs_err:.3e}",
             Key.PARITY_TOLERANCE: f"{tolerance:g}",
+            Key.PARITY_PROVIDERS: ",".join(providers),
             Key.EXPORTED: now,
         }
     )
@@ -155,6 +162,7 @@ def export_generator(
         tolerance=tolerance,
         batch_sizes=parity.batch_sizes,
         per_batch=dict(parity.per_batch),
+        providers=tuple(providers),
         seconds=time.perf_counter() - started,
         size_bytes=len(data),
     )
@@ -180,9 +188,14 @@ def _provenance_keys(provenance: Mapping[str, Any]) -> dict[str, str]:
     for name, value in provenance.items():
         if value is None:
             continue
-        key = name if name.startswith("cgan.") else _SHORT_KEYS.get(name, f"cgan.{name}")
-        if key in _EXPORT_KEYS:
-            continue  # describes the exported file; the exporter measures it
+        if name.startswith("cgan."):
+            key = name
+            if key in _EXPORT_KEYS:
+                continue  # describes the exported file; the exporter measures it
+        else:
+            key = _SHORT_KEYS.get(name, f"cgan.{name}")
+            if key in _EXPORT_KEYS:  # e.g. the trainer's "precision" (mixed precision) is not the model's
+                key = f"cgan.train_{name}"
         out[key] = str(value)
     return out
 

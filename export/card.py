@@ -18,6 +18,12 @@ def render_card(info: ModelInfo, model_file: str, *, repo_id: str | None = None)
     tags = "\n".join(f"- {t}" for t in TAGS)
     err = get(Key.PARITY_MAX_ABS_ERR)
     tol = get(Key.PARITY_TOLERANCE)
+    providers = get(Key.PARITY_PROVIDERS, "CPUExecutionProvider").replace(",", ", ")
+    fp16_note = (
+        "\nThis is a float16 model for GPUs: ONNX Runtime's CPU provider runs it in float32 with the"
+        "\nfloat16-rounded weights; on CUDA the arithmetic is float16."
+        if info.precision == "fp16" else ""
+    )
     return f"""---
 license: mit
 library_name: onnx
@@ -97,9 +103,9 @@ subject to the OASIS data use terms. Image quality has not been assessed clinica
 
 ## Measured parity
 
-At export, ONNX Runtime (CPU) was compared with the PyTorch generator in eval mode (float32) on fresh
-random inputs at batch sizes 1, 7 and 64 and every stage: max abs error **{err}** (tolerance {tol};
-one uint8 grey level is 0.0078).
+At export, ONNX Runtime ({providers}) was compared with the PyTorch generator in eval mode (float32)
+on fresh random inputs at batch sizes 1, 7 and 64 and every stage: max abs error **{err}** (tolerance
+{tol}; one uint8 grey level is 0.0078).{fp16_note}
 
 ## Limitations
 

@@ -5,7 +5,8 @@ Accepted, all detected from their content:
 - the original project's ``cDCGAN_generator.pth``: ``{"model": state_dict, "z_dim", "num_classes", "img_size"}``;
 - ours (same file plus ``"config"``, ``"provenance"``, ``"ema"``), written by ``cgan-train``;
 - a full training checkpoint (``model_output/checkpoints/ckpt_*.pt``): a dict holding the generator
-  state under ``"generator"``/``"G"`` (an EMA copy is preferred when present) and the run's ``"config"``;
+  state under ``"generator"``/``"G"`` (the EMA copy ``"generator_ema"`` is preferred when not None), as
+  ``cgan-train`` writes them (see cgan.train.checkpoint);
 - a bare Generator state dict.
 
 The architecture (z_dim, classes, width, image size, channels) is read from the tensor shapes, so a
@@ -24,7 +25,7 @@ from .errors import ArchitectureError, CheckpointError
 
 # Where the generator weights may sit in a checkpoint dict, most preferred first (EMA weights
 # generate better images, so a training checkpoint's EMA copy wins over the raw generator).
-STATE_KEYS = ("ema_generator", "generator_ema", "G_ema", "ema_G", "generator", "G", "netG", "model", "state_dict")
+STATE_KEYS = ("generator_ema", "ema_generator", "G_ema", "ema_G", "generator", "G", "netG", "model", "state_dict")
 # Wrappers that prefix parameter names: DistributedDataParallel, torch.compile.
 _PREFIXES = ("module.", "_orig_mod.")
 _ORIGINAL_KEYS = {"model", "z_dim", "num_classes", "img_size"}
@@ -230,13 +231,18 @@ def _provenance(obj: Mapping[str, Any], fmt: str) -> dict[str, str]:
     given = obj.get("provenance")
     if isinstance(given, Mapping):
         prov.update({str(k): str(v) for k, v in given.items() if v is not None})
-    for short, keys in (("epochs", ("epochs", "epoch")), ("steps", ("steps", "step", "global_step"))):
-        if short not in prov:
-            for key in keys:
-                value = obj.get(key)
-                if isinstance(value, int) and not isinstance(value, bool):
-                    prov[short] = str(value)
-                    break
+    for key in ("training_data", "created", "tool_version"):  # top-level in cgan-train's full checkpoints
+        if isinstance(obj.get(key), str):
+            prov.setdefault(key, obj[key])
+    if "epochs" not in prov and isinstance(obj.get("epoch"), int):
+        batch = obj.get("batch")
+        prov["epochs"] = f"{obj['epoch']} + {batch} steps" if isinstance(batch, int) and batch > 0 else str(obj["epoch"])
+    if "steps" not in prov:
+        for key in ("steps", "step", "global_step"):
+            value = obj.get(key)
+            if isinstance(value, int) and not isinstance(value, bool):
+                prov["steps"] = str(value)
+                break
     if "ema" in obj and isinstance(obj["ema"], bool):
         prov.setdefault("ema", str(obj["ema"]).lower())
     if fmt == "original":

@@ -18,6 +18,9 @@ FP32_TOLERANCE = 1e-4
 # fp16: weights and activations rounded to 11-bit mantissas (relative step 2^-11 ~ 4.9e-4) through
 # six ConvTranspose layers with up to 8k-term sums gives a few 1e-3 on outputs in [-1, 1]; 2e-2 is
 # 2.5 grey levels of 255, the most a float16 model may differ before it counts as a different model.
+# onnxruntime's CPU provider has no float16 ConvTranspose: it inserts Casts and computes in float32
+# with the float16-rounded weights (measured ~8e-4 on a 64 px model whose outputs span [-1, 1]), so
+# fp16 models are also validated on CUDA, where the arithmetic really is float16, when it is available.
 FP16_TOLERANCE = 2e-2
 
 
@@ -41,8 +44,9 @@ def compare_with_torch(
     tolerance: float,
     batch_sizes: Sequence[int] = BATCH_SIZES,
     seed: int | None = None,
+    provider: str = "CPUExecutionProvider",
 ) -> Parity:
-    """Run ``model_bytes`` in onnxruntime (CPU) and ``generator`` (eval, fp32) on the same fresh inputs.
+    """Run ``model_bytes`` in onnxruntime (``provider``, CPU by default) and ``generator`` (eval, fp32) on the same fresh inputs.
 
     Every stage appears at every batch size above the number of classes, and batch 1 is run once per
     stage. Raises :class:`ValidationError` when the max abs difference exceeds ``tolerance``.
@@ -53,10 +57,11 @@ def compare_with_torch(
     if not (tolerance >= 0):
         raise ValidationError(f"tolerance must be >= 0, got {tolerance}")
     try:
-        session = ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(model_bytes, providers=[provider])
     except Exception as exc:  # onnxruntime's own exception types
         raise ValidationError(
-            f"onnxruntime {ort.__version__} cannot load the exported graph ({_first_line(exc)}); try a lower --opset"
+            f"onnxruntime {ort.__version__} cannot load the exported graph on {provider} ({_first_line(exc)}); "
+            "try a lower --opset"
         ) from None
     cfg = generator.config
     seed = int(np.random.SeedSequence().entropy % (1 << 63)) if seed is None else seed  # fresh inputs each export
@@ -82,10 +87,22 @@ def compare_with_torch(
     max_err = max(per_batch.values())
     if not max_err <= tolerance:
         detail = ", ".join(f"batch {n}: {e:.3g}" for n, e in per_batch.items())
+        where = "" if provider == "CPUExecutionProvider" else f" on {provider}"
         raise ValidationError(
-            f"exported graph differs from the torch Generator by {max_err:.3g} (tolerance {tolerance:g}; {detail}); nothing was written"
+            f"exported graph differs from the torch Generator by {max_err:.3g}{where} (tolerance {tolerance:g}; {detail}); "
+            "nothing was written"
         )
-    return Parity(max_err, tuple(batch_sizes), per_batch, "CPUExecutionProvider", seed)
+    return Parity(max_err, tuple(batch_sizes), per_batch, provider, seed)
+
+
+def validation_providers(fp16: bool) -> list[str]:
+    """CPU always; CUDA too for fp16 models when this onnxruntime has it (real float16 arithmetic there)."""
+    import onnxruntime as ort
+
+    providers = ["CPUExecutionProvider"]
+    if fp16 and "CUDAExecutionProvider" in ort.get_available_providers():
+        providers.append("CUDAExecutionProvider")
+    return providers
 
 
 def _stage_batches(n: int, num_classes: int, rng: np.random.Generator) -> list[np.ndarray]:

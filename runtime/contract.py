@@ -58,6 +58,7 @@ class Key:
     PARITY_MAX_ABS_ERR = "cgan.parity_max_abs_err"
     OPSET = "cgan.opset"
     PARITY_TOLERANCE = "cgan.parity_tolerance"  # the bound PARITY_MAX_ABS_ERR was checked against
+    PARITY_PROVIDERS = "cgan.parity_providers"  # onnxruntime providers the parity was measured on
     EXPORTED = "cgan.exported"  # when cgan-export wrote the file (CREATED: when the weights were made)
 
 

@@ -172,6 +172,7 @@ def test_metadata_contract_and_provenance(trained_export):
     assert float(prov[Key.PARITY_TOLERANCE]) == 1e-4
     for key in (Key.CREATED, Key.EXPORTED, Key.TOOL_VERSION):
         assert prov[key]
+    assert prov[Key.PARITY_PROVIDERS] == "CPUExecutionProvider"
 
 
 def test_metadata_readable_by_runtime_without_torch(fresh_export):
@@ -236,31 +237,48 @@ def test_original_published_format_exactly(tmp_path):
     assert onnx_max_err(report.path, g, batch_sizes=(1, 3)) <= 1e-4
 
 
-def test_training_checkpoint_with_wrapped_names_and_ema(tmp_path):
+def test_training_checkpoint_as_cgan_train_writes_it(tmp_path):
     g, ema = fresh_generator(seed=4), fresh_generator(seed=5)
-    prefixed = {f"module.{k}": v for k, v in g.state_dict().items()}
-    path = tmp_path / "ckpt_0003.pt"
-    torch.save(
-        {
-            "generator": prefixed,
-            "ema_generator": ema.state_dict(),
-            "discriminator": ProjectionDiscriminator(img_size=32).state_dict(),
-            "opt_g": torch.optim.Adam(g.parameters()).state_dict(),
-            "config": {"generator": SMALL.to_dict(), "lr_g": 2e-4, "data": None},
-            "epoch": 3,
-            "step": 120,
-        },
-        path,
-    )
+    body = {
+        "format": "cgan-train-checkpoint",
+        "version": 1,
+        "config": SMALL.to_dict(),
+        "train_config": {"lr_g": 2e-4, "data": None},
+        "training_data": "synthetic OASIS-like set (n=64, seed=0)",
+        "generator": g.state_dict(),
+        "generator_ema": ema.state_dict(),
+        "discriminator": ProjectionDiscriminator(img_size=32).state_dict(),
+        "opt_g": torch.optim.Adam(g.parameters()).state_dict(),
+        "rng": [{"torch": torch.get_rng_state(), "python": (3, tuple(range(5)), None)}],
+        "step": 120,
+        "epoch": 3,
+        "batch": 0,
+        "created": "2025-01-01T00:00:00+00:00",
+        "tool_version": "0.1.0",
+    }
+    path = tmp_path / "ckpt_000000120.pt"
+    torch.save(body, path)
     loaded, meta = load_generator(path)
-    assert meta["format"] == "training-checkpoint" and meta["state_key"] == "ema_generator"
-    assert torch.equal(loaded.net[0].weight, ema.net[0].weight)
-    assert meta["provenance"]["epochs"] == "3" and meta["provenance"]["steps"] == "120"
-    assert not loaded.training
+    assert meta["format"] == "training-checkpoint" and meta["state_key"] == "generator_ema"
+    assert torch.equal(loaded.net[0].weight, ema.net[0].weight) and not loaded.training
+    prov = meta["provenance"]
+    assert (prov["epochs"], prov["steps"], prov["training_data"]) == ("3", "120", body["training_data"])
 
-    torch.save({"G": prefixed, "config": SMALL.to_dict()}, path)
+    body["generator_ema"] = None  # trained without EMA: the raw generator is exported
+    body["generator"] = {f"module.{k}": v for k, v in g.state_dict().items()}  # as DDP names them
+    torch.save(body, path)
     loaded, meta = load_generator(path)
-    assert meta["state_key"] == "G" and torch.equal(loaded.net[0].weight, g.net[0].weight)
+    assert meta["state_key"] == "generator" and torch.equal(loaded.net[0].weight, g.net[0].weight)
+
+
+@pytest.mark.slow
+def test_trainer_provenance_keys_never_override_the_exporters(fresh_export, tmp_path):
+    g, _ = fresh_export
+    report = export_generator(g, tmp_path / "m.onnx", model_card=False, tolerance=1.0,
+                              provenance={"precision": "bf16-mixed", "cgan.opset": "99", "seed": 7})
+    prov = report.info.provenance
+    assert report.info.precision == "fp32" and prov[Key.OPSET] == "17"
+    assert prov["cgan.train_precision"] == "bf16-mixed" and prov["cgan.seed"] == "7"
 
 
 def test_bare_state_dict_infers_architecture(tmp_path):
@@ -408,7 +426,8 @@ def test_other_supported_opsets_export_and_match(tmp_path, opset):
 
 
 @pytest.mark.slow
-def test_fp16_weights_with_fp32_boundary(tmp_path):
+def test_fp16_weights_with_fp32_boundary(tmp_path, fresh_export):
+    fp32_size = fresh_export[1].size_bytes
     g = trained_generator()
     report = export_generator(g, tmp_path / "m16.onnx", fp16=True)
     model = onnx.load(str(report.path))
@@ -421,4 +440,13 @@ def test_fp16_weights_with_fp32_boundary(tmp_path):
     assert info.precision == "fp16" and float(info.provenance[Key.PARITY_TOLERANCE]) == 2e-2
     err = onnx_max_err(report.path, g)
     assert 0 < err <= 2e-2
-    assert report.size_bytes < 0.6 * export_generator(g, tmp_path / "m32.onnx", model_card=False).size_bytes
+    assert report.size_bytes < 0.6 * fp32_size  # the same architecture in fp32
+
+
+@pytest.mark.cuda
+def test_fp16_is_also_validated_on_cuda_when_available(tmp_path):
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        pytest.skip("onnxruntime has no CUDAExecutionProvider here")
+    report = export_generator(trained_generator(), tmp_path / "m16.onnx", fp16=True)
+    assert report.providers == ("CPUExecutionProvider", "CUDAExecutionProvider")
+    assert read_metadata(report.path).provenance[Key.PARITY_PROVIDERS] == "CPUExecutionProvider,CUDAExecutionProvider"
