@@ -61,7 +61,7 @@ _HELP = (
     "stage{S}_seed{SEED}_{K:08d}.png, into --out (default generated/), or into the four Kaggle OASIS folder "
     "names with --layout oasis. Image K of a (model, seed, stage) never changes: --start K continues a "
     "sequence, so a job split over processes or machines equals one run.\n\n"
-    "Model: --model PATH.onnx or hf:OWNER/REPO[@REV][/FILE] (Hugging Face Hub; honours HF_HOME, HF_HUB_CACHE, "
+    "Model: --model PATH.onnx or hf:OWNER/REPO, hf:OWNER/REPO/FILE, hf:OWNER/REPO@REVISION/FILE (Hugging Face Hub; honours HF_HOME, HF_HUB_CACHE, "
     "HF_HUB_OFFLINE), else model_output/cDCGAN_generator.onnx, else the model shipped with the package. "
     "The model, its training data and the provider are always printed.\n\n"
     "Existing files are never overwritten without --overwrite; every file appears whole or not at all.\n\n"
@@ -76,20 +76,20 @@ def run(
         "all", "--stage", "-s", help="Stage: a number (0-3), a name (case-insensitive: non-demented, very-mild, mild, moderate), a comma list, or all."
     ),
     n: int = typer.Option(16, "--n", "-n", help="Images per stage."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help=f"Output folder [default: {DEFAULT_OUT}]."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help=f"Output folder (default: {DEFAULT_OUT}/)."),
     layout: str = typer.Option("flat", "--layout", help="flat: all files in --out; oasis: one Kaggle OASIS folder per stage (Non Demented, ...)."),
-    fmt: str = typer.Option("png", "--format", help="png: one 8-bit PNG per image; npy: one float32 [n,1,H,W] stack per stage in [-1,1] + a JSON sidecar; none: no image files (with --grid)."),
+    fmt: str = typer.Option("png", "--format", help="png: one 8-bit PNG per image; npy: one float32 stack (n, 1, H, W) per stage, values -1..1, with a JSON sidecar; none: no image files (with --grid)."),
     grid: Optional[Path] = typer.Option(None, "--grid", help=f"Also write a labelled contact sheet (PNG): one row per stage, its first {GRID_IMAGES} images."),
     progression: bool = typer.Option(
-        False, "--progression", help=f"Contact sheet of the same noise at every stage: one row per sample (first {PROGRESSION_ROWS}), one column per stage [default file: OUT/progression.png]."
+        False, "--progression", help=f"Contact sheet of the same noise at every stage: one row per sample (first {PROGRESSION_ROWS}), one column per stage (default file: OUT/progression.png)."
     ),
     seed: int = typer.Option(0, "--seed", help="Seed of the noise sequence."),
     start: int = typer.Option(0, "--start", help="Index of the first image in the sequence (for split jobs)."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", help="Images per session call [default: 64 on CPU, 256 on GPU]."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="PATH.onnx or hf:OWNER/REPO[@REV][/FILE] [default: model_output/cDCGAN_generator.onnx, else the embedded model]."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", help="Images per session call (default: 64 on CPU, 256 on GPU)."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="PATH.onnx, or hf:OWNER/REPO with optional @REVISION and /FILE (default: model_output/cDCGAN_generator.onnx, else the embedded model)."),
     provider: str = typer.Option("auto", "--provider", help="auto (CUDA when available, else CPU), cpu, cuda, or any ONNX Runtime provider name."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for the model [default: onnxruntime's, one per core]."),
-    writers: Optional[int] = typer.Option(None, "--writers", help="PNG writer threads [default: cores, at most 4]."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for the model (default: onnxruntime's, one per core)."),
+    writers: Optional[int] = typer.Option(None, "--writers", help="PNG writer threads (default: one per core, at most 4)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace files that already exist."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the one line naming the model and provider (on stderr), and errors."),
 ) -> None:

@@ -1,0 +1,78 @@
+"""The runtime never imports torch, not even indirectly, although torch is installed here."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from conftest import console_script
+
+
+def _child(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+
+
+def test_torch_is_installed_here():
+    """Otherwise the tests below would prove nothing."""
+    pytest.importorskip("torch")
+
+
+def test_runtime_modules_do_not_import_torch():
+    code = (
+        "import importlib, pkgutil, sys\n"
+        "import cgan.runtime as rt\n"
+        "names = sorted(m.name for m in pkgutil.iter_modules(rt.__path__))\n"
+        "for name in names:\n"
+        "    importlib.import_module('cgan.runtime.' + name)\n"
+        "import onnxruntime, huggingface_hub, PIL.Image  # what the runtime uses lazily\n"
+        "print(','.join(names))\n"
+        "print('torch' in sys.modules, [m for m in sys.modules if m.startswith(('torch', 'cgan.train', 'cgan.export'))])\n"
+    )
+    result = _child(code)
+    assert result.returncode == 0, result.stderr
+    names, loaded = result.stdout.strip().splitlines()
+    assert {"api", "cli", "contract", "resolve", "session", "writers"} <= set(names.split(","))
+    assert loaded == "False []"
+
+
+def test_cgan_run_entry_point_does_not_import_torch():
+    module, func = console_script("cgan-run").split(":")
+    code = (
+        "import sys\n"
+        f"from {module} import {func} as main\n"
+        "sys.argv = ['cgan-run', '--help']\n"
+        "try:\n"
+        "    main()\n"
+        "except SystemExit as exc:\n"
+        "    code = exc.code\n"
+        "print('EXIT', code, 'torch' in sys.modules, file=sys.stderr)\n"
+    )
+    result = _child(code)
+    assert "EXIT 0 False" in result.stderr, result.stderr
+    assert "cgan-run" in result.stdout and "research" in result.stdout.lower()
+
+
+def test_generation_does_not_import_torch(tmp_path):
+    """A whole generation (model load, session, PNG writing, contact sheet) with torch importable but unused."""
+    from _models import model_file  # built in this process (with torch); the child only reads the file
+
+    model = model_file("gen32")
+    code = (
+        "import sys\n"
+        "from cgan.runtime import load\n"
+        "from cgan.runtime.cli import main\n"
+        f"gen = load({str(model)!r})\n"
+        "assert gen.generate(stage=1, n=3).shape == (3, 32, 32)\n"
+        f"sys.argv = ['cgan-run', '--model', {str(model)!r}, '--n', '2', '--out', {str(tmp_path)!r}, '--grid', {str(tmp_path / 'g.png')!r}, '--quiet']\n"
+        "try:\n"
+        "    main()\n"
+        "except SystemExit as exc:\n"
+        "    assert not exc.code, exc.code\n"
+        "print('torch' in sys.modules)\n"
+    )
+    result = _child(code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "False"
+    assert len(list(tmp_path.glob("*.png"))) == 9  # 4 stages x 2 images + the sheet
