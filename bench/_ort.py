@@ -50,10 +50,13 @@ def runtime_generator(path: Path, provider: str = "cpu"):
     """``cgan.runtime.load(path, provider=...)``; skips the benchmark when the runtime has no ``load`` yet."""
     try:
         from cgan.runtime import load
-    except ImportError as exc:
-        import pytest
+    except ImportError:
+        try:
+            from cgan.runtime.api import load
+        except ImportError as exc:
+            import pytest
 
-        pytest.skip(f"cgan.runtime.load is not available: {exc}")
+            pytest.skip(f"cgan.runtime.load is not available: {exc}")
     return load(path, provider=provider)
 
 

@@ -137,6 +137,13 @@ def build_report(data: dict) -> str:
             r = ort64 / eager64
             goals.append((f"{variant} ≥ {GOAL_ORT_RATIO_B64}× torch eager fp32, batch 64",
                           f"{r:.2f}× ({_fmt_ips(ort64)} vs {_fmt_ips(eager64)} images/s)", r >= GOAL_ORT_RATIO_B64))
+    for b in _by_kind(benches, "ratio"):
+        e = b["extra_info"]
+        if e.get("batch") == 64:
+            r = e["ort_over_torch"]
+            goals.append((f"same, torch and ORT (runtime session) interleaved round by round, batch 64",
+                          f"{r:.2f}× ({_fmt_ips(e['ort_images_per_s'])} vs {_fmt_ips(e['torch_images_per_s'])} images/s)",
+                          r >= GOAL_ORT_RATIO_B64))
     for b in _by_kind(benches, "latency"):
         e = b["extra_info"]
         ms = _median(b) * 1e3
@@ -164,6 +171,16 @@ def build_report(data: dict) -> str:
         lines.append("")
 
     lines += cpu_lines + cuda_lines
+
+    ratios = _by_kind(benches, "ratio")
+    if ratios:
+        lines += ["## ORT against torch eager, interleaved round by round", "",
+                  "| batch | torch eager fp32 | ORT runtime session | ORT / torch | pairs |", "| ---: | ---: | ---: | ---: | ---: |"]
+        for b in sorted(ratios, key=lambda b: b["extra_info"]["batch"]):
+            e = b["extra_info"]
+            lines.append(f"| {e['batch']} | {_fmt_ips(e['torch_images_per_s'])} | {_fmt_ips(e['ort_images_per_s'])} | "
+                         f"{e['ort_over_torch']:.2f}× | {e['pairs']} |")
+        lines.append("")
 
     # ---- parity
     parity = _by_kind(benches, "parity")
@@ -212,7 +229,7 @@ def build_report(data: dict) -> str:
             lines.append("")
 
     # ---- anything else (e.g. training throughput from bench/test_bench_train.py)
-    known = {"throughput", "parity", "latency", "cold_start", "e2e", "profile"}
+    known = {"throughput", "ratio", "parity", "latency", "cold_start", "e2e", "profile"}
     others = [b for b in benches if b["extra_info"].get("kind") not in known]
     if others:
         lines += ["## Other benchmarks", "", "| benchmark | median | details |", "| --- | ---: | --- |"]
