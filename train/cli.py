@@ -35,6 +35,7 @@ def train(
     seed: int = typer.Option(42, "--seed", help="Seed for weights, sampling and noise."),
     img_size: int = typer.Option(128, "--img-size", help="Image size, a power of two >= 32."),
     z_dim: int = typer.Option(100, "--z-dim", help="Latent size."),
+    width: int = typer.Option(512, "--width", help="Channels of the generator's first block, halved at each upsampling (the original: 512)."),
     disc: str = typer.Option("projection", "--disc", help="Discriminator: projection (the notebook's, spectral norm) or spatial (image + label-map channel)."),
     balance: bool = typer.Option(True, "--balance/--no-balance", help="Balanced sampling: weight 1/class count per image, draws with replacement."),
     device: str = typer.Option("auto", "--device", help="auto (CUDA if available), cpu or cuda."),
@@ -71,7 +72,7 @@ def train(
         raise CganError(f"--classes {classes!r} names no class; give folder names in stage order, e.g. \"a,b,c,d\"")
     config = TrainConfig(
         data=data, classes=class_list, strict=strict, cache_dir=cache_dir, epochs=epochs, max_steps=max_steps,
-        batch_size=batch_size, lr_g=lr_g, lr_d=lr_d, seed=seed, img_size=img_size, z_dim=z_dim, disc=disc,
+        batch_size=batch_size, lr_g=lr_g, lr_d=lr_d, seed=seed, img_size=img_size, z_dim=z_dim, width=width, disc=disc,
         balance=balance, device=device, precision=precision, channels_last=channels_last, threads=threads, out=out,
         resume=resume, ema=ema, ema_decay=ema_decay, sample_every=sample_every, checkpoint_every=checkpoint_every,
         keep_checkpoints=keep_checkpoints, workers=workers, quiet=quiet,

@@ -63,6 +63,7 @@ class TrainConfig:
     seed: int = 42
     img_size: int = 128
     z_dim: int = 100
+    width: int = 512  # channels of G's first block, halved per block (the original: 512)
     disc: str = "projection"
     balance: bool = True
     device: str = "auto"
@@ -81,13 +82,13 @@ class TrainConfig:
 
     # fields a resumed run takes from its checkpoint (the others steer this invocation only)
     RUN_FIELDS = ("data", "classes", "strict", "batch_size", "lr_g", "lr_d", "beta1", "beta2", "seed",
-                  "img_size", "z_dim", "disc", "balance", "precision", "channels_last", "ema", "ema_decay")
+                  "img_size", "z_dim", "width", "disc", "balance", "precision", "channels_last", "ema", "ema_decay")
 
     def validate(self) -> None:
         """Raise :class:`CganError` naming the first flag that is out of range."""
         if self.img_size < 32 or self.img_size & (self.img_size - 1):
             raise CganError(f"--img-size must be a power of two >= 32 (32, 64, 128, 256...), got {self.img_size}")
-        positive = {"--epochs": self.epochs, "--batch-size": self.batch_size, "--z-dim": self.z_dim,
+        positive = {"--epochs": self.epochs, "--batch-size": self.batch_size, "--z-dim": self.z_dim, "--width": self.width,
                     "--keep-checkpoints": self.keep_checkpoints}
         if self.max_steps is not None:
             positive["--max-steps"] = self.max_steps
@@ -107,6 +108,10 @@ class TrainConfig:
             raise CganError(f"Adam betas must lie in [0, 1), got ({self.beta1}, {self.beta2})")
         if not 0 < self.ema_decay < 1:
             raise CganError(f"--ema-decay must lie in (0, 1), got {self.ema_decay}")
+        try:
+            GeneratorConfig(z_dim=self.z_dim, img_size=self.img_size, width=self.width)
+        except ValueError as exc:
+            raise CganError(f"--width {self.width}: {exc}") from None
         if self.disc not in DISCRIMINATORS:
             raise CganError(f"--disc {self.disc!r} is unknown; choose {' or '.join(DISCRIMINATORS)}")
         if self.device not in DEVICES:
@@ -217,6 +222,8 @@ def _batches(images: np.ndarray, labels: np.ndarray, order: np.ndarray, batch_si
 def to_model_input(u8: np.ndarray, device: torch.device, channels_last: bool = False) -> torch.Tensor:
     """uint8 ``[B, H, W]`` -> float32 ``[B, 1, H, W]`` on ``device``, ``x * 2/255 - 1`` as
     :func:`cgan.runtime.contract.from_uint8` (done in torch, after the 4x smaller uint8 transfer)."""
+    if not u8.flags.writeable:  # e.g. a slice of the read-only memmap; torch wants writable memory
+        u8 = u8.copy()
     x = torch.from_numpy(u8).to(device, non_blocking=True).unsqueeze(1).float().mul_(2.0 / 255.0).sub_(1.0)
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
@@ -235,7 +242,8 @@ class _Run:
         c = config
         if self.images.ndim != 3 or self.images.shape[1:] != (c.img_size, c.img_size):
             raise CganError(f"the training images are {tuple(self.images.shape[1:])} but --img-size is {c.img_size}")
-        self.gen_config = GeneratorConfig(z_dim=c.z_dim, num_classes=len(self.class_names), img_size=c.img_size)
+        self.gen_config = GeneratorConfig(z_dim=c.z_dim, num_classes=len(self.class_names), img_size=c.img_size,
+                                          width=c.width)
 
         # same seed on every rank: identical initial weights (DDP also broadcasts rank 0's)
         torch.manual_seed(c.seed)
@@ -363,6 +371,7 @@ class _Run:
             "history": list(self.history),
             "created": self.created,
             "tool_version": __version__,
+            "provenance": self.provenance(),
         }
 
     def load_state(self, state: dict[str, Any], source: Path) -> None:

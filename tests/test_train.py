@@ -1,0 +1,320 @@
+"""cgan-train: artefacts of a short run, the original's generator format, exact resume, refusals, sampling."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+from typer.testing import CliRunner
+
+from conftest import run_script
+from cgan.runtime.contract import from_uint8
+from cgan.train.cli import app
+from cgan.train.data import load_image_set
+from cgan.train.loop import TrainConfig, epoch_order, to_model_input, train
+from cgan.train.models import Generator
+from cgan.train.synth import make_synthetic_set
+
+IMG = 32
+BATCH = 8
+N_IMAGES = 32  # 8 per stage: 4 steps per epoch at batch 8
+WIDTH = 64  # a narrow generator keeps the steps cheap; the architecture is otherwise the original's
+
+
+def quiet(_msg: str) -> None:
+    pass
+
+
+@pytest.fixture(autouse=True)
+def _keep_torch_threads():
+    """In-process runs set torch's thread count (--threads 1 here: tiny models on a shared machine); restore it."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train_data")
+    data = make_synthetic_set(root / "syn", n=N_IMAGES, seed=3, img_size=IMG, log=quiet)
+    cache = root / "cache"
+    images = load_image_set(data, img_size=IMG, cache_dir=cache, log=quiet)
+    return data, cache, images
+
+
+def cli_args(dataset, out: Path, *extra: str) -> list[str]:
+    data, cache, _ = dataset
+    return ["--data", str(data), "--cache-dir", str(cache), "--img-size", str(IMG), "--batch-size", str(BATCH),
+            "--width", str(WIDTH), "--out", str(out), "--device", "cpu", "--threads", "1", *extra]
+
+
+@pytest.fixture(scope="module")
+def short_run(dataset, tmp_path_factory):
+    """One CLI run of 5 steps: epoch 1 complete (4 steps), then 1 step of epoch 2; EMA on."""
+    out = tmp_path_factory.mktemp("short_run") / "model_output"
+    result = run_script("cgan-train", *cli_args(dataset, out, "--max-steps", "5", "--checkpoint-every", "2", "--ema"))
+    assert result.returncode == 0, result.stderr
+    return out, result
+
+
+def history_rows(out: Path) -> list[dict[str, str]]:
+    with open(out / "training_history.csv", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+# ---------------------------------------------------------------- artefacts
+
+def test_short_run_writes_every_artefact(short_run):
+    out, result = short_run
+    assert "config: " in result.stdout and "epoch 1/10:" in result.stdout
+    assert {p.name for p in out.iterdir()} == {
+        "cDCGAN_generator.pth", "checkpoints", "config.json", "loss_curves.png", "samples", "training_history.csv"}
+
+    rows = history_rows(out)
+    assert list(rows[0]) == ["epoch", "g_loss", "d_loss", "d_real", "d_fake", "epoch_time_s", "steps", "images_per_s"]
+    assert [(r["epoch"], r["steps"]) for r in rows] == [("1", "4"), ("2", "1")]  # the second epoch is partial
+    for row in rows:
+        values = [float(v) for v in row.values()]
+        assert all(math.isfinite(v) for v in values), row
+        assert 0 < float(row["d_real"]) < 1 and 0 < float(row["d_fake"]) < 1
+        assert float(row["images_per_s"]) > 0
+
+    config = json.loads((out / "config.json").read_text())
+    assert config["max_steps"] == 5 and config["ema"] is True and config["img_size"] == IMG
+    assert config["resolved"]["device"] == "cpu" and config["resolved"]["precision"] == "fp32"
+    assert config["resolved"]["steps_per_epoch"] == N_IMAGES // BATCH
+
+    with Image.open(out / "loss_curves.png") as im:
+        assert im.format == "PNG" and im.width > 200
+    samples = sorted(p.name for p in (out / "samples").iterdir())
+    assert samples == ["epoch_001.png", "step_0000005.png"]
+    with Image.open(out / "samples" / "step_0000005.png") as im:
+        assert im.mode == "L" and im.height == 2 + 4 * (IMG + 2)  # one row per stage
+        assert len(set(np.asarray(im).ravel().tolist())) > 10
+
+    # checkpoints every 2 steps, at the epoch end and at the end; the last 2 kept
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["ckpt_000000004.pt", "ckpt_000000005.pt"]
+
+
+def test_generator_file_is_the_originals_format_with_provenance(short_run):
+    out, _ = short_run
+    payload = torch.load(out / "cDCGAN_generator.pth", weights_only=True)
+    assert list(payload)[:4] == ["model", "z_dim", "num_classes", "img_size"]
+    assert (payload["z_dim"], payload["num_classes"], payload["img_size"]) == (100, 4, IMG)
+    assert payload["config"]["img_size"] == IMG and payload["ema"] is True
+    prov = payload["provenance"]
+    assert all(isinstance(k, str) and isinstance(v, str) for k, v in prov.items())
+    for key in ("training_data", "epochs", "steps", "created", "tool_version", "seed", "discriminator", "precision"):
+        assert prov[key], key
+    assert prov["steps"] == "5" and prov["seed"] == "42" and prov["discriminator"] == "projection"
+    assert "synthetic" not in prov["training_data"] and "OASIS layout" in prov["training_data"]
+    assert prov["ema"].startswith("true")
+
+    # with --ema the exported weights are the EMA copy, not the raw generator
+    full = torch.load(out / "checkpoints" / "ckpt_000000005.pt", weights_only=True)
+    for key, value in payload["model"].items():
+        assert torch.equal(value, full["generator_ema"][key]), key
+    assert any(not torch.equal(payload["model"][k], full["generator"][k]) for k in payload["model"])
+
+    assert payload["config"]["width"] == WIDTH
+    g = Generator(**payload["config"])  # the file alone rebuilds the model
+    g.load_state_dict(payload["model"], strict=True)
+    with torch.no_grad():
+        image = g.eval()(torch.randn(2, 100, 1, 1), torch.tensor([0, 3]))
+    assert image.shape == (2, 1, IMG, IMG) and torch.isfinite(image).all()
+
+
+class OriginalGenerator(nn.Module):
+    """The original project's Generator, written from its published description (128 px only)."""
+
+    def __init__(self, z_dim=100, num_classes=4, img_channels=1):
+        super().__init__()
+        self.label_emb = nn.Embedding(num_classes, num_classes)
+        layers, c_in = [], z_dim + num_classes
+        for i, c_out in enumerate((512, 256, 128, 64, 32)):
+            layers += [nn.ConvTranspose2d(c_in, c_out, 4, 1 if i == 0 else 2, 0 if i == 0 else 1, bias=False),
+                       nn.BatchNorm2d(c_out), nn.ReLU(True)]
+            c_in = c_out
+        layers += [nn.ConvTranspose2d(c_in, img_channels, 4, 2, 1, bias=False), nn.Tanh()]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z, labels):
+        return self.net(torch.cat([z, self.label_emb(labels)[:, :, None, None]], 1))
+
+
+@pytest.mark.slow
+def test_128px_generator_file_loads_in_the_originals_inference_code(tmp_path):
+    data = make_synthetic_set(tmp_path / "syn128", n=8, seed=1, img_size=128, log=quiet)
+    out = tmp_path / "run"
+    result = run_script("cgan-train", "--data", str(data), "--cache-dir", str(tmp_path / "cache"), "--out", str(out),
+                        "--max-steps", "1", "--batch-size", "4", "--device", "cpu", "--threads", "1", "--quiet")
+    assert result.returncode == 0, result.stderr
+    # what the original's inference.py does
+    checkpoint = torch.load(out / "cDCGAN_generator.pth", map_location="cpu", weights_only=True)
+    original = OriginalGenerator(z_dim=checkpoint["z_dim"], num_classes=checkpoint["num_classes"], img_channels=1)
+    original.load_state_dict(checkpoint["model"])  # strict by default
+    original.eval()
+    ours = Generator(z_dim=checkpoint["z_dim"], num_classes=checkpoint["num_classes"]).eval()
+    ours.load_state_dict(checkpoint["model"], strict=True)
+    z, labels = torch.randn(3, 100, 1, 1), torch.tensor([0, 1, 3])
+    with torch.no_grad():
+        torch.testing.assert_close(original(z, labels), ours(z, labels), rtol=0, atol=0)
+
+
+# ---------------------------------------------------------------- exact resume
+
+@pytest.mark.slow
+def test_resume_mid_epoch_repeats_the_uninterrupted_run(dataset, tmp_path):
+    data, cache, images = dataset
+    base = dict(data=data, cache_dir=cache, img_size=IMG, width=WIDTH, batch_size=BATCH, checkpoint_every=2, quiet=True,
+                ema=True, device="cpu", threads=1)
+    whole = train(TrainConfig(out=tmp_path / "whole", max_steps=6, **base), image_set=images, log=quiet)
+    first = train(TrainConfig(out=tmp_path / "split", max_steps=3, **base), image_set=images, log=quiet)
+    rest = train(TrainConfig(out=tmp_path / "split", max_steps=6, resume=True, **base), image_set=images, log=quiet)
+
+    assert whole.step_losses.shape == (6, 4) and np.isfinite(whole.step_losses).all()
+    assert (first.first_step, rest.first_step, rest.steps) == (1, 4, 6)
+    np.testing.assert_array_equal(first.step_losses, whole.step_losses[:3])
+    np.testing.assert_array_equal(rest.step_losses, whole.step_losses[3:])  # bit for bit
+    for a, b in zip(whole.history, rest.history):
+        assert {k: a[k] for k in ("epoch", "g_loss", "d_loss", "d_real", "d_fake", "steps")} == \
+               {k: b[k] for k in ("epoch", "g_loss", "d_loss", "d_real", "d_fake", "steps")}
+    ga = torch.load(tmp_path / "whole" / "cDCGAN_generator.pth", weights_only=True)["model"]
+    gb = torch.load(tmp_path / "split" / "cDCGAN_generator.pth", weights_only=True)["model"]
+    assert all(torch.equal(ga[k], gb[k]) for k in ga)
+
+
+def _generator_weights(out: Path) -> dict[str, torch.Tensor]:
+    return torch.load(out / "cDCGAN_generator.pth", weights_only=True)["model"]
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_continues_exactly(dataset, tmp_path):
+    steps = "12"  # long enough after checkpoint 2 that the kill lands mid-run
+    args = ["--max-steps", steps, "--checkpoint-every", "1", "--quiet"]
+    whole = run_script("cgan-train", *cli_args(dataset, tmp_path / "whole", *args))
+    assert whole.returncode == 0, whole.stderr
+
+    killed_out = tmp_path / "killed"
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen([sys.executable, "-m", "cgan.train.cli", *cli_args(dataset, killed_out, *args)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 240
+        while not (killed_out / "checkpoints" / "ckpt_000000002.pt").exists():
+            assert proc.poll() is None, proc.stderr.read().decode()
+            assert time.monotonic() < deadline, "no checkpoint appeared"
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=60)
+        proc.stderr.close()
+    assert proc.returncode == -signal.SIGKILL
+    assert (killed_out / "checkpoints" / "ckpt_000000002.pt").exists()
+
+    resumed = run_script("cgan-train", *cli_args(dataset, killed_out, "--resume", *args))
+    assert resumed.returncode == 0, resumed.stderr
+    a, b = _generator_weights(tmp_path / "whole"), _generator_weights(killed_out)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    columns = ("epoch", "g_loss", "d_loss", "d_real", "d_fake", "steps")
+    assert [[r[c] for c in columns] for r in history_rows(tmp_path / "whole")] == \
+           [[r[c] for c in columns] for r in history_rows(killed_out)]
+
+
+# ---------------------------------------------------------------- refusals
+
+runner = CliRunner()
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        (["--img-size", "48"], "--img-size"),
+        (["--img-size", "16"], "--img-size"),
+        (["--batch-size", "0"], "--batch-size"),
+        (["--disc", "wgan"], "--disc"),
+        (["--epochs", "0"], "--epochs"),
+        (["--precision", "fp16", "--device", "cpu"], "fp16"),
+        (["--device", "tpu"], "--device"),
+        (["--resume"], "no checkpoint"),
+        pytest.param(["--device", "cuda"], "CUDA", marks=pytest.mark.skipif(torch.cuda.is_available(), reason="has CUDA")),
+    ],
+)
+def test_bad_flags_give_one_line_and_write_nothing(dataset, tmp_path, extra, needle):
+    out = tmp_path / "out"
+    args = cli_args(dataset, out)
+    args = [a for a in args if a not in ("--device", "cpu")] + extra  # the case's own --device wins
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], result.stderr
+    assert "Traceback" not in result.output
+    assert not out.exists()
+
+
+def test_existing_checkpoints_are_not_overwritten_without_resume(short_run, dataset, tmp_path):
+    out = tmp_path / "copy"
+    shutil.copytree(short_run[0], out)
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*")}
+    result = runner.invoke(app, cli_args(dataset, out, "--max-steps", "1"))
+    assert result.exit_code == 1
+    assert "--resume" in result.stderr and "another --out" in result.stderr
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == before
+
+
+def test_resume_refuses_a_conflicting_setting(short_run, dataset, tmp_path):
+    out = tmp_path / "copy"
+    shutil.copytree(short_run[0], out)
+    result = runner.invoke(app, cli_args(dataset, out, "--resume", "--lr-g", "0.001"))
+    assert result.exit_code == 1
+    assert "--lr-g" in result.stderr
+
+
+# ---------------------------------------------------------------- sampling and input mapping
+
+def test_balanced_epoch_order_is_deterministic_and_balanced():
+    labels = np.repeat(np.arange(4), [800, 150, 40, 10])
+    a = epoch_order(labels, 4, seed=42, epoch=0, balance=True)
+    assert len(a) == len(labels)
+    np.testing.assert_array_equal(a, epoch_order(labels, 4, seed=42, epoch=0, balance=True))
+    assert not np.array_equal(a, epoch_order(labels, 4, seed=42, epoch=1, balance=True))
+    assert not np.array_equal(a, epoch_order(labels, 4, seed=43, epoch=0, balance=True))
+    freq = np.bincount(labels[a], minlength=4) / len(a)
+    assert np.all(np.abs(freq - 0.25) < 0.06), freq  # the original's 1/class-count weights
+    assert len(np.unique(a)) < len(a)  # with replacement
+
+    plain = epoch_order(labels, 4, seed=42, epoch=0, balance=False)
+    np.testing.assert_array_equal(np.sort(plain), np.arange(len(labels)))  # a permutation
+
+
+def test_ranks_draw_disjoint_parts_of_the_same_epoch():
+    labels = np.repeat(np.arange(4), [50, 30, 15, 6])
+    full = epoch_order(labels, 4, seed=7, epoch=3, balance=True)
+    shards = [epoch_order(labels, 4, seed=7, epoch=3, balance=True, rank=r, world_size=3) for r in range(3)]
+    assert all(len(s) == len(labels) // 3 for s in shards)
+    positions = [np.arange(r, len(full), 3)[: len(labels) // 3] for r in range(3)]
+    for shard, pos in zip(shards, positions):
+        np.testing.assert_array_equal(shard, full[pos])  # rank r takes draws r, r+3, ...
+    taken = np.concatenate(positions)
+    assert len(np.unique(taken)) == len(taken)  # no draw is used by two ranks
+
+
+def test_model_input_matches_the_contract_mapping():
+    u8 = np.arange(256, dtype=np.uint8).reshape(1, 16, 16).repeat(3, axis=0)
+    x = to_model_input(u8, torch.device("cpu"))
+    assert x.shape == (3, 1, 16, 16) and x.dtype == torch.float32
+    np.testing.assert_array_equal(x.numpy()[:, 0], from_uint8(u8))
+    assert x.min().item() == -1.0 and x.max().item() == 1.0
