@@ -101,6 +101,10 @@ def export_generator(
     out = Path(out)
     _check_output(out, overwrite=overwrite)
 
+    for wrapper_attr in ("module", "_orig_mod"):  # DistributedDataParallel, torch.compile
+        generator = getattr(generator, wrapper_attr, generator)
+    if not all(hasattr(generator, a) for a in ("config", "label_emb", "net")):
+        raise ExportError(f"export_generator needs a cgan.train.models.Generator, got {type(generator).__name__}")
     reference = copy.deepcopy(generator).float().cpu().eval()
     cfg = reference.config
     precision = "fp16" if fp16 else "fp32"

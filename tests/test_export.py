@@ -386,6 +386,12 @@ def test_unwritable_output(tmp_path):
     assert files_in(tmp_path) == ["a_file"]
 
 
+def test_not_a_generator_is_refused(tmp_path):
+    with pytest.raises(ExportError, match="needs a cgan.train.models.Generator"):
+        export_generator(ProjectionDiscriminator(img_size=32), tmp_path / "m.onnx")
+    assert files_in(tmp_path) == []
+
+
 def test_existing_output_without_overwrite(tmp_path):
     out = tmp_path / "m.onnx"
     out.write_bytes(b"old")
