@@ -27,7 +27,6 @@ def render_card(info: ModelInfo, model_file: str, *, repo_id: str | None = None)
     return f"""---
 license: mit
 library_name: onnx
-pipeline_tag: unconditional-image-generation
 tags:
 {tags}
 ---
@@ -37,8 +36,8 @@ tags:
 > **{DISCLAIMER}**
 
 A conditional DCGAN generator of synthetic {h}x{w} grayscale brain-MRI slices, conditioned on an
-Alzheimer's dementia stage. It was trained with [dementia-cgan](https://pypi.org/project/dementia-cgan/)
-and exported to ONNX with `cgan-export`; it runs on ONNX Runtime (CPU or GPU) without PyTorch.
+Alzheimer's dementia stage. It was trained with dementia-cgan (`cgan-train`) and exported to ONNX
+with `cgan-export`; it runs on ONNX Runtime (CPU or GPU) without PyTorch.
 The images are for research, teaching and data-augmentation experiments. They are not real
 patients, have not been reviewed by radiologists, and must never be used for diagnosis or any
 clinical decision.
@@ -63,7 +62,7 @@ and carries this description in its metadata (`{Key.Z_DIM}`, `{Key.STAGE_NAMES}`
 
 ## Use it
 
-With the dementia-cgan runtime (`pip install dementia-cgan`, no PyTorch needed):
+With the dementia-cgan runtime (`cgan-run`; its base install needs no PyTorch):
 
 ```bash
 cgan-run --model {model_file} --stage 2 --n 16 --seed 0
@@ -97,9 +96,10 @@ Image.fromarray(pixels[0]).save("sample.png")
 | exported | {get(Key.EXPORTED)} with dementia-cgan {get(Key.TOOL_VERSION)} |
 | precision | {info.precision} |
 
-The original project trained this architecture on the Kaggle "imagesoasis" slices of the OASIS
-study (Non Demented 67,222; Very mild 13,725; Mild 5,002; Moderate 488 images); OASIS data are
-subject to the OASIS data use terms. Image quality has not been assessed clinically.
+The training data of this file is the one named above. The project this architecture comes from
+trained it on the Kaggle "imagesoasis" slices of the OASIS study (Non Demented 67,222; Very mild
+13,725; Mild 5,002; Moderate 488 images); OASIS data are subject to the OASIS data use terms.
+Image quality has not been assessed clinically.
 
 ## Measured parity
 
