@@ -147,7 +147,6 @@ def generate_to_disk(gen, config: RunConfig, *, quiet: bool = False) -> str:
         NpyStackWriter,
         PngWriter,
         check_free,
-        contact_sheet,
         disclaimer_text,
         plan_targets,
         prepare_dirs,

@@ -10,8 +10,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import struct
 import tempfile
 import threading
+import zlib
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,10 +23,11 @@ import numpy as np
 
 from .contract import DISCLAIMER, OASIS_FOLDERS
 from .errors import CganError
-from .fileio import atomic_path, atomic_write_text
+from .fileio import atomic_path, atomic_write_bytes, atomic_write_text
 
 LAYOUTS = ("flat", "oasis")
 FORMATS = ("png", "npy", "none")
+PNG_LEVEL = 1  # zlib level: 1 costs a fraction of 6 and the files are a few % larger
 INDEX_DIGITS = 8  # stage0_seed0_00000042.png: sorts by stage, then seed, then index (up to 10^8 per seed)
 
 
@@ -125,20 +128,36 @@ def prepare_dirs(folders: Iterable[Path]) -> None:
 
 # ---------------------------------------------------------------- PNG
 
-def png_bytes(pixels: np.ndarray, text: dict[str, str] | None = None, compress_level: int = 6) -> bytes:
-    """Encode one uint8 ``[H, W]`` (grayscale) or ``[H, W, C]`` image as PNG, with optional text chunks."""
-    import io
+_PNG_COLOR_TYPE = {1: 0, 2: 4, 3: 2, 4: 6}  # channels -> PNG colour type (gray, gray+alpha, RGB, RGBA)
 
-    from PIL import Image, PngImagePlugin
 
-    info = None
-    if text:
-        info = PngImagePlugin.PngInfo()
-        for key, value in text.items():
-            info.add_text(key, value)
-    buf = io.BytesIO()
-    Image.fromarray(pixels).save(buf, format="PNG", compress_level=compress_level, pnginfo=info)
-    return buf.getvalue()
+def png_bytes(pixels: np.ndarray, text: dict[str, str] | None = None, compress_level: int = PNG_LEVEL) -> bytes:
+    """Encode one uint8 image, ``[H, W]`` (8-bit grayscale) or ``[H, W, C]``, as PNG with optional tEXt chunks.
+
+    Written directly (every row "Up"-filtered, then zlib) rather than through PIL: about three times
+    less CPU per image than PIL's adaptive filtering at a similar size, and zlib releases the GIL, so
+    writer threads encode in parallel with the session.
+    """
+    img = np.ascontiguousarray(pixels, dtype=np.uint8)
+    if img.ndim == 2:
+        img = img[:, :, None]
+    if img.ndim != 3 or img.shape[2] not in _PNG_COLOR_TYPE:
+        raise ValueError(f"expected uint8 [H, W] or [H, W, C] with C in 1..4, got shape {pixels.shape}")
+    h, w, c = img.shape
+    flat = img.reshape(h, w * c)
+    rows = np.empty((h, w * c + 1), dtype=np.uint8)
+    rows[:, 0] = 2  # filter type Up: each byte minus the byte above it (the first row: minus zero)
+    rows[0, 1:] = flat[0]
+    np.subtract(flat[1:], flat[:-1], out=rows[1:, 1:])
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+
+    parts = [b"\x89PNG\r\n\x1a\n", chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, _PNG_COLOR_TYPE[c], 0, 0, 0))]
+    for key, value in (text or {}).items():
+        parts.append(chunk(b"tEXt", key.encode("latin-1", "replace")[:79] + b"\0" + value.encode("latin-1", "replace")))
+    parts += [chunk(b"IDAT", zlib.compress(rows.tobytes(), compress_level)), chunk(b"IEND", b"")]
+    return b"".join(parts)
 
 
 class PngWriter:
@@ -156,7 +175,7 @@ class PngWriter:
         max_pending: int | None = None,
         text: dict[str, str] | None = None,
         on_written: Callable[[int], None] | None = None,
-        compress_level: int = 6,
+        compress_level: int = PNG_LEVEL,
     ) -> None:
         self.workers = workers or default_writers()
         self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="cgan-png")
@@ -164,7 +183,6 @@ class PngWriter:
         self._text = dict(text or {})
         self._on_written = on_written
         self._compress = compress_level
-        self._futures: list[Future] = []
         self._error: BaseException | None = None
         self.written = 0
         self._lock = threading.Lock()
@@ -179,7 +197,6 @@ class PngWriter:
             self._slots.release()
             raise
         fut.add_done_callback(self._done)
-        self._futures = [f for f in self._futures if not f.done()] + [fut]
 
     def _write(self, pixels: np.ndarray, paths: list[Path], extra_text: Sequence[dict[str, str]] | None) -> None:
         try:
@@ -191,9 +208,7 @@ class PngWriter:
                     text.update(extra_text[i])
                 data = png_bytes(pixels[i], text, self._compress)
                 try:
-                    with atomic_path(path) as tmp:
-                        with open(tmp, "wb") as fh:
-                            fh.write(data)
+                    atomic_write_bytes(path, data)
                 except OSError as exc:
                     raise OutputError(f"cannot write {path} ({exc.strerror or exc})") from None
             with self._lock:
@@ -298,8 +313,7 @@ def contact_sheet(
     line_h = max(text_size("Ag")[1], 10) + 2 * pad
     label_w = max(text_size(t)[0] for t in row_labels) + 2 * pad
     if col_labels:
-        label_w = max(label_w, 0)
-        cw = max(cw, max(text_size(t)[0] for t in col_labels) + 2 * pad) if col_labels else cw
+        cw = max(cw, max(text_size(t)[0] for t in col_labels) + 2 * pad)
     top = (line_h if title else 0) + (line_h if col_labels else 0)
     width = label_w + cols * (cw + gap)
     height = top + rows * (ch + gap)

@@ -254,3 +254,48 @@ def test_import_is_light():
     code = "import sys, cgan.runtime; print(sorted(m for m in ('onnxruntime', 'huggingface_hub', 'PIL', 'torch') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=dict(os.environ), check=True)
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("shape", [(32, 32), (17, 5), (8, 9, 3), (6, 4, 4), (5, 7, 2)])
+def test_png_encoder_round_trips(shape):
+    """cgan-run's own PNG encoder: PIL decodes the same pixels and the text chunks."""
+    import io
+
+    from PIL import Image
+
+    from cgan.runtime.writers import png_bytes
+
+    pixels = np.random.default_rng(0).integers(0, 256, size=shape, dtype=np.uint8)
+    data = png_bytes(pixels, {"Comment": "synthetic", "cgan.index": "42"})
+    with Image.open(io.BytesIO(data)) as im:
+        im.load()
+        assert im.mode == {2: "L", 3: {2: "LA", 3: "RGB", 4: "RGBA"}.get(shape[-1])}[len(shape)]
+        np.testing.assert_array_equal(np.asarray(im), pixels)
+        assert im.text == {"Comment": "synthetic", "cgan.index": "42"}
+
+
+def test_npy_writer_abort_leaves_nothing(tmp_path):
+    from cgan.runtime.writers import NpyStackWriter
+
+    target = tmp_path / "stack.npy"
+    writer = NpyStackWriter(target, (4, 1, 2, 2), {"stage": 0})
+    writer.write(0, np.ones((2, 1, 2, 2), dtype=np.float32))
+    writer.abort()
+    assert list(tmp_path.iterdir()) == []
+    writer = NpyStackWriter(target, (2, 1, 2, 2), {"stage": 0})
+    writer.write(0, np.full((2, 1, 2, 2), 0.5, dtype=np.float32))
+    writer.finish()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["stack.json", "stack.npy"]
+    np.testing.assert_array_equal(np.load(target), np.full((2, 1, 2, 2), 0.5, dtype=np.float32))
+
+
+def test_png_writer_reports_a_failed_write(tmp_path):
+    from cgan.runtime.writers import OutputError, PngWriter
+
+    pixels = np.zeros((3, 8, 8), dtype=np.uint8)
+    writer = PngWriter(workers=2)
+    writer.submit(pixels, [tmp_path / f"{i}.png" for i in range(3)])
+    writer.submit(pixels, [tmp_path / "missing-dir" / f"{i}.png" for i in range(3)])
+    with pytest.raises(OutputError, match="cannot write .*missing-dir"):
+        writer.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["0.png", "1.png", "2.png"]
