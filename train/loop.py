@@ -194,7 +194,7 @@ def epoch_order(labels: np.ndarray, num_classes: int, *, seed: int, epoch: int, 
     return draws[rank::world_size][: n // world_size]
 
 
-def _batches(images: np.ndarray, labels: np.ndarray, order: np.ndarray, batch_size: int, start: int,
+def iter_batches(images: np.ndarray, labels: np.ndarray, order: np.ndarray, batch_size: int, start: int,
              workers: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """(uint8 images, int64 labels) of batches ``start``.. of ``order``, gathered from the memmap."""
     spans = [order[i : i + batch_size] for i in range(start * batch_size, len(order), batch_size)]
@@ -230,8 +230,9 @@ def to_model_input(u8: np.ndarray, device: torch.device, channels_last: bool = F
 
 # ---------------------------------------------------------------- the run
 
-class _Run:
-    """State of one run; ``step`` is the whole algorithm, the rest is bookkeeping."""
+class TrainingRun:
+    """Models, optimizers, RNG and position of one run; :meth:`train_step` is the whole algorithm,
+    the rest is bookkeeping. Built by :func:`train` (and by the training benchmark)."""
 
     def __init__(self, config: TrainConfig, image_set, info: ddp.DistInfo, device: torch.device,
                  precision: str, log: Log) -> None:
@@ -533,7 +534,7 @@ def _train(config: TrainConfig, state, latest, image_set, info, device, precisio
         if image_set is None:
             image_set = load()
 
-    run = _Run(config, image_set, info, device, precision, log)
+    run = TrainingRun(config, image_set, info, device, precision, log)
     if state is not None:
         run.load_state(state, latest)
         say(f"resuming from {latest} (step {run.step}, epoch {run.epoch + 1}, batch {run.batch})")
@@ -562,65 +563,72 @@ def _train(config: TrainConfig, state, latest, image_set, info, device, precisio
             run.last_checkpoint = ckpt.save_checkpoint(out, run.step, body, keep=config.keep_checkpoints)
         last_saved_step = run.step
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-    import sys
+    def end_epoch() -> None:
+        row = run.epoch_row()
+        run.history.append(row)
+        run.epoch, run.batch = run.epoch + 1, 0
+        run.epoch_images, run.epoch_time = 0, 0.0
+        checkpoint()
+        if info.is_main:
+            run.write_generator()
+            run.write_reports(run.history)
+            if config.sample_every and row["epoch"] % config.sample_every == 0:
+                run.write_samples(f"epoch_{row['epoch']:03d}")
+        say(f"epoch {row['epoch']}/{config.epochs}: D loss {row['d_loss']:.4f}, G loss {row['g_loss']:.4f}, "
+            f"D(x) {row['d_real']:.3f}, D(G(z)) {row['d_fake']:.3f}, {row['steps']} steps in "
+            f"{row['epoch_time_s']:.1f} s ({row['images_per_s']:.1f} img/s)")
 
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    console = Console()  # stdout: log lines printed while the bar is live appear above it
     bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                    TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[stats]}"),
-                   disable=not (info.is_main and not config.quiet and sys.stderr.isatty()),
-                   console=None, transient=True)
-    with bar:
-        task = bar.add_task("training", total=run.total_steps, completed=run.step, stats="")
-        while run.step < run.total_steps:
-            order = epoch_order(run.labels, run.gen_config.num_classes, seed=config.seed, epoch=run.epoch,
-                                balance=config.balance, rank=info.rank, world_size=info.world_size)
-            bar.update(task, description=f"epoch {run.epoch + 1}/{config.epochs}")
-            t0 = time.perf_counter()
-            for u8, lab in _batches(run.images, run.labels, order, config.batch_size, run.batch, config.workers):
-                real = to_model_input(u8, device, config.channels_last)
-                labels = torch.from_numpy(lab).to(device, non_blocking=True)
-                metrics = run.train_step(real, labels)
-                run.epoch_metrics[run.batch] = metrics.to("cpu", torch.float64)
-                losses.append(run.epoch_metrics[run.batch].clone())
-                run.batch += 1
-                run.step += 1
-                run.epoch_images += len(lab)
-                run_images += len(lab)
-                now = time.perf_counter()
-                run.epoch_time += now - t0
-                t0 = now
-                if not bar.disable:
-                    d, g, dr, df = run.epoch_metrics[run.batch - 1].tolist()
-                    ips = run.epoch_images * info.world_size / max(run.epoch_time, 1e-9)
-                    bar.update(task, advance=1, stats=f"D {d:.3f}  G {g:.3f}  D(x) {dr:.2f}  D(G(z)) {df:.2f}  {ips:.1f} img/s")
-                epoch_end = run.batch == run.steps_per_epoch
-                if run.step >= run.total_steps and not epoch_end:
-                    break
-                if config.checkpoint_every and run.step % config.checkpoint_every == 0 and not epoch_end:
-                    checkpoint()
-                    t0 = time.perf_counter()  # the epoch's time counts training, not checkpoint writing
-            if run.batch < run.steps_per_epoch:
-                break  # stopped by --max-steps mid-epoch
-            # epoch end
-            row = run.epoch_row()
-            run.history.append(row)
-            run.epoch, run.batch = run.epoch + 1, 0
-            run.epoch_images, run.epoch_time = 0, 0.0
-            checkpoint()
-            if info.is_main:
-                run.write_generator()
-                run.write_reports(run.history)
-                if config.sample_every and row["epoch"] % config.sample_every == 0:
-                    run.write_samples(f"epoch_{row['epoch']:03d}")
-            say(f"epoch {row['epoch']}/{config.epochs}: D loss {row['d_loss']:.4f}, G loss {row['g_loss']:.4f}, "
-                f"D(x) {row['d_real']:.3f}, D(G(z)) {row['d_fake']:.3f}, {row['steps']} steps in "
-                f"{row['epoch_time_s']:.1f} s ({row['images_per_s']:.1f} img/s)")
+                   disable=not (info.is_main and not config.quiet and console.is_terminal),
+                   console=console, transient=True)
+    try:
+        with bar:
+            task = bar.add_task("training", total=run.total_steps, completed=run.step, stats="")
+            while run.step < run.total_steps:
+                order = epoch_order(run.labels, run.gen_config.num_classes, seed=config.seed, epoch=run.epoch,
+                                    balance=config.balance, rank=info.rank, world_size=info.world_size)
+                bar.update(task, description=f"epoch {run.epoch + 1}/{config.epochs}")
+                t0 = time.perf_counter()
+                for u8, lab in iter_batches(run.images, run.labels, order, config.batch_size, run.batch,
+                                            config.workers):
+                    metrics = run.train_step(to_model_input(u8, device, config.channels_last),
+                                             torch.from_numpy(lab).to(device, non_blocking=True))
+                    run.epoch_metrics[run.batch] = metrics.to("cpu", torch.float64)
+                    losses.append(run.epoch_metrics[run.batch].clone())
+                    run.batch, run.step = run.batch + 1, run.step + 1
+                    run.epoch_images += len(lab)
+                    run_images += len(lab)
+                    now = time.perf_counter()
+                    run.epoch_time, t0 = run.epoch_time + now - t0, now
+                    if not bar.disable:
+                        d, g, dr, df = losses[-1].tolist()
+                        ips = run.epoch_images * info.world_size / max(run.epoch_time, 1e-9)
+                        bar.update(task, advance=1,
+                                   stats=f"D {d:.3f}  G {g:.3f}  D(x) {dr:.2f}  D(G(z)) {df:.2f}  {ips:.1f} img/s")
+                    if run.batch == run.steps_per_epoch or run.step >= run.total_steps:
+                        break
+                    if config.checkpoint_every and run.step % config.checkpoint_every == 0:
+                        checkpoint()
+                        t0 = time.perf_counter()  # the epoch's time counts training, not checkpoint writing
+                if run.batch < run.steps_per_epoch:
+                    break  # stopped by --max-steps mid-epoch
+                end_epoch()
+    except KeyboardInterrupt:
+        if info.is_main:
+            log(f"interrupted at step {run.step}; the newest checkpoint is at step {last_saved_step} "
+                f"(continue with: cgan-train --resume --out {out})")
+        raise
 
     # end of the run (finished, or stopped by --max-steps)
     if run.step != last_saved_step:
         checkpoint()
     rows = list(run.history) + ([run.epoch_row()] if run.batch else [])
-    generator = Path(config.out) / ckpt.GENERATOR_FILE
+    generator = out / ckpt.GENERATOR_FILE
     if info.is_main:
         generator = run.write_generator()
         run.write_reports(rows)
@@ -630,6 +638,6 @@ def _train(config: TrainConfig, state, latest, image_set, info, device, precisio
     ips = run_images * info.world_size / elapsed if elapsed > 0 else 0.0
     say(f"done: {run.step} steps ({run.epochs_done:g} epochs), {ips:.1f} img/s; generator {generator}")
     step_losses = torch.stack(losses).numpy() if losses else np.zeros((0, 4))
-    return TrainResult(out=Path(config.out), generator=generator, checkpoint=run.last_checkpoint, steps=run.step,
+    return TrainResult(out=out, generator=generator, checkpoint=run.last_checkpoint, steps=run.step,
                        epochs=run.epochs_done, history=rows, step_losses=step_losses, first_step=first_step,
                        images_per_s=ips, device=str(device), precision=precision, config=config)

@@ -1,0 +1,216 @@
+"""Training throughput on CPU at 128 px, batch 16: cgan-train's step against the original loop.
+
+"Original loop" is a plain reimplementation of the notebook's: the same models, fp32, a
+``DataLoader`` over a dataset that opens and decodes every image file with PIL at each step
+(grayscale, resize, ``x/255``, normalise 0.5/0.5, as torchvision's ImageFolder + transforms), a
+``WeightedRandomSampler`` with weight 1/class count, and the step D(real), D(G(z)) then G against
+D(G(z)) with D's gradients computed in the G step too. "cgan-train" is this project's
+``TrainingRun.train_step`` fed from the uint8 memory-mapped cache of the same images.
+
+Runs only with ``pytest bench/test_bench_train.py --benchmark-only`` (about 1-2 minutes on 2
+cores). The headline is ``test_train_interleaved_ratio``: the two loops alternate step by step, so
+load changes on a shared machine hit both alike. ``CGAN_BENCH_THREADS`` sets torch's thread count
+for every variant (default: torch's choice).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+IMG = 128
+BATCH = 16
+N_IMAGES = 64
+STEPS = 1  # optimizer steps per timed call
+ROUNDS = 3
+
+
+def _quiet(_msg: str) -> None:
+    pass
+
+
+def _cpu_has_native_bf16() -> bool:
+    try:
+        flags = next(line for line in open("/proc/cpuinfo") if line.startswith("flags")).split()
+    except (OSError, StopIteration):
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+@pytest.fixture(scope="module")
+def torch_threads():
+    torch = pytest.importorskip("torch")
+    before = torch.get_num_threads()
+    if os.environ.get("CGAN_BENCH_THREADS"):
+        torch.set_num_threads(int(os.environ["CGAN_BENCH_THREADS"]))
+    yield torch.get_num_threads()
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def image_files(tmp_path_factory, torch_threads):
+    """The synthetic OASIS-like set as PNG files (what the original reads) and as our memmap cache."""
+    from cgan.train.data import load_image_set
+    from cgan.train.synth import make_synthetic_set
+
+    root = tmp_path_factory.mktemp("bench_train")
+    folder = make_synthetic_set(root / "syn", n=N_IMAGES, seed=0, img_size=IMG, log=_quiet)
+    image_set = load_image_set(folder, img_size=IMG, cache_dir=root / "cache", log=_quiet)
+    return folder, image_set
+
+
+# ---------------------------------------------------------------- the original loop
+
+def original_loop(folder: Path, seed: int = 42):
+    """A callable doing ``n`` steps of the original notebook's loop (see the module docstring)."""
+    import torch
+    from PIL import Image
+    from torch import nn
+    from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
+
+    from cgan.runtime.contract import OASIS_FOLDERS
+    from cgan.train.models import Generator, GeneratorConfig, build_discriminator
+
+    files = [(p, stage) for stage, name in enumerate(OASIS_FOLDERS) for p in sorted((folder / name).glob("*.png"))]
+
+    class Folder(Dataset):
+        def __len__(self):
+            return len(files)
+
+        def __getitem__(self, i):
+            path, label = files[i]
+            with Image.open(path) as im:
+                gray = im.convert("L").resize((IMG, IMG), Image.Resampling.BILINEAR)
+            x = torch.from_numpy(np.asarray(gray, dtype=np.uint8).copy()).float().div(255.0)
+            return ((x - 0.5) / 0.5).unsqueeze(0), label
+
+    labels = torch.tensor([s for _, s in files])
+    weights = 1.0 / torch.bincount(labels).double()[labels]
+    sampler = WeightedRandomSampler(weights, num_samples=len(files), replacement=True,
+                                    generator=torch.Generator().manual_seed(seed))
+    loader = DataLoader(Folder(), batch_size=BATCH, sampler=sampler, num_workers=0)
+
+    torch.manual_seed(seed)
+    cfg = GeneratorConfig(img_size=IMG)
+    G, D = Generator(cfg), build_discriminator("projection", cfg)
+    opt_g = torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam(D.parameters(), lr=5e-5, betas=(0.5, 0.999))
+    bce = nn.BCEWithLogitsLoss()
+    batches = iter(loader)
+
+    def steps(n: int = STEPS) -> int:
+        nonlocal batches
+        for _ in range(n):
+            try:
+                real, lab = next(batches)
+            except StopIteration:
+                batches = iter(loader)
+                real, lab = next(batches)
+            b = real.size(0)
+            z = torch.randn(b, cfg.z_dim, 1, 1)
+            fake = G(z, lab)
+            loss_d = bce(D(real, lab), torch.ones(b)) + bce(D(fake.detach(), lab), torch.zeros(b))
+            opt_d.zero_grad()
+            loss_d.backward()
+            opt_d.step()
+            loss_g = bce(D(fake, lab), torch.ones(b))
+            opt_g.zero_grad()
+            loss_g.backward()
+            opt_g.step()
+        return n * BATCH
+
+    return steps
+
+
+# ---------------------------------------------------------------- cgan-train's step
+
+def cgan_train_loop(image_set, **overrides):
+    """A callable doing ``n`` steps of cgan-train's loop on ``image_set`` (nothing written to disk)."""
+    import torch
+
+    from cgan.train import ddp
+    from cgan.train.loop import TrainConfig, TrainingRun, epoch_order, iter_batches, resolve_precision, to_model_input
+
+    config = TrainConfig(img_size=IMG, batch_size=BATCH, device="cpu", quiet=True, **overrides)
+    config.validate()
+    device = torch.device("cpu")
+    run = TrainingRun(config, image_set, ddp.DistInfo(), device, resolve_precision(config.precision, device), _quiet)
+    state = {"epoch": 0, "it": None}
+
+    def next_batch():
+        while True:
+            if state["it"] is None:
+                order = epoch_order(run.labels, run.gen_config.num_classes, seed=config.seed, epoch=state["epoch"],
+                                    balance=True)
+                state["it"] = iter_batches(run.images, run.labels, order, BATCH, 0, config.workers)
+            batch = next(state["it"], None)
+            if batch is not None:
+                return batch
+            state["epoch"] += 1
+            state["it"] = None
+
+    def steps(n: int = STEPS) -> int:
+        for _ in range(n):
+            u8, lab = next_batch()
+            run.train_step(to_model_input(u8, device, config.channels_last), torch.from_numpy(lab))
+        return n * BATCH
+
+    return steps
+
+
+VARIANTS = {
+    "original loop (PIL decode per step, fp32)": None,
+    "cgan-train fp32": {},
+    "cgan-train fp32 channels_last": {"channels_last": True},
+    "cgan-train bf16 autocast": {"precision": "bf16"},
+}
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_train_throughput(benchmark, image_files, torch_threads, variant):
+    folder, image_set = image_files
+    if "bf16" in variant and not _cpu_has_native_bf16():
+        pytest.skip("no native bf16 on this CPU (AVX512-BF16/AMX): autocast would only measure emulation")
+    overrides = VARIANTS[variant]
+    fn = original_loop(folder) if overrides is None else cgan_train_loop(image_set, **overrides)
+    benchmark.group = f"cpu training, {IMG} px, batch {BATCH}"
+    benchmark.pedantic(fn, rounds=ROUNDS, warmup_rounds=1, iterations=1)
+    median = float(benchmark.stats.stats.median)
+    benchmark.extra_info.update(kind="train", device="cpu", variant=variant, img_size=IMG, batch=BATCH,
+                                steps_per_round=STEPS, threads=torch_threads,
+                                images_per_s=round(STEPS * BATCH / median, 3))
+
+
+def test_train_interleaved_ratio(benchmark, image_files, torch_threads, capsys):
+    """The original loop and cgan-train fp32 alternating step by step; speedup = ratio of median step times."""
+    folder, image_set = image_files
+    loops = {"original": original_loop(folder), "cgan-train": cgan_train_loop(image_set)}
+    for fn in loops.values():
+        fn()  # warm-up: allocators, oneDNN primitives
+    times: dict[str, list[float]] = {name: [] for name in loops}
+
+    def pair() -> None:
+        for name, fn in loops.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+
+    benchmark.group = "cpu training ratio"
+    benchmark.pedantic(pair, rounds=ROUNDS + 1, warmup_rounds=0, iterations=1)
+    med = {name: float(np.median(v)) for name, v in times.items()}
+    speedup = med["original"] / med["cgan-train"]
+    benchmark.extra_info.update(
+        kind="train_ratio", device="cpu", img_size=IMG, batch=BATCH, threads=torch_threads, pairs=len(times["original"]),
+        original_images_per_s=round(BATCH * STEPS / med["original"], 3),
+        cgan_train_images_per_s=round(BATCH * STEPS / med["cgan-train"], 3),
+        speedup=round(speedup, 3),
+    )
+    with capsys.disabled():
+        print(f"\ntraining throughput, CPU, {IMG} px, batch {BATCH}, {torch_threads} thread(s): original loop "
+              f"{BATCH * STEPS / med['original']:.2f} img/s, cgan-train fp32 {BATCH * STEPS / med['cgan-train']:.2f} img/s "
+              f"-> {speedup:.2f}x (median of {len(times['original'])} interleaved steps each)")
+    assert speedup > 0
