@@ -227,6 +227,7 @@ def test_resume_after_sigkill_continues_exactly(dataset, tmp_path):
 
     resumed = run_script("cgan-train", *cli_args(dataset, killed_out, "--resume", *args))
     assert resumed.returncode == 0, resumed.stderr
+    assert not list((killed_out / "checkpoints").glob(".*")), "a half-written checkpoint was left behind"
     a, b = _generator_weights(tmp_path / "whole"), _generator_weights(killed_out)
     assert all(torch.equal(a[k], b[k]) for k in a)
     columns = ("epoch", "g_loss", "d_loss", "d_real", "d_fake", "steps")

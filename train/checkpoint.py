@@ -89,6 +89,8 @@ def save_checkpoint(out: Path, step: int, state: dict[str, Any], *, keep: int = 
         torch.save(body, tmp)
     for old in list_checkpoints(out)[:-keep] if keep > 0 else []:
         old.unlink(missing_ok=True)
+    for stale in folder.glob(".ckpt_*.tmp.pt"):  # left by a run killed while writing (one writer per --out)
+        stale.unlink(missing_ok=True)
     return path
 
 

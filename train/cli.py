@@ -20,7 +20,20 @@ app = typer.Typer(
 )
 
 
-@app.command()
+HELP = f"""Train the conditional DCGAN with the original project's defaults (10 epochs, batch 16, Adam
+0.5/0.999, lr G 2e-4 / D 5e-5, BCE, DCGAN init, seed 42, 128 px, balanced sampling).
+
+Writes to --out: cDCGAN_generator.pth (the original's format, loadable by its inference code,
+plus config and provenance), training_history.csv, loss_curves.png, samples/*.png (one row per
+stage, fixed noise), config.json and full checkpoints in checkpoints/ (the last 2 kept).
+An --out that already holds checkpoints is refused unless --resume is given.
+Multi-GPU / multi-process: launch with torchrun (DDP; NCCL on CUDA, gloo on CPU).
+
+{DISCLAIMER}
+"""
+
+
+@app.command(help=HELP)
 @user_errors_exit
 def train(
     data: Optional[Path] = typer.Option(None, "--data", help="Dataset folder: Kaggle OASIS layout (Data/ or its parent), stage0..stageN, or class folders named by --classes [default: the built-in synthetic OASIS-like set, built once and cached]."),
@@ -52,15 +65,6 @@ def train(
     workers: int = typer.Option(0, "--workers", help="Threads gathering batches ahead of the step (0: in the training thread)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar and no per-epoch lines."),
 ) -> None:
-    """Train the conditional DCGAN with the original project's defaults (10 epochs, batch 16, Adam
-    0.5/0.999, lr G 2e-4 / D 5e-5, BCE, DCGAN init, seed 42, 128 px, balanced sampling).
-
-    Writes to --out: cDCGAN_generator.pth (the original's format, loadable by its inference code,
-    plus config and provenance), training_history.csv, loss_curves.png, samples/*.png (one row per
-    stage, fixed noise), config.json and full checkpoints in checkpoints/ (the last 2 kept).
-    An --out that already holds checkpoints is refused unless --resume is given.
-    Multi-GPU / multi-process: launch with torchrun (DDP; NCCL on CUDA, gloo on CPU).
-    """
     from ._deps import require_torch
 
     require_torch("cgan-train")

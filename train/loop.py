@@ -492,6 +492,8 @@ def train(config: TrainConfig, *, image_set=None, log: Log = print) -> TrainResu
     Raises :class:`CganError` for bad settings before anything is written.
     """
     config.validate()
+    if config.data is not None:  # absolute: a resumed run may start from another working directory
+        config = dataclasses.replace(config, data=Path(config.data).expanduser().resolve())
     info = ddp.env_info()
     device = resolve_device(config.device, info)
     out = Path(config.out)
@@ -582,7 +584,7 @@ def _train(config: TrainConfig, state, latest, image_set, info, device, precisio
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     console = Console()  # stdout: log lines printed while the bar is live appear above it
-    bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+    bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(bar_width=24), MofNCompleteColumn(),
                    TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[stats]}"),
                    disable=not (info.is_main and not config.quiet and console.is_terminal),
                    console=console, transient=True)
