@@ -65,6 +65,7 @@ class TrainConfig:
     z_dim: int = 100
     width: int = 512  # channels of G's first block, halved per block (the original: 512)
     disc: str = "projection"
+    disc_width: int = 64  # channels of D's first conv, doubled per block (the original: 64)
     balance: bool = True
     device: str = "auto"
     precision: str = "auto"
@@ -82,7 +83,7 @@ class TrainConfig:
 
     # fields a resumed run takes from its checkpoint (the others steer this invocation only)
     RUN_FIELDS = ("data", "classes", "strict", "batch_size", "lr_g", "lr_d", "beta1", "beta2", "seed",
-                  "img_size", "z_dim", "width", "disc", "balance", "precision", "channels_last", "ema", "ema_decay")
+                  "img_size", "z_dim", "width", "disc", "disc_width", "balance", "precision", "channels_last", "ema", "ema_decay")
 
     def validate(self) -> None:
         """Raise :class:`CganError` naming the first flag that is out of range."""
@@ -114,6 +115,8 @@ class TrainConfig:
             raise CganError(f"--width {self.width}: {exc}") from None
         if self.disc not in DISCRIMINATORS:
             raise CganError(f"--disc {self.disc!r} is unknown; choose {' or '.join(DISCRIMINATORS)}")
+        if self.disc_width < 1:
+            raise CganError(f"--disc-width must be >= 1, got {self.disc_width}")
         if self.device not in DEVICES:
             raise CganError(f"--device {self.device!r} is unknown; choose {', '.join(DEVICES)}")
         if self.precision not in PRECISIONS:
@@ -252,7 +255,7 @@ class TrainingRun:
         import random
         random.seed(c.seed)
         self.G = Generator(self.gen_config).to(device)
-        self.D = build_discriminator(c.disc, self.gen_config).to(device)
+        self.D = build_discriminator(c.disc, self.gen_config, width=c.disc_width).to(device)
         if c.channels_last:
             self.G.to(memory_format=torch.channels_last)
             self.D.to(memory_format=torch.channels_last)
@@ -428,7 +431,7 @@ class TrainingRun:
             "run_started": self.created,
             "tool_version": __version__,
             "seed": str(self.config.seed),
-            "discriminator": self.config.disc,
+            "discriminator": f"{self.config.disc} (width {self.config.disc_width})",
             "precision": self.precision,
             "batch_size": str(self.config.batch_size),
             "world_size": str(self.info.world_size),

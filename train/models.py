@@ -130,12 +130,15 @@ class SpatialDiscriminator(nn.Module):
 DISCRIMINATORS = {"projection": ProjectionDiscriminator, "spatial": SpatialDiscriminator}
 
 
-def build_discriminator(kind: str, config: GeneratorConfig) -> nn.Module:
+def build_discriminator(kind: str, config: GeneratorConfig, width: int = 64) -> nn.Module:
+    """``width``: channels of D's first conv, doubled per block (the original: 64). Its cost grows ~width²."""
     try:
         cls = DISCRIMINATORS[kind]
     except KeyError:
         raise ValueError(f"unknown discriminator {kind!r}; expected one of {', '.join(DISCRIMINATORS)}") from None
-    return cls(num_classes=config.num_classes, img_size=config.img_size, channels=config.channels)
+    if width < 1:
+        raise ValueError(f"discriminator width must be >= 1, got {width}")
+    return cls(num_classes=config.num_classes, img_size=config.img_size, channels=config.channels, width=width)
 
 
 def count_parameters(module: nn.Module) -> int:
