@@ -7,8 +7,8 @@
 D(G(z)) with D's gradients computed in the G step too. "cgan-train" is this project's
 ``TrainingRun.train_step`` fed from the uint8 memory-mapped cache of the same images.
 
-Runs only with ``pytest bench/test_bench_train.py --benchmark-only`` (about 1-2 minutes on 2
-cores). The headline is ``test_train_interleaved_ratio``: the two loops alternate step by step, so
+Runs only with ``pytest bench/test_bench_train.py --benchmark-only`` (about a minute on 2 idle
+cores; 17 training steps at 128 px in all). The headline is ``test_train_interleaved_ratio``: the two loops alternate step by step, so
 load changes on a shared machine hit both alike. ``CGAN_BENCH_THREADS`` sets torch's thread count
 for every variant (default: torch's choice).
 """
@@ -26,7 +26,8 @@ IMG = 128
 BATCH = 16
 N_IMAGES = 64
 STEPS = 1  # optimizer steps per timed call
-ROUNDS = 3
+ROUNDS = 2  # timed calls per variant, after one warm-up call
+PAIRS = 3  # interleaved (original, cgan-train) step pairs of the headline ratio, after one warm-up each
 
 
 def _quiet(_msg: str) -> None:
@@ -200,7 +201,7 @@ def test_train_interleaved_ratio(benchmark, image_files, torch_threads, capsys):
             times[name].append(time.perf_counter() - t0)
 
     benchmark.group = "cpu training ratio"
-    benchmark.pedantic(pair, rounds=ROUNDS + 1, warmup_rounds=0, iterations=1)
+    benchmark.pedantic(pair, rounds=PAIRS, warmup_rounds=0, iterations=1)
     med = {name: float(np.median(v)) for name, v in times.items()}
     speedup = med["original"] / med["cgan-train"]
     benchmark.extra_info.update(
