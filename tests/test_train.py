@@ -24,7 +24,7 @@ from conftest import run_script
 from cgan.runtime.contract import from_uint8
 from cgan.train.cli import app
 from cgan.train.data import load_image_set
-from cgan.train.loop import TrainConfig, epoch_order, to_model_input, train
+from cgan.train.loop import TrainConfig, epoch_order, iter_batches, to_model_input, train
 from cgan.train.models import Generator
 from cgan.train.synth import make_synthetic_set
 
@@ -319,3 +319,17 @@ def test_model_input_matches_the_contract_mapping():
     assert x.shape == (3, 1, 16, 16) and x.dtype == torch.float32
     np.testing.assert_array_equal(x.numpy()[:, 0], from_uint8(u8))
     assert x.min().item() == -1.0 and x.max().item() == 1.0
+
+
+def test_batches_from_the_memmap_follow_the_order_with_any_worker_count(dataset):
+    _, _, images = dataset
+    order = epoch_order(images.labels, 4, seed=1, epoch=0, balance=True)
+    inline = list(iter_batches(images.images, images.labels, order, 5, 0, 0))
+    assert [len(lab) for _, lab in inline] == [5] * 6 + [2]  # 32 draws, the last batch partial
+    np.testing.assert_array_equal(np.concatenate([u8 for u8, _ in inline]), np.asarray(images.images)[order])
+    np.testing.assert_array_equal(np.concatenate([lab for _, lab in inline]), images.labels[order])
+    threaded = list(iter_batches(images.images, images.labels, order, 5, 2, 3))  # from batch 2, 3 threads
+    assert len(threaded) == len(inline) - 2
+    for (a, la), (b, lb) in zip(inline[2:], threaded):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(la, lb)

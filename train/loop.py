@@ -198,7 +198,7 @@ def epoch_order(labels: np.ndarray, num_classes: int, *, seed: int, epoch: int, 
 
 
 def iter_batches(images: np.ndarray, labels: np.ndarray, order: np.ndarray, batch_size: int, start: int,
-             workers: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+                 workers: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """(uint8 images, int64 labels) of batches ``start``.. of ``order``, gathered from the memmap."""
     spans = [order[i : i + batch_size] for i in range(start * batch_size, len(order), batch_size)]
 
