@@ -275,6 +275,11 @@ def test_existing_checkpoints_are_not_overwritten_without_resume(short_run, data
     assert "--resume" in result.stderr and "another --out" in result.stderr
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == before
 
+    shutil.rmtree(out / "checkpoints")  # a generator file alone (e.g. the published one) is not overwritten either
+    result = runner.invoke(app, cli_args(dataset, out, "--max-steps", "1"))
+    assert result.exit_code == 1 and "cDCGAN_generator.pth" in result.stderr
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == {p: t for p, t in before.items() if p.exists()}
+
 
 def test_resume_refuses_a_conflicting_setting(short_run, dataset, tmp_path):
     out = tmp_path / "copy"

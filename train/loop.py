@@ -513,6 +513,9 @@ def train(config: TrainConfig, *, image_set=None, log: Log = print) -> TrainResu
     elif latest is not None:
         raise CganError(f"{out} already holds checkpoints of a run ({latest.name}); continue it with --resume, "
                         "or choose another --out")
+    elif (out / ckpt.GENERATOR_FILE).exists():
+        raise CganError(f"{out} already holds a {ckpt.GENERATOR_FILE} (and no checkpoints to resume from); "
+                        "choose another --out, or move that file away")
     precision = resolve_precision(config.precision, device)
     if config.threads is not None:
         torch.set_num_threads(config.threads)
