@@ -206,11 +206,7 @@ def generate_to_disk(gen, config: RunConfig, *, quiet: bool = False) -> str:
                     kept[s] = pixels[: keep - offset] if s not in kept else np.concatenate([kept[s], pixels[: keep - offset]])
                 if png is not None:
                     ks = range(batch.start, batch.start + b)
-                    png.submit(
-                        pixels,
-                        [folder / _image_name(s, config.seed, k) for k in ks],
-                        [{"cgan.stage": f"{s} {info.stage_names[s]}", "cgan.index": str(k)} for k in ks],
-                    )
+                    png.submit(pixels, [folder / _image_name(s, config.seed, k) for k in ks], {"cgan.stage": f"{s} {info.stage_names[s]}"})
                 else:
                     if stack is not None:
                         stack.write(offset, batch.images)

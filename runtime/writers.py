@@ -23,7 +23,7 @@ import numpy as np
 
 from .contract import DISCLAIMER, OASIS_FOLDERS
 from .errors import CganError
-from .fileio import atomic_path, atomic_write_bytes, atomic_write_text
+from .fileio import atomic_path, atomic_write_text
 
 LAYOUTS = ("flat", "oasis")
 FORMATS = ("png", "npy", "none")
@@ -129,35 +129,72 @@ def prepare_dirs(folders: Iterable[Path]) -> None:
 # ---------------------------------------------------------------- PNG
 
 _PNG_COLOR_TYPE = {1: 0, 2: 4, 3: 2, 4: 6}  # channels -> PNG colour type (gray, gray+alpha, RGB, RGBA)
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _chunk(tag: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(data, zlib.crc32(tag)))
+
+
+_PNG_END = _chunk(b"IEND", b"")
+
+
+def png_head(shape: tuple[int, ...], text: dict[str, str] | None = None) -> bytes:
+    """Signature, IHDR and tEXt chunks of a PNG for uint8 images of ``shape`` ``(H, W)`` or ``(H, W, C)``."""
+    h, w = shape[:2]
+    c = shape[2] if len(shape) == 3 else 1
+    if len(shape) not in (2, 3) or c not in _PNG_COLOR_TYPE:
+        raise ValueError(f"expected uint8 [H, W] or [H, W, C] with C in 1..4, got shape {tuple(shape)}")
+    parts = [_PNG_SIGNATURE, _chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, _PNG_COLOR_TYPE[c], 0, 0, 0))]
+    for key, value in (text or {}).items():
+        parts.append(_chunk(b"tEXt", key.encode("latin-1", "replace")[:79] + b"\0" + value.encode("latin-1", "replace")))
+    return b"".join(parts)
+
+
+def png_rows(pixels: np.ndarray) -> np.ndarray:
+    """Images ``[b, H, W]`` or ``[b, H, W, C]`` uint8 -> PNG scanlines ``[b, H, 1 + W*C]``, every row "Up"-filtered
+    (filter byte 2, then each byte minus the byte above it; the first row minus zero). One numpy pass per batch."""
+    img = np.ascontiguousarray(pixels, dtype=np.uint8)
+    b, h = img.shape[:2]
+    flat = img.reshape(b, h, -1)
+    rows = np.empty((b, h, flat.shape[2] + 1), dtype=np.uint8)
+    rows[:, :, 0] = 2
+    rows[:, 0, 1:] = flat[:, 0]
+    np.subtract(flat[:, 1:], flat[:, :-1], out=rows[:, 1:, 1:])
+    return rows
 
 
 def png_bytes(pixels: np.ndarray, text: dict[str, str] | None = None, compress_level: int = PNG_LEVEL) -> bytes:
     """Encode one uint8 image, ``[H, W]`` (8-bit grayscale) or ``[H, W, C]``, as PNG with optional tEXt chunks.
 
-    Written directly (every row "Up"-filtered, then zlib) rather than through PIL: about three times
-    less CPU per image than PIL's adaptive filtering at a similar size, and zlib releases the GIL, so
-    writer threads encode in parallel with the session.
+    Written directly (rows "Up"-filtered, then zlib) rather than through PIL: about a third of the CPU
+    of PIL's adaptive filtering at a similar size, and zlib releases the GIL while it compresses.
     """
-    img = np.ascontiguousarray(pixels, dtype=np.uint8)
-    if img.ndim == 2:
-        img = img[:, :, None]
-    if img.ndim != 3 or img.shape[2] not in _PNG_COLOR_TYPE:
-        raise ValueError(f"expected uint8 [H, W] or [H, W, C] with C in 1..4, got shape {pixels.shape}")
-    h, w, c = img.shape
-    flat = img.reshape(h, w * c)
-    rows = np.empty((h, w * c + 1), dtype=np.uint8)
-    rows[:, 0] = 2  # filter type Up: each byte minus the byte above it (the first row: minus zero)
-    rows[0, 1:] = flat[0]
-    np.subtract(flat[1:], flat[:-1], out=rows[1:, 1:])
+    head = png_head(pixels.shape, text)
+    rows = png_rows(pixels[None])[0]
+    return head + _chunk(b"IDAT", zlib.compress(rows, compress_level)) + _PNG_END
 
-    def chunk(tag: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
 
-    parts = [b"\x89PNG\r\n\x1a\n", chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, _PNG_COLOR_TYPE[c], 0, 0, 0))]
-    for key, value in (text or {}).items():
-        parts.append(chunk(b"tEXt", key.encode("latin-1", "replace")[:79] + b"\0" + value.encode("latin-1", "replace")))
-    parts += [chunk(b"IDAT", zlib.compress(rows.tobytes(), compress_level)), chunk(b"IEND", b"")]
-    return b"".join(parts)
+def write_whole(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` under a temporary name, then rename: the file appears whole or not at all.
+
+    Like :func:`cgan.runtime.fileio.atomic_write_bytes` with fewer system calls (one open, write, close,
+    rename), for thousands of small files; the temporary name is unique per process and thread.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 class PngWriter:
@@ -187,28 +224,27 @@ class PngWriter:
         self.written = 0
         self._lock = threading.Lock()
 
-    def submit(self, pixels: np.ndarray, paths: Sequence[Path], extra_text: Sequence[dict[str, str]] | None = None) -> None:
-        """Queue ``pixels[i]`` -> ``paths[i]``; the array must not be modified afterwards."""
+    def submit(self, pixels: np.ndarray, paths: Sequence[Path], text: dict[str, str] | None = None) -> None:
+        """Queue ``pixels[i]`` -> ``paths[i]`` (with ``text`` chunks added to the writer's); don't modify the array afterwards."""
         self._raise_error()
         self._slots.acquire()
         try:
-            fut = self._pool.submit(self._write, pixels, list(paths), extra_text)
+            fut = self._pool.submit(self._write, pixels, list(paths), text)
         except BaseException:
             self._slots.release()
             raise
         fut.add_done_callback(self._done)
 
-    def _write(self, pixels: np.ndarray, paths: list[Path], extra_text: Sequence[dict[str, str]] | None) -> None:
+    def _write(self, pixels: np.ndarray, paths: list[Path], text: dict[str, str] | None) -> None:
         try:
+            head = png_head(pixels.shape[1:], {**self._text, **(text or {})})
+            rows = png_rows(pixels)
             for i, path in enumerate(paths):
                 if self._error is not None:
                     return
-                text = dict(self._text)
-                if extra_text is not None:
-                    text.update(extra_text[i])
-                data = png_bytes(pixels[i], text, self._compress)
+                data = head + _chunk(b"IDAT", zlib.compress(rows[i], self._compress)) + _PNG_END
                 try:
-                    atomic_write_bytes(path, data)
+                    write_whole(path, data)
                 except OSError as exc:
                     raise OutputError(f"cannot write {path} ({exc.strerror or exc})") from None
             with self._lock:
