@@ -21,7 +21,7 @@ def test_torchrun_two_cpu_processes_train_and_write_once(tmp_path):
     out = tmp_path / "run"
     # 32 images over 2 ranks at batch 8: 2 steps per epoch per rank; 3 steps = 1.5 epochs
     args = ["--data", str(data), "--cache-dir", str(tmp_path / "cache"), "--out", str(out), "--img-size", "32",
-            "--width", "64", "--batch-size", "8", "--max-steps", "3", "--checkpoint-every", "1", "--device", "cpu"]
+            "--width", "64", "--disc-width", "16", "--batch-size", "8", "--max-steps", "3", "--checkpoint-every", "1", "--device", "cpu"]
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     result = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
