@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from dataclasses import asdict, dataclass
@@ -96,6 +97,8 @@ def run(
     """Generate images (see _HELP)."""
     out_dir = out if out is not None else DEFAULT_OUT
     _check_args(n=n, seed=seed, start=start, batch_size=batch_size, threads=threads, writers=writers, layout=layout, fmt=fmt)
+    if grid is not None and grid.suffix.lower() != ".png":
+        raise CganError(f"--grid {grid}: the contact sheet is a PNG; give a file name ending in .png")
     if progression and grid is None:
         grid = out_dir / "progression.png"
 
@@ -148,21 +151,23 @@ def generate_to_disk(gen, config: RunConfig, *, quiet: bool = False) -> str:
         PngWriter,
         check_free,
         disclaimer_text,
-        plan_targets,
+        planned_files,
         prepare_dirs,
         save_image,
+        stack_name,
         stage_dir,
     )
 
     info = gen.info
     out = Path(config.out)
     grid = Path(config.grid) if config.grid else None
-    targets = plan_targets(out, layout=config.layout, fmt=config.format, stages=config.stages, seed=config.seed, start=config.start, n=config.n)
-    check_free([t.path for t in targets] + ([grid] if grid else []), overwrite=config.overwrite)
-    folders = {stage_dir(out, config.layout, s) for s in config.stages} if config.format != "none" else set()
+    files = planned_files(out, layout=config.layout, fmt=config.format, stages=config.stages, seed=config.seed, start=config.start, n=config.n)
+    folders = sorted(files)
     if grid is not None:
-        folders.add(grid.parent)
-    prepare_dirs(sorted(folders))
+        files[grid.parent] = itertools.chain(files.get(grid.parent, ()), [grid.name])
+        folders.append(grid.parent)
+    check_free(files, overwrite=config.overwrite)
+    prepare_dirs(folders)
 
     bs = config.batch_size or gen.default_batch_size
     total = config.n * len(config.stages)
@@ -192,7 +197,7 @@ def generate_to_disk(gen, config: RunConfig, *, quiet: bool = False) -> str:
             folder = stage_dir(out, config.layout, s)
             if config.format == "npy":
                 stack = NpyStackWriter(
-                    next(t.path for t in targets if t.stage == s and t.path.suffix == ".npy"),
+                    folder / stack_name(s, config.seed, config.start, config.n),
                     (config.n, info.channels, info.img_size, info.img_size),
                     _sidecar(gen, config, s),
                 )

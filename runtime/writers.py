@@ -8,6 +8,7 @@ system release the GIL, so the two overlap.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import struct
@@ -17,7 +18,7 @@ import zlib
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -65,52 +66,50 @@ def check_layout(layout: str, num_classes: int) -> None:
         )
 
 
-@dataclass(frozen=True)
-class Target:
-    """One file a run will write."""
-
-    path: Path
-    stage: int
-    start: int  # first image index in the file
-    n: int = 1
-
-
-def plan_targets(
+def planned_files(
     out: Path, *, layout: str, fmt: str, stages: Sequence[int], seed: int, start: int, n: int
-) -> list[Target]:
-    """Every file the run will write (images or stacks), before anything is written."""
-    targets: list[Target] = []
+) -> dict[Path, Iterable[str]]:
+    """The files a run will write, as folder -> file names (lazy for PNGs: a million names are never held at once)."""
+    files: dict[Path, Iterable[str]] = {}
     for s in stages:
         folder = stage_dir(out, layout, s)
         if fmt == "png":
-            targets += [Target(folder / image_name(s, seed, k), s, k) for k in range(start, start + n)]
+            names: Iterable[str] = (image_name(s, seed, k) for k in range(start, start + n))
         elif fmt == "npy":
-            name = stack_name(s, seed, start, n)
-            targets += [Target(folder / name, s, start, n), Target(folder / (name[:-4] + ".json"), s, start, n)]
-        elif fmt != "none":
+            stack = stack_name(s, seed, start, n)
+            names = [stack, stack[:-4] + ".json"]
+        elif fmt == "none":
+            continue
+        else:
             raise OutputError(f"unknown --format {fmt!r}; expected one of {', '.join(FORMATS)}")
-    return targets
+        files[folder] = itertools.chain(files[folder], names) if folder in files else names
+    return files
 
 
-def check_free(paths: Iterable[Path], *, overwrite: bool) -> None:
-    """Refuse (naming one) if any of ``paths`` exists, unless ``overwrite``; also refuse a directory in the way."""
-    by_dir: dict[Path, list[Path]] = {}
-    for p in paths:
-        by_dir.setdefault(p.parent, []).append(p)
+def check_free(files: Mapping[Path, Iterable[str]], *, overwrite: bool) -> None:
+    """Refuse (naming one) if any planned file exists, unless ``overwrite``; refuse a file or folder in the way."""
     clashes: list[Path] = []
-    for folder, files in by_dir.items():
-        if folder.exists() and not folder.is_dir():
-            raise OutputError(f"output folder {folder} is a file; choose another --out")
+    count = 0
+    for folder, names in files.items():
+        for parent in (folder, *folder.parents):
+            if parent.exists():
+                if not parent.is_dir():
+                    raise OutputError(f"{parent} is a file, not a folder; choose another --out")
+                break
         if not folder.is_dir():
             continue
         present = set(os.listdir(folder))  # one listing per folder, not one stat per image
-        for p in files:
-            if p.name in present:
-                if p.is_dir():
-                    raise OutputError(f"{p} is a directory where an output file should go; choose another --out")
-                clashes.append(p)
+        if not present:
+            continue
+        for name in names:
+            if name in present:
+                if (folder / name).is_dir():
+                    raise OutputError(f"{folder / name} is a folder where an output file should go; choose another --out")
+                count += 1
+                if not clashes:
+                    clashes.append(folder / name)
     if clashes and not overwrite:
-        more = f" (and {len(clashes) - 1} more)" if len(clashes) > 1 else ""
+        more = f" (and {count - 1} more)" if count > 1 else ""
         raise OutputError(f"{clashes[0]} already exists{more}; pass --overwrite to replace, or choose another --out")
 
 

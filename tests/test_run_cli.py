@@ -183,6 +183,9 @@ BAD = [
     (["--format", "jpg"], "unknown --format"),
     (["--provider", "nonsense"], "provider 'nonsense' is not available"),
     (["--seed", "-1"], "--seed must be >= 0"),
+    (["--start", "-5"], "--start must be >= 0"),
+    (["--grid", "sheet.jpg"], "ending in .png"),
+    (["--writers", "0"], "--writers must be at least 1"),
 ]
 
 

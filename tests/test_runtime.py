@@ -293,9 +293,11 @@ def test_png_writer_reports_a_failed_write(tmp_path):
     from cgan.runtime.writers import OutputError, PngWriter
 
     pixels = np.zeros((3, 8, 8), dtype=np.uint8)
-    writer = PngWriter(workers=2)
+    writer = PngWriter(workers=1)  # one thread: the first batch is done before the second fails
     writer.submit(pixels, [tmp_path / f"{i}.png" for i in range(3)])
     writer.submit(pixels, [tmp_path / "missing-dir" / f"{i}.png" for i in range(3)])
     with pytest.raises(OutputError, match="cannot write .*missing-dir"):
         writer.close()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["0.png", "1.png", "2.png"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["0.png", "1.png", "2.png"]  # and no temporary files
+    with pytest.raises(OutputError):  # the error stays: no further batches are taken
+        writer.submit(pixels, [tmp_path / "late.png"])
