@@ -56,6 +56,8 @@ class Generator(nn.Module):
 
     def __init__(self, config: GeneratorConfig | None = None, **kwargs) -> None:
         super().__init__()
+        if "img_channels" in kwargs:  # the original's name for it: Generator(z_dim, num_classes, img_channels=1)
+            kwargs["channels"] = kwargs.pop("img_channels")
         config = config or GeneratorConfig(**kwargs)
         self.config = config
         self.label_emb = nn.Embedding(config.num_classes, config.num_classes)
