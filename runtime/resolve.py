@@ -11,6 +11,7 @@ Resolution order (design.md, "Default chain"):
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from dataclasses import dataclass
@@ -89,10 +90,16 @@ def _from_hub(spec: HubSpec) -> ResolvedModel:
         from huggingface_hub import hf_hub_download  # local: only Hub users pay for the import
     except ImportError:  # pragma: no cover - a base dependency; only a broken install lacks it
         raise ModelError("huggingface_hub is not installed; `pip install huggingface_hub` to use hf: models") from None
+    # The library logs every retry of an unreachable Hub as a warning; the outcome is reported here, in one line.
+    hub_logger = logging.getLogger("huggingface_hub")
+    level = hub_logger.level
+    hub_logger.setLevel(logging.ERROR)
     try:
         local = hf_hub_download(repo_id=spec.repo_id, filename=spec.filename, revision=spec.revision)
     except Exception as exc:  # huggingface_hub's error classes moved between versions: classify by name
         raise ModelError(_hub_message(spec, exc)) from None
+    finally:
+        hub_logger.setLevel(level)
     path = Path(local)
     rev = spec.revision or "main"
     return ResolvedModel(path=path, kind="hub", description=f"{spec} (revision {rev}, local copy {path})")
@@ -104,10 +111,8 @@ def _hub_message(spec: HubSpec, exc: BaseException) -> str:
     if "LocalEntryNotFoundError" in names or "OfflineModeIsEnabled" in names:
         offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
         why = "HF_HUB_OFFLINE is set" if offline else "the Hub cannot be reached"
-        return (
-            f"cannot get {spec}: {why} and it is not in the local Hugging Face cache "
-            f"({_cache_dir()}); connect once (or unset HF_HUB_OFFLINE) to download it, or pass --model PATH.onnx"
-        )
+        todo = "unset HF_HUB_OFFLINE to download it" if offline else "connect once to download it"
+        return f"cannot get {spec}: {why} and it is not in the local Hugging Face cache ({_cache_dir()}); {todo}, or pass --model PATH.onnx"
     if "GatedRepoError" in names:
         return f"cannot get {spec}: the repository is gated; accept its terms on the Hub and log in (`hf auth login` or HF_TOKEN)"
     if "RepositoryNotFoundError" in names:
