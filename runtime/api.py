@@ -92,6 +92,9 @@ class OnnxGenerator:
         """One line: the model, what it was trained on, and the provider."""
         threads = self.settings.threads
         cpu = f", {threads} threads" if threads and self.provider == "CPUExecutionProvider" else ""
+        wanted = self._session.requested[0]
+        if wanted != self.provider:  # onnxruntime fell back (e.g. CUDA listed but no usable GPU)
+            cpu += f" ({wanted} was requested but could not start)"
         return (
             f"model: {self.source}; trained on: {self.training_data}; "
             f"{self.info.img_size} px, {self.info.num_classes} stages; provider: {self.provider}{cpu}"
