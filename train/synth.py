@@ -20,8 +20,6 @@ import csv
 import functools
 import math
 import statistics
-import struct
-import zlib
 import os
 import shutil
 import tempfile
@@ -36,6 +34,7 @@ import numpy as np
 
 from cgan.runtime.contract import OASIS_COUNTS, OASIS_FOLDERS
 from cgan.runtime.errors import CganError
+from cgan.runtime.writers import png_bytes
 
 # Bump when the rendering or the sampling changes: caches of the default synthetic set key on it.
 SYNTH_VERSION = "1"
@@ -310,20 +309,6 @@ def image_relpath(stage: int, seed: int, index: int) -> str:
     return f"{OASIS_FOLDERS[stage]}/synth_s{seed}_{index:06d}{IMAGE_SUFFIX}"
 
 
-def png_bytes(img: np.ndarray, level: int = 6) -> bytes:
-    """An 8-bit grayscale PNG of ``img`` (uint8 [H, W]), "Up" filter and zlib: the same bytes for the same pixels."""
-    h, w = img.shape
-    up = img.copy()
-    up[1:] -= img[:-1]  # the Up filter: difference to the row above, modulo 256
-    raw = np.concatenate([np.full((h, 1), 2, np.uint8), up], axis=1).tobytes()
-
-    def chunk(tag: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
-
-    header = struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)  # 8-bit, grayscale, deflate, no interlace
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw, level)) + chunk(b"IEND", b"")
-
-
 def _write_chunk(job: tuple[Path, int, int, int, list[int]]) -> list[dict]:
     root, seed, img_size, start, stages = job
     rows = []
@@ -331,7 +316,7 @@ def _write_chunk(job: tuple[Path, int, int, int, list[int]]) -> list[dict]:
         k = start + off
         img, params = synth_image(seed, k, stage, img_size)
         rel = image_relpath(stage, seed, k)
-        (root / rel).write_bytes(png_bytes(img))
+        (root / rel).write_bytes(png_bytes(img, compress_level=6))
         rows.append({"path": rel, **asdict(params)})
     return rows
 
