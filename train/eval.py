@@ -1,0 +1,673 @@
+"""``cgan-eval``'s measurements: how stage-faithful, realistic and diverse a generator's images are.
+
+Everything is measured against real images through the reference stage classifier
+(:mod:`cgan.train.classifier`), trained on the same data with a stratified held-out split:
+
+- conditional accuracy: the classifier's accuracy on generated images of each intended stage,
+  with the confusion matrix (rows: intended stage, columns: predicted); the classifier's own
+  held-out accuracy is the ceiling;
+- Fréchet distance in the classifier's feature space (its 128-d penultimate layer), per stage and
+  over all stages (an equal-weight mixture), against the train split's features; next to it the
+  real-vs-real baseline: held-out images against the same train features, with the same number of
+  images (``m`` per stage = min(n, held-out images of the stage); the generated value is the mean
+  over the disjoint chunks of ``m`` of the n generated images), so the estimator's small-sample bias
+  is the same on both sides and the ratio means something;
+- diversity: the mean pairwise distance within a stage, in feature space (Euclidean) and in pixel
+  space (RMS difference of the images area-averaged to 32 px, in [0, 1]), generated against real
+  held-out images; a collapsing generator has a ratio far below 1;
+- on the synthetic set, the atrophy markers measured from the images
+  (:func:`cgan.train.synth.estimate_markers`), generated against real, per stage.
+
+Why not Inception FID: its weights cannot be downloaded here, and an ImageNet network says little
+about grayscale brain slices; a classifier trained on the data itself measures what matters here,
+that each stage looks like that stage.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from cgan.runtime import __version__
+from cgan.runtime.contract import DISCLAIMER, noise, to_uint8
+from cgan.runtime.errors import CganError
+from cgan.runtime.fileio import atomic_path, atomic_write_text
+
+Log = Callable[[str], object]
+
+# The issue's bar for the embedded default model.
+BAR = {
+    "real_held_out_accuracy": 0.90,
+    "conditional_accuracy_overall": 0.80,
+    "conditional_accuracy_min_stage": 0.60,
+    "fd_ratio_overall": 3.0,
+    "diversity_ratio_min": 0.5,
+    "n_per_stage": 256,
+}
+PIXEL_DIVERSITY_SIZE = 32
+REFERENCE_PER_STAGE = 2000  # train images per stage whose features form the reference (seeded sample)
+MARKER_REAL_PER_STAGE = 1000
+FIGURE_COLUMNS = 8
+
+
+class EvalError(CganError):
+    """An evaluation that cannot run as asked (model and data that do not fit, bad settings)."""
+
+
+# ---------------------------------------------------------------- metrics (numpy only)
+
+def moments(features: np.ndarray, weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and covariance (float64) of ``features [N, D]``; with ``weights``, of the weighted sample
+    (weights need not be normalised; the covariance uses the unbiased weighted estimator)."""
+    x = np.asarray(features, dtype=np.float64)
+    if x.ndim != 2 or len(x) < 2:
+        raise ValueError(f"need at least 2 feature rows [N, D], got shape {x.shape}")
+    if weights is None:
+        return x.mean(axis=0), np.cov(x, rowvar=False)
+    w = np.asarray(weights, dtype=np.float64)
+    w = w / w.sum()
+    mu = w @ x
+    d = x - mu
+    cov = (d * w[:, None]).T @ d / (1.0 - np.sum(w * w))
+    return mu, cov
+
+
+def _sqrt_psd(a: np.ndarray) -> np.ndarray:
+    w, v = np.linalg.eigh((a + a.T) * 0.5)
+    return (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T
+
+
+def frechet_distance(mu1: np.ndarray, cov1: np.ndarray, mu2: np.ndarray, cov2: np.ndarray) -> float:
+    """Fréchet distance of two Gaussians: ``|mu1-mu2|^2 + tr(C1) + tr(C2) - 2 tr((C1 C2)^(1/2))``.
+
+    ``tr((C1 C2)^(1/2))`` is computed as ``tr((S C2 S)^(1/2))`` with ``S = C1^(1/2)``: the same
+    eigenvalues, but of a symmetric positive semi-definite matrix, so two symmetric
+    eigendecompositions suffice (no general matrix square root, no scipy).
+    """
+    mu1, mu2 = np.asarray(mu1, dtype=np.float64), np.asarray(mu2, dtype=np.float64)
+    c1, c2 = np.atleast_2d(np.asarray(cov1, dtype=np.float64)), np.atleast_2d(np.asarray(cov2, dtype=np.float64))
+    s = _sqrt_psd(c1)
+    m = s @ c2 @ s
+    eig = np.linalg.eigvalsh((m + m.T) * 0.5)
+    tr_sqrt = float(np.sqrt(np.clip(eig, 0.0, None)).sum())
+    diff = mu1 - mu2
+    return max(float(diff @ diff + np.trace(c1) + np.trace(c2) - 2.0 * tr_sqrt), 0.0)
+
+
+def frechet_features(a: np.ndarray, b: np.ndarray) -> float:
+    """Fréchet distance between Gaussians fitted to two feature sets ``[N, D]`` and ``[M, D]``."""
+    return frechet_distance(*moments(a), *moments(b))
+
+
+def mean_pairwise_distance(x: np.ndarray) -> float:
+    """Mean Euclidean distance over all pairs i < j of the rows of ``x [N, D]`` (float64)."""
+    x = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
+    n = len(x)
+    if n < 2:
+        return float("nan")
+    sq = np.einsum("ij,ij->i", x, x)
+    d2 = sq[:, None] + sq[None, :] - 2.0 * (x @ x.T)
+    iu = np.triu_indices(n, k=1)
+    return float(np.sqrt(np.clip(d2[iu], 0.0, None)).mean())
+
+
+def pixel_vectors(images: np.ndarray, size: int = PIXEL_DIVERSITY_SIZE) -> np.ndarray:
+    """uint8 ``[N, H, W]`` -> float64 ``[N, size*size]`` in [0, 1] scaled by ``1/size`` (so Euclidean
+    distances are RMS pixel differences), area-averaged to ``size`` px when H is a multiple of it."""
+    x = np.asarray(images, dtype=np.float64) / 255.0
+    n, h, w = x.shape
+    if h != size or w != size:
+        if h % size or w % size:
+            raise ValueError(f"pixel diversity needs images whose size is a multiple of {size} px, got {h}x{w}")
+        x = x.reshape(n, size, h // size, size, w // size).mean(axis=(2, 4))
+    return x.reshape(n, -1) / size
+
+
+def confusion_matrix(true: np.ndarray, pred: np.ndarray, num_classes: int) -> np.ndarray:
+    from .classifier import confusion
+
+    return confusion(true, pred, num_classes)
+
+
+# ---------------------------------------------------------------- generators to evaluate
+
+class Source:
+    """A generator under evaluation: ``generate(stage, n, seed)`` -> uint8 ``[n, H, W]``.
+
+    Image k of stage s uses the latent row ``contract.noise(seed, k, 1, z_dim)`` (the runtime's seed
+    contract), whatever kind of file the generator came from.
+    """
+
+    description: str = ""
+    kind: str = ""
+    img_size: int = 0
+    num_classes: int = 0
+    stage_names: tuple[str, ...] = ()
+    training_data: str = "not recorded"
+
+    def generate(self, stage: int, n: int, seed: int) -> np.ndarray:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+class OnnxSource(Source):
+    """An exported ``.onnx`` model run through the torch-free runtime (``cgan.runtime.load``)."""
+
+    def __init__(self, model: str | Path | None = None, *, provider: str = "auto", threads: int | None = None) -> None:
+        from cgan.runtime import load
+
+        self.gen = load(model, provider=provider, threads=threads)
+        info = self.gen.info
+        if info.channels != 1:
+            raise EvalError(f"{self.gen.source} has {info.channels} channels; cgan-eval measures grayscale (1-channel) models")
+        self.description = f"{self.gen.source} [ONNX Runtime, {self.gen.provider}]"
+        self.kind = "onnx"
+        self.img_size, self.num_classes, self.stage_names = info.img_size, info.num_classes, tuple(info.stage_names)
+        self.training_data = self.gen.training_data
+
+    def generate(self, stage: int, n: int, seed: int) -> np.ndarray:
+        return self.gen.generate(stage, n, seed=seed)
+
+
+class TorchSource(Source):
+    """A torch Generator (from a checkpoint, or in memory), fed the same noise rows as the runtime."""
+
+    def __init__(self, generator: Any, *, description: str = "in-memory Generator", device: str = "cpu",
+                 training_data: str = "not recorded", batch_size: int = 128) -> None:
+        import torch
+
+        from cgan.runtime.contract import STAGE_NAMES
+
+        self.device = torch.device(device)
+        self.generator = generator.to(self.device).eval()
+        cfg = generator.config
+        if cfg.channels != 1:
+            raise EvalError(f"{description} has {cfg.channels} channels; cgan-eval measures grayscale (1-channel) models")
+        self.description, self.kind = description, "checkpoint"
+        self.img_size, self.num_classes = cfg.img_size, cfg.num_classes
+        self.stage_names = tuple(STAGE_NAMES) if cfg.num_classes == len(STAGE_NAMES) else tuple(
+            f"stage {i}" for i in range(cfg.num_classes))
+        self.training_data = training_data
+        self.batch_size = batch_size
+        self.z_dim = cfg.z_dim
+
+    def generate(self, stage: int, n: int, seed: int) -> np.ndarray:
+        import torch
+
+        out = np.empty((n, self.img_size, self.img_size), dtype=np.uint8)
+        with torch.no_grad():
+            for k0 in range(0, n, self.batch_size):
+                b = min(self.batch_size, n - k0)
+                z = torch.from_numpy(noise(seed, k0, b, self.z_dim)).to(self.device)
+                labels = torch.full((b,), stage, dtype=torch.long, device=self.device)
+                out[k0 : k0 + b] = to_uint8(self.generator(z, labels).float().cpu().numpy())[:, 0]
+        return out
+
+
+CHECKPOINT_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin")
+
+
+def load_source(model: str | Path | None, *, device: str = "auto", threads: int | None = None) -> Source:
+    """The generator to evaluate: an ``.onnx`` path or ``hf:OWNER/REPO[/FILE]`` (runtime), a checkpoint
+    (``.pth``/``.pt``, loaded with cgan.export's checkpoint reader), or None: the model cgan-run would
+    use (the last export ``model_output/cDCGAN_generator.onnx``, else the embedded default)."""
+    if model is None or str(model).startswith("hf:"):
+        return OnnxSource(model, provider=device, threads=threads)
+    path = Path(model).expanduser()
+    if not path.exists():
+        raise EvalError(f"model {path} does not exist; give an .onnx file, a .pth/.pt checkpoint or hf:OWNER/REPO")
+    if path.is_dir():
+        raise EvalError(f"model {path} is a folder; give an .onnx file or a .pth/.pt checkpoint")
+    if path.suffix.lower() in CHECKPOINT_SUFFIXES:
+        try:
+            from cgan.export.api import load_generator  # type: ignore[attr-defined]
+        except ImportError:
+            from cgan.export.checkpoints import load_generator
+        from .classifier import resolve_device
+
+        generator, meta = load_generator(path)
+        prov = meta.get("provenance", {})
+        data = prov.get("training_data") or prov.get("cgan.training_data") or "not recorded"
+        dev = resolve_device(device)
+        return TorchSource(generator, description=f"{path} [checkpoint, {meta.get('format', '?')}, torch on {dev.type}]",
+                           device=str(dev), training_data=data)
+    if path.suffix.lower() != ".onnx":
+        raise EvalError(f"model {path} has an unknown extension {path.suffix!r}; expected .onnx or a .pth/.pt checkpoint")
+    return OnnxSource(path, provider=device, threads=threads)
+
+
+# ---------------------------------------------------------------- the evaluation
+
+@dataclass
+class EvalConfig:
+    model: str | None = None
+    data: Path | None = None
+    classes: list[str] | None = None
+    cache_dir: Path | None = None
+    n: int = 256
+    seed: int = 0
+    out: Path = Path("model_output") / "eval"
+    classifier: Path | None = None
+    retrain_classifier: bool = False
+    device: str = "auto"
+    threads: int | None = None
+    classifier_config: Any = None  # ClassifierConfig; None: the default
+    markers: bool | None = None  # None: on the synthetic set only
+
+    def validate(self) -> None:
+        if self.n < 2:
+            raise EvalError(f"--n must be at least 2 (pairwise diversity and covariances need two images), got {self.n}")
+        if self.seed < 0:
+            raise EvalError(f"--seed must be >= 0, got {self.seed}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise EvalError(f"--device {self.device!r} is unknown; choose auto, cpu or cuda")
+        if self.threads is not None and self.threads < 1:
+            raise EvalError(f"--threads must be >= 1, got {self.threads}")
+
+
+@dataclass
+class EvalResult:
+    report: dict[str, Any]
+    files: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def passes_bar(self) -> dict[str, Any]:
+        return self.report["passes_bar"]
+
+
+def _subset(idx: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    """``k`` of ``idx`` chosen by ``rng`` (all of them, in order, when there are no more than ``k``)."""
+    if len(idx) <= k:
+        return np.asarray(idx)
+    return np.sort(rng.choice(idx, size=k, replace=False))
+
+
+def _stage_balanced_weights(groups: Sequence[np.ndarray]) -> np.ndarray:
+    return np.concatenate([np.full(len(g), 1.0 / len(g)) for g in groups])
+
+
+def matched_frechet(gen: Sequence[np.ndarray], held: Sequence[np.ndarray], ref: Sequence[np.ndarray]) -> dict[str, Any]:
+    """Per stage and overall FD of generated and of held-out features against the train reference,
+    at matched sample sizes (see the module doc). Lists are per stage, features ``[N, D]``."""
+    k = len(ref)
+    m = [min(len(g), len(h)) for g, h in zip(gen, held)]
+    ref_m = [moments(r) for r in ref]
+    per_stage = []
+    for s in range(k):
+        chunks = [gen[s][j * m[s] : (j + 1) * m[s]] for j in range(len(gen[s]) // m[s])]
+        fds = [frechet_distance(*moments(c), *ref_m[s]) for c in chunks]
+        base = frechet_distance(*moments(held[s][: m[s]]), *ref_m[s])
+        per_stage.append({"generated": float(np.mean(fds)), "baseline": base, "ratio": _ratio(np.mean(fds), base),
+                          "m": m[s], "chunks": len(chunks)})
+    # overall: equal-weight mixtures of the stages on every side
+    ref_all = moments(np.concatenate(ref), _stage_balanced_weights(ref))
+    base = frechet_distance(*moments(np.concatenate([h[: m[s]] for s, h in enumerate(held)]),
+                                     _stage_balanced_weights([h[: m[s]] for s, h in enumerate(held)])), *ref_all)
+    n_chunks = min(len(g) // m[s] for s, g in enumerate(gen))
+    fds = []
+    for j in range(n_chunks):
+        parts = [g[j * m[s] : (j + 1) * m[s]] for s, g in enumerate(gen)]
+        fds.append(frechet_distance(*moments(np.concatenate(parts), _stage_balanced_weights(parts)), *ref_all))
+    overall = {"generated": float(np.mean(fds)), "baseline": base, "ratio": _ratio(np.mean(fds), base),
+               "m": m, "chunks": n_chunks}
+    return {"overall": overall, "per_stage": per_stage}
+
+
+def _ratio(a: float, b: float) -> float:
+    if b > 0:
+        return float(a / b)
+    return 0.0 if a == 0 else float("inf")
+
+
+def evaluate(config: EvalConfig, *, source: Source | None = None, image_set: Any = None, classifier: Any = None,
+             log: Log = print) -> EvalResult:
+    """Measure a generator (see the module doc) and write report.json, report.md and samples.png to ``config.out``.
+
+    ``source``, ``image_set`` and ``classifier`` may be passed in (tests, notebooks); otherwise they
+    come from ``config``: the model resolution of cgan-run, ``load_image_set`` and the cached classifier.
+    """
+    import torch
+
+    from .classifier import ClassifierConfig, accuracy_summary, confusion, dataset_key, get_classifier
+
+    config.validate()
+    times: dict[str, float] = {}
+    t_all = t = time.perf_counter()
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    out = Path(config.out)
+    if out.exists() and not out.is_dir():
+        raise EvalError(f"--out {out} exists and is not a folder")
+
+    if source is None:
+        source = load_source(config.model, device=config.device, threads=config.threads)
+    log(f"model: {source.description}; trained on: {source.training_data}; {source.img_size} px, {source.num_classes} stages")
+    if image_set is None:
+        from .data import load_image_set
+
+        image_set = load_image_set(config.data, img_size=source.img_size, classes=config.classes,
+                                   cache_dir=config.cache_dir, log=log)
+    names = list(source.stage_names)
+    k = len(image_set.class_names)
+    if k != source.num_classes:
+        raise EvalError(f"the model has {source.num_classes} stages but the data has {k} classes "
+                        f"({', '.join(image_set.class_names)}); give data with the model's stages")
+    if image_set.images.shape[-1] != source.img_size:
+        raise EvalError(f"the data is {image_set.images.shape[-1]} px but the model makes {source.img_size} px images")
+    synthetic = config.data is None and str(getattr(image_set, "description", "")).startswith("synthetic")
+    times["load"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    if classifier is None:
+        classifier = get_classifier(image_set, config.classifier_config or ClassifierConfig(), path=config.classifier,
+                                    cache_dir=config.cache_dir, device=config.device,
+                                    retrain=config.retrain_classifier, log=log)
+    if classifier.num_classes != k:
+        raise EvalError(f"the classifier knows {classifier.num_classes} stages, the data has {k}")
+    times["classifier"] = time.perf_counter() - t
+
+    # ---- real features: the train reference and the held-out baseline
+    t = time.perf_counter()
+    labels = np.asarray(image_set.labels, dtype=np.int64)
+    train_idx, held_idx = classifier.split(labels)
+    clean = classifier.dataset.get("key") == dataset_key(image_set)
+    rng = np.random.default_rng([config.seed, 0xE7A1])
+    ref_idx = [_subset(train_idx[labels[train_idx] == s], REFERENCE_PER_STAGE, rng) for s in range(k)]
+    held_by_stage = [held_idx[labels[held_idx] == s] for s in range(k)]
+    if any(len(h) < 2 for h in held_by_stage) or any(len(r) < 2 for r in ref_idx):
+        raise EvalError("every stage needs at least 2 held-out and 2 train images for the baseline; the data has too few")
+    base_idx = [_subset(h, config.n, rng) for h in held_by_stage]
+    ref_feats = [classifier.embed(image_set.images[i])[1] for i in ref_idx]
+    base_logits_feats = [classifier.embed(image_set.images[i]) for i in base_idx]
+    base_feats = [f for _, f in base_logits_feats]
+    if clean and "held_out" in classifier.metrics:
+        ceiling = dict(classifier.metrics["held_out"])
+    else:
+        log("warning: the classifier was not trained on this data's split; its 'held-out' images may include "
+            "images it was trained on, so the ceiling and the baseline are optimistic")
+        pred = np.concatenate([lg.argmax(axis=1) for lg, _ in base_logits_feats])
+        ceiling = accuracy_summary(confusion(labels[np.concatenate(base_idx)], pred, k))
+    times["real_features"] = time.perf_counter() - t
+
+    # ---- generate and classify
+    t = time.perf_counter()
+    gen_images, gen_logits, gen_feats = [], [], []
+    log(f"generating {config.n} images per stage (seed {config.seed}) ...")
+    for s in range(k):
+        imgs = source.generate(s, config.n, config.seed)
+        if imgs.shape != (config.n, source.img_size, source.img_size) or imgs.dtype != np.uint8:
+            raise EvalError(f"the generator returned {imgs.dtype} {imgs.shape}; expected uint8 "
+                            f"[{config.n}, {source.img_size}, {source.img_size}]")
+        gen_images.append(imgs)
+    times["generate"] = time.perf_counter() - t
+    t = time.perf_counter()
+    for imgs in gen_images:
+        lg, ft = classifier.embed(imgs)
+        gen_logits.append(lg)
+        gen_feats.append(ft)
+    intended = np.repeat(np.arange(k), config.n)
+    pred = np.concatenate([lg.argmax(axis=1) for lg in gen_logits])
+    cond = accuracy_summary(confusion(intended, pred, k))
+
+    # ---- Fréchet distance and diversity
+    fd = matched_frechet(gen_feats, base_feats, ref_feats)
+    diversity: dict[str, Any] = {"feature": {}, "pixel": {}}
+    pix = PIXEL_DIVERSITY_SIZE if source.img_size % PIXEL_DIVERSITY_SIZE == 0 else source.img_size
+    for space, fn_gen, fn_real in (
+        ("feature", lambda s: gen_feats[s], lambda s: base_feats[s]),
+        ("pixel", lambda s: pixel_vectors(gen_images[s], pix), lambda s: pixel_vectors(image_set.images[base_idx[s]], pix)),
+    ):
+        g = [mean_pairwise_distance(fn_gen(s)) for s in range(k)]
+        r = [mean_pairwise_distance(fn_real(s)) for s in range(k)]
+        diversity[space] = {"generated": g, "real": r, "ratio": [_ratio(a, b) for a, b in zip(g, r)]}
+    diversity["feature"]["space"] = f"classifier features ({classifier.config.feature_dim}-d), Euclidean"
+    diversity["pixel"]["space"] = f"pixels area-averaged to {pix} px in [0, 1], RMS difference"
+    times["metrics"] = time.perf_counter() - t
+
+    # ---- atrophy markers (synthetic set)
+    t = time.perf_counter()
+    markers = None
+    if config.markers if config.markers is not None else synthetic:
+        markers = _marker_table(gen_images, image_set, labels, k, config.seed)
+    times["markers"] = time.perf_counter() - t
+
+    report = {
+        "tool": "cgan-eval",
+        "version": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "disclaimer": DISCLAIMER,
+        "model": {"source": source.description, "kind": source.kind, "img_size": source.img_size,
+                  "num_classes": source.num_classes, "stage_names": names, "training_data": source.training_data},
+        "data": {"description": str(getattr(image_set, "description", "")), "class_names": list(image_set.class_names),
+                 "counts": np.bincount(labels, minlength=k).tolist(), "synthetic": synthetic},
+        "settings": {"n_per_stage": config.n, "seed": config.seed, "device": config.device,
+                     "noise": "image k of stage s uses cgan.runtime.contract.noise(seed, k, 1, z_dim)"},
+        "classifier": {
+            "path": str(classifier.path) if classifier.path else None,
+            "config": classifier.config.to_dict(),
+            "trained_on": classifier.dataset,
+            "clean_held_out": bool(clean),
+            "held_out": ceiling,
+            "n_train": classifier.metrics.get("n_train"),
+            "n_held_out": classifier.metrics.get("n_held_out"),
+            "train_seconds": classifier.metrics.get("train_seconds"),
+        },
+        "conditional_accuracy": {"overall": cond["accuracy"], "per_stage": cond["per_class"],
+                                 "confusion": cond["confusion"],
+                                 "confusion_axes": "rows: intended stage, columns: predicted stage"},
+        "frechet": {"space": f"classifier penultimate features ({classifier.config.feature_dim}-d)",
+                    "reference": f"train split, up to {REFERENCE_PER_STAGE} per stage; overall: equal-weight stage mixture",
+                    "baseline": "held-out real images vs the same reference, same m per stage",
+                    **fd},
+        "diversity": diversity,
+        "markers": markers,
+    }
+    report["passes_bar"] = passes_bar(report)
+    out.mkdir(parents=True, exist_ok=True)
+    files = {"json": out / "report.json", "markdown": out / "report.md", "figure": out / "samples.png"}
+    report["files"] = {key: str(p) for key, p in files.items()}
+    times["total"] = time.perf_counter() - t_all
+    report["timing_s"] = {key: round(v, 2) for key, v in times.items()}
+    write_figure(files["figure"], gen_images, [image_set.images[i[:FIGURE_COLUMNS]] for i in base_idx], names)
+    atomic_write_text(files["markdown"], markdown(report))
+    atomic_write_text(files["json"], json.dumps(_jsonable(report), indent=1, allow_nan=True) + "\n")
+    return EvalResult(report=report, files=files)
+
+
+def _marker_table(gen_images: list[np.ndarray], image_set: Any, labels: np.ndarray, k: int, seed: int) -> dict[str, Any]:
+    from .synth import MARKER_NAMES, estimate_markers
+
+    rng = np.random.default_rng([seed, 0x3A7])
+    table: dict[str, Any] = {name: {"generated_mean": [], "generated_std": [], "real_mean": [], "real_std": [],
+                                    "effect_size": []} for name in MARKER_NAMES}
+    for s in range(k):
+        real_idx = _subset(np.flatnonzero(labels == s), MARKER_REAL_PER_STAGE, rng)
+        g = estimate_markers(gen_images[s])
+        r = estimate_markers(np.asarray(image_set.images[real_idx]))
+        for name in MARKER_NAMES:
+            row = table[name]
+            row["generated_mean"].append(float(np.mean(g[name])))
+            row["generated_std"].append(float(np.std(g[name])))
+            row["real_mean"].append(float(np.mean(r[name])))
+            row["real_std"].append(float(np.std(r[name])))
+            row["effect_size"].append(_ratio(row["generated_mean"][-1] - row["real_mean"][-1], row["real_std"][-1]))
+    table["_note"] = ("cgan.train.synth.estimate_markers on generated and on real images of each stage (up to "
+                      f"{MARKER_REAL_PER_STAGE}); effect size = (generated mean - real mean) / real std")
+    return table
+
+
+def passes_bar(report: dict[str, Any]) -> dict[str, Any]:
+    """The issue's bar, each criterion with its value, threshold and whether it is met."""
+    ceiling = report["classifier"]["held_out"]["balanced_accuracy"]
+    cond = report["conditional_accuracy"]
+    div = report["diversity"]
+    div_min = min(min(div["feature"]["ratio"]), min(div["pixel"]["ratio"]))
+    rows = [
+        ("real_held_out_accuracy", "reference classifier's held-out balanced accuracy (mean per-stage recall)",
+         ceiling, ">=", BAR["real_held_out_accuracy"]),
+        ("conditional_accuracy_overall", "classifier accuracy on generated images, all stages",
+         cond["overall"], ">=", BAR["conditional_accuracy_overall"]),
+        ("conditional_accuracy_min_stage", "lowest per-stage conditional accuracy",
+         min(cond["per_stage"]), ">=", BAR["conditional_accuracy_min_stage"]),
+        ("fd_ratio_overall", "overall Fréchet distance / real-vs-real baseline",
+         report["frechet"]["overall"]["ratio"], "<=", BAR["fd_ratio_overall"]),
+        ("diversity_ratio_min", "lowest generated/real diversity ratio over stages, feature and pixel space",
+         div_min, ">=", BAR["diversity_ratio_min"]),
+        ("n_per_stage", "generated images per stage", report["settings"]["n_per_stage"], ">=", BAR["n_per_stage"]),
+    ]
+    criteria = []
+    for name, what, value, op, threshold in rows:
+        met = bool(value >= threshold) if op == ">=" else bool(value <= threshold)
+        criteria.append({"name": name, "what": what, "value": float(value), "op": op, "threshold": threshold, "met": met})
+    return {"criteria": criteria, "all_met": all(c["met"] for c in criteria)}
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist())
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        v = float(obj)
+        return v if math.isfinite(v) else None
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+# ---------------------------------------------------------------- the summary, as markdown
+
+def summary_table(report: dict[str, Any]) -> str:
+    """The per-stage table (markdown) that cgan-eval prints at the end."""
+    names = report["model"]["stage_names"]
+    cond = report["conditional_accuracy"]
+    fd = report["frechet"]
+    div = report["diversity"]
+    ceiling = report["classifier"]["held_out"]
+    lines = [
+        "| stage | cond. acc. | real held-out acc. | FD gen | FD real (baseline) | FD ratio | m | div. feat gen/real | div. pixel gen/real |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for s, name in enumerate(names):
+        f = fd["per_stage"][s]
+        lines.append(
+            f"| {s} {name} | {cond['per_stage'][s]:.3f} | {ceiling['per_class'][s]:.3f} | {f['generated']:.3f} | "
+            f"{f['baseline']:.3f} | {f['ratio']:.2f} | {f['m']} | "
+            f"{div['feature']['generated'][s]:.3f}/{div['feature']['real'][s]:.3f} ({div['feature']['ratio'][s]:.2f}) | "
+            f"{div['pixel']['generated'][s]:.4f}/{div['pixel']['real'][s]:.4f} ({div['pixel']['ratio'][s]:.2f}) |"
+        )
+    o = fd["overall"]
+    lines.append(
+        f"| all | {cond['overall']:.3f} | {ceiling['balanced_accuracy']:.3f} (bal.) | {o['generated']:.3f} | "
+        f"{o['baseline']:.3f} | {o['ratio']:.2f} | {sum(o['m'])} | | |"
+    )
+    return "\n".join(lines)
+
+
+def bar_lines(report: dict[str, Any]) -> list[str]:
+    out = []
+    for c in report["passes_bar"]["criteria"]:
+        mark = "met" if c["met"] else "NOT met"
+        value = f"{c['value']:.0f}" if c["name"] == "n_per_stage" else f"{c['value']:.3f}"
+        out.append(f"- [{'x' if c['met'] else ' '}] {c['name']}: {value} {c['op']} {c['threshold']} ({mark}) — {c['what']}")
+    return out
+
+
+def markdown(report: dict[str, Any]) -> str:
+    names = report["model"]["stage_names"]
+    k = len(names)
+    clf = report["classifier"]
+    cond = report["conditional_accuracy"]
+    bar = report["passes_bar"]
+    parts = [
+        "# cgan-eval report",
+        "",
+        f"_{report['disclaimer']}_",
+        "",
+        f"- model: {report['model']['source']} (trained on: {report['model']['training_data']})",
+        f"- data: {report['data']['description']}",
+        f"- generated: {report['settings']['n_per_stage']} images per stage, seed {report['settings']['seed']}",
+        f"- reference classifier: held-out accuracy {clf['held_out']['accuracy']:.4f}, balanced "
+        f"{clf['held_out']['balanced_accuracy']:.4f} ({clf['n_train']} train / {clf['n_held_out']} held-out images"
+        + ("" if clf["clean_held_out"] else "; NOT a clean held-out split for this data") + ")",
+        f"- created {report['created']} by cgan-eval {report['version']} in {report['timing_s']['total']:.0f} s",
+        "",
+        "## Per stage",
+        "",
+        summary_table(report),
+        "",
+        "Conditional accuracy: the reference classifier's accuracy on generated images of the intended stage "
+        "(real held-out accuracy beside it is the ceiling). FD: Fréchet distance in the classifier's feature space "
+        "against the train split; the baseline is real held-out images against the same reference with the same "
+        "number of images m; a ratio near 1 means generated images are as close to the real ones as unseen real "
+        "images are. Diversity: mean pairwise distance within the stage, generated/real (ratio).",
+        "",
+        "## Passes the bar",
+        "",
+        f"**{'all criteria met' if bar['all_met'] else 'not all criteria met'}**",
+        "",
+        *bar_lines(report),
+        "",
+        "## Confusion matrix (generated images)",
+        "",
+        "rows: intended stage, columns: predicted stage",
+        "",
+        "| intended \\ predicted | " + " | ".join(f"{s} {n}" for s, n in enumerate(names)) + " |",
+        "| --- |" + " ---: |" * k,
+    ]
+    for s, row in enumerate(cond["confusion"]):
+        parts.append(f"| {s} {names[s]} | " + " | ".join(str(v) for v in row) + " |")
+    markers = report.get("markers")
+    if markers:
+        parts += ["", "## Atrophy markers (synthetic set)", "", markers["_note"], "",
+                  "| marker | " + " | ".join(f"{s} {n}: generated / real" for s, n in enumerate(names)) + " |",
+                  "| --- |" + " --- |" * k]
+        for name, row in markers.items():
+            if name.startswith("_"):
+                continue
+            cells = [f"{row['generated_mean'][s]:.4f} ± {row['generated_std'][s]:.4f} / "
+                     f"{row['real_mean'][s]:.4f} ± {row['real_std'][s]:.4f} (d={row['effect_size'][s]:+.2f})"
+                     for s in range(k)]
+            parts.append(f"| {name} | " + " | ".join(cells) + " |")
+    parts += ["", f"![generated and real samples per stage]({Path(report['files']['figure']).name})", ""]
+    return "\n".join(parts)
+
+
+# ---------------------------------------------------------------- the figure
+
+def write_figure(path: Path, generated: Sequence[np.ndarray], real: Sequence[np.ndarray], names: Sequence[str],
+                 columns: int = FIGURE_COLUMNS) -> Path:
+    """A PNG with one row per stage: ``columns`` generated images, a gap, then ``columns`` real ones, labelled."""
+    from PIL import Image, ImageDraw
+
+    size = max(int(generated[0].shape[-1]), 64)
+    label_w, head_h, gap, pad = 150, 22, 16, 2
+    cell = size + pad
+    width = label_w + 2 * columns * cell + gap
+    height = head_h + len(names) * cell
+    canvas = Image.new("L", (width, height), 255)
+    draw = ImageDraw.Draw(canvas)
+    draw.text((label_w, 5), "generated", fill=0)
+    draw.text((label_w + columns * cell + gap, 5), "real (held-out)", fill=0)
+    for s, name in enumerate(names):
+        y = head_h + s * cell
+        draw.text((4, y + size // 2 - 6), f"{s}: {name}"[:24], fill=0)
+        for row, x0 in ((generated[s], label_w), (real[s], label_w + columns * cell + gap)):
+            for j, img in enumerate(np.asarray(row)[:columns]):
+                tile = Image.fromarray(np.ascontiguousarray(img), mode="L")
+                if tile.size[0] != size:
+                    tile = tile.resize((size, size), Image.Resampling.NEAREST)
+                canvas.paste(tile, (x0 + j * cell, y))
+    with atomic_path(path) as tmp:
+        canvas.save(tmp, format="PNG")
+    return Path(path)
