@@ -334,13 +334,21 @@ def evaluate(config: EvalConfig, *, source: Source | None = None, image_set: Any
     """
     import torch
 
-    from .classifier import ClassifierConfig, accuracy_summary, confusion, dataset_key, get_classifier
-
     config.validate()
-    times: dict[str, float] = {}
-    t_all = t = time.perf_counter()
+    threads_before = torch.get_num_threads()
     if config.threads:
         torch.set_num_threads(config.threads)
+    try:
+        return _evaluate(config, source=source, image_set=image_set, classifier=classifier, log=log)
+    finally:
+        torch.set_num_threads(threads_before)
+
+
+def _evaluate(config: EvalConfig, *, source: Source | None, image_set: Any, classifier: Any, log: Log) -> EvalResult:
+    from .classifier import ClassifierConfig, accuracy_summary, confusion, dataset_key, get_classifier
+
+    times: dict[str, float] = {}
+    t_all = t = time.perf_counter()
     out = Path(config.out)
     if out.exists() and not out.is_dir():
         raise EvalError(f"--out {out} exists and is not a folder")
