@@ -58,6 +58,16 @@ def test_missing_model_is_one_line(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_no_model_anywhere_is_one_line(tmp_path, monkeypatch):
+    from cgan.runtime.resolve import EMBEDDED_DEFAULT
+
+    if EMBEDDED_DEFAULT.is_file():
+        pytest.skip("this installation has an embedded default model")
+    monkeypatch.chdir(tmp_path)  # no model_output/ here
+    line = _invoke("--out", str(tmp_path / "out"))
+    assert "no MODEL given" in line and "cgan-export" in line
+
+
 def test_unknown_model_kind_is_one_line(tmp_path):
     bad = tmp_path / "model.txt"
     bad.write_text("not a model")
@@ -135,3 +145,19 @@ def test_whole_run_on_tiny_data_and_classifier_reuse(tmp_path):
     # same seed, same classifier: the same measurements
     assert again["conditional_accuracy"] == report["conditional_accuracy"]
     assert again["frechet"]["overall"]["generated"] == pytest.approx(report["frechet"]["overall"]["generated"])
+
+
+def test_default_model_is_the_last_export(tmp_path, monkeypatch):
+    """No MODEL: the same resolution as cgan-run, model_output/cDCGAN_generator.onnx first."""
+    import shutil
+
+    from _models import model_file
+
+    from cgan.train.eval import load_source
+
+    (tmp_path / "model_output").mkdir()
+    shutil.copy(model_file("gen32"), tmp_path / "model_output" / "cDCGAN_generator.onnx")
+    monkeypatch.chdir(tmp_path)
+    source = load_source(None, device="cpu")
+    assert "last export" in source.description and source.img_size == 32
+    assert source.generate(1, 3, seed=0).shape == (3, 32, 32)

@@ -217,6 +217,13 @@ def load_source(model: str | Path | None, *, device: str = "auto", threads: int 
     """The generator to evaluate: an ``.onnx`` path or ``hf:OWNER/REPO[/FILE]`` (runtime), a checkpoint
     (``.pth``/``.pt``, loaded with cgan.export's checkpoint reader), or None: the model cgan-run would
     use (the last export ``model_output/cDCGAN_generator.onnx``, else the embedded default)."""
+    if model is None:
+        from cgan.runtime.resolve import EMBEDDED_DEFAULT, LAST_EXPORT
+
+        if not (LAST_EXPORT.is_file() or EMBEDDED_DEFAULT.is_file()):
+            raise EvalError(f"no MODEL given, no {LAST_EXPORT} here and no embedded default model in this "
+                            "installation; give an .onnx file, a .pth/.pt checkpoint or hf:OWNER/REPO, "
+                            "or run `cgan-export` first")
     if model is None or str(model).startswith("hf:"):
         return OnnxSource(model, provider=device, threads=threads)
     path = Path(model).expanduser()
