@@ -32,6 +32,7 @@ from cgan.train.eval import (  # noqa: E402
     evaluate,
     frechet_distance,
     frechet_features,
+    matched_frechet,
     load_source,
     mean_pairwise_distance,
     moments,
@@ -109,6 +110,30 @@ def test_frechet_is_symmetric_and_handles_singular_covariances():
     a, b = rng.standard_normal((10, 32)), rng.standard_normal((12, 32)) + 0.3  # fewer samples than dims
     assert frechet_features(a, b) == pytest.approx(frechet_features(b, a), rel=1e-6)
     assert frechet_features(a, b) > 0
+
+
+def test_matched_frechet_same_distribution_sits_near_one_and_shift_does_not():
+    rng = np.random.default_rng(6)
+    d = 8
+    centres = [rng.standard_normal(d) * 3 for _ in range(3)]
+
+    def draw(s, n, shift=0.0):
+        return centres[s] + shift + rng.standard_normal((n, d))
+
+    sizes = [(200, 600), (64, 30), (64, 12)]  # (generated n, held-out images): m = 200, 30, 12
+    ref = [draw(s, 1000) for s in range(3)]
+    same = matched_frechet([draw(s, g) for s, (g, _) in enumerate(sizes)],
+                           [draw(s, h) for s, (_, h) in enumerate(sizes)], ref)
+    shifted = matched_frechet([draw(s, g, shift=1.0) for s, (g, _) in enumerate(sizes)],
+                              [draw(s, h) for s, (_, h) in enumerate(sizes)], ref)
+    assert [p["m"] for p in same["per_stage"]] == [200, 30, 12]
+    assert [p["chunks_generated"] for p in same["per_stage"]] == [1, 2, 5]
+    assert [p["chunks_baseline"] for p in same["per_stage"]] == [3, 1, 1]
+    assert 0.3 < same["overall"]["ratio"] < 2.0
+    assert shifted["overall"]["ratio"] > 3 * same["overall"]["ratio"]
+    # a mean shift of 1 in every one of d dims adds about d to each per-stage FD
+    for p, q in zip(shifted["per_stage"], same["per_stage"]):
+        assert p["generated"] - q["generated"] == pytest.approx(d, rel=0.5)
 
 
 def test_weighted_moments():
@@ -281,7 +306,7 @@ def test_real_vs_real_sits_near_the_baseline_and_noise_does_not(tmp_path, real_s
     assert real["conditional_accuracy"]["overall"] > real["classifier"]["held_out"]["balanced_accuracy"] - 0.2
     assert real["conditional_accuracy"]["overall"] > 0.5
     # real diversity matches real diversity (on stages with enough held-out images to say)
-    enough = [s for s, m in enumerate(r["m"]) if m >= 20]
+    enough = [s for s, p in enumerate(real["frechet"]["per_stage"]) if p["m"] >= 20]
     assert enough
     for space in ("feature", "pixel"):
         ratios = real["diversity"][space]["ratio"]
