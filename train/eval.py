@@ -6,12 +6,13 @@ Everything is measured against real images through the reference stage classifie
 - conditional accuracy: the classifier's accuracy on generated images of each intended stage,
   with the confusion matrix (rows: intended stage, columns: predicted); the classifier's own
   held-out accuracy is the ceiling;
-- Fréchet distance in the classifier's feature space (its 128-d penultimate layer), per stage and
-  over all stages (an equal-weight mixture), against the train split's features; next to it the
-  real-vs-real baseline: held-out images against the same train features, with the same number of
-  images (``m`` per stage = min(n, held-out images of the stage); the generated value is the mean
-  over the disjoint chunks of ``m`` of the n generated images), so the estimator's small-sample bias
-  is the same on both sides and the ratio means something;
+- Fréchet distance in the classifier's feature space (its 128-d penultimate layer), per stage,
+  against the train split's features; next to it the real-vs-real baseline: held-out images against
+  the same train features with the same number of images (``m`` per stage = min(n, held-out images
+  of the stage); both sides averaged over disjoint chunks of m), so the estimator's small-sample
+  bias is the same on both sides and the ratio means something. The overall ratio is the mean of
+  the per-stage ratios (fresh real images score 1.07-1.26 on the default synthetic set); the FD of
+  the pooled stage mixture is reported for information only, as it swings too much to judge by;
 - diversity: the mean pairwise distance within a stage, in feature space (Euclidean) and in pixel
   space (RMS difference of the images area-averaged to 32 px, in [0, 1]), generated against real
   held-out images; a collapsing generator has a ratio far below 1;
