@@ -22,7 +22,7 @@ from cgan.runtime.errors import CganError
 from cgan.runtime.fileio import atomic_path, atomic_write_text
 
 from .card import CARD_NAME, render_card
-from .checkpoints import load_generator
+from .checkpoints import _EMA_KEYS, load_generator
 from .errors import ExportError
 from .onnx_export import DEFAULT_OPSET, build_inference_module, check_graph, check_opset, trace_to_onnx
 from .validate import BATCH_SIZES, compare_with_torch, default_tolerance, validation_providers
@@ -176,11 +176,15 @@ def export_generator(
 def export_checkpoint(checkpoint: Path, out: Path, **kwargs: Any) -> ExportReport:
     """Load ``checkpoint`` (see :func:`load_generator`) and export it; its provenance and sha256 go in the metadata."""
     log = kwargs.get("log") or (lambda _msg: None)
-    generator, meta = load_generator(Path(checkpoint))
+    generator, meta = load_generator(Path(checkpoint), weights=kwargs.pop("weights", "auto"))
     log(f"loaded {meta['format']} checkpoint {checkpoint} (sha256 {meta['sha256'][:12]}...)")
     prov: dict[str, Any] = dict(meta["provenance"])
     prov["checkpoint_sha256"] = meta["sha256"]
     prov["checkpoint_format"] = meta["format"]
+    if meta["state_key"]:
+        prov["checkpoint_weights"] = meta["state_key"]
+    if meta["format"] == "training-checkpoint" and meta["state_key"] not in _EMA_KEYS:
+        prov["ema"] = "false (the raw weights of a training checkpoint were exported)"
     prov.update(kwargs.pop("provenance", None) or {})
     return export_generator(generator, out, provenance=prov, **kwargs)
 

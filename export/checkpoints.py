@@ -66,15 +66,24 @@ def read_checkpoint(path: Path) -> Any:
         raise CheckpointError(f"checkpoint {path} is corrupt or not a PyTorch file ({_first_line(exc)})") from None
 
 
-def load_generator(checkpoint: Path) -> tuple[Any, dict]:
+WEIGHTS = ("auto", "ema", "raw")
+_EMA_KEYS = STATE_KEYS[:4]
+
+
+def load_generator(checkpoint: Path, weights: str = "auto") -> tuple[Any, dict]:
     """A Generator in eval mode (float32, CPU) and what the checkpoint says about it.
+
+    ``weights`` picks between the two generators of a training checkpoint: ``auto`` takes the EMA copy
+    when there is one, ``ema`` insists on it, ``raw`` takes the optimised weights.
 
     The dict holds ``format`` (original | generator | training-checkpoint | state-dict), ``state_key``,
     ``sha256``, ``config`` (GeneratorConfig as a dict), ``provenance`` (str -> str) and ``path``.
     """
     checkpoint = Path(checkpoint)
+    if weights not in WEIGHTS:
+        raise CheckpointError(f"--weights {weights!r} is unknown; choose {', '.join(WEIGHTS)}")
     obj = read_checkpoint(checkpoint)
-    state, state_key, fmt = _find_state(obj, checkpoint)
+    state, state_key, fmt = _find_state(obj, checkpoint, weights)
     generator, config = build_from_state(state, source=str(checkpoint))
     declared = obj if isinstance(obj, Mapping) else {}
     _cross_check(config, declared, checkpoint)
@@ -125,24 +134,33 @@ def _is_state_dict(value: Any) -> bool:
     )
 
 
-def _find_state(obj: Any, path: Path) -> tuple[Mapping[str, Any], str, str]:
+def _find_state(obj: Any, path: Path, weights: str = "auto") -> tuple[Mapping[str, Any], str, str]:
     if not isinstance(obj, Mapping):
         raise CheckpointError(
             f"checkpoint {path} holds a {type(obj).__name__}; expected a dict with a Generator state dict "
             "(the original's {'model': state_dict, 'z_dim', 'num_classes', 'img_size'} or a training checkpoint)"
         )
     if _is_state_dict(obj):
+        if weights == "ema":
+            raise CheckpointError(f"checkpoint {path} is a bare state dict with no EMA copy; use --weights auto or raw")
         return obj, "", "state-dict"
-    for key in STATE_KEYS:
+    keys_in_order = {"auto": STATE_KEYS, "ema": _EMA_KEYS, "raw": STATE_KEYS[4:]}[weights]
+    for key in keys_in_order:
         if key in obj and _is_state_dict(obj[key]):
             if key == "model":
                 fmt = "original" if set(obj) <= _ORIGINAL_KEYS else "generator"
+                if weights == "raw" and obj.get("ema") is True:
+                    raise CheckpointError(
+                        f"{path} holds the EMA weights of its run; for the raw weights export one of its "
+                        "training checkpoints (checkpoints/ckpt_*.pt) with --weights raw"
+                    )
             else:
                 fmt = "training-checkpoint"
             return obj[key], key, fmt
     keys = ", ".join(sorted(map(str, obj))[:12])
     raise CheckpointError(
-        f"checkpoint {path} has no Generator state dict (looked for {', '.join(STATE_KEYS)}); its keys are: {keys}"
+        f"checkpoint {path} has no {'EMA ' if weights == 'ema' else ''}Generator state dict "
+        f"(looked for {', '.join(keys_in_order)}); its keys are: {keys}"
     )
 
 

@@ -70,6 +70,9 @@ def export(
     tolerance: Optional[float] = typer.Option(
         None, "--tolerance", help="Max abs difference from PyTorch allowed at validation (default: 1e-4, or 2e-2 with --fp16)."
     ),
+    weights: str = typer.Option(
+        "auto", "--weights", help="Which generator of a training checkpoint: auto (the EMA copy when there is one), ema or raw."
+    ),
     card: bool = typer.Option(True, "--card/--no-card", help="Write the model card README.md beside the model."),
     overwrite: bool = typer.Option(True, "--overwrite/--no-overwrite", help="Replace an existing output file (atomically)."),
     push_to_hub: Optional[str] = typer.Option(
@@ -99,7 +102,8 @@ def export(
     from .api import export_checkpoint
 
     report = export_checkpoint(
-        checkpoint, out, opset=opset, fp16=fp16, tolerance=tolerance, model_card=card, overwrite=overwrite, log=typer.echo
+        checkpoint, out, opset=opset, fp16=fp16, tolerance=tolerance, model_card=card, overwrite=overwrite,
+        weights=weights, log=typer.echo,
     )
     if report.card_path is not None:
         typer.echo(f"model card: {report.card_path}")
