@@ -23,7 +23,7 @@ import numpy as np
 
 from .contract import DISCLAIMER, OASIS_FOLDERS
 from .errors import CganError
-from .fileio import atomic_path, atomic_write_text
+from .fileio import atomic_path, atomic_write_bytes, atomic_write_text
 
 LAYOUTS = ("flat", "oasis")
 FORMATS = ("png", "npy", "none")
@@ -173,28 +173,6 @@ def png_bytes(pixels: np.ndarray, text: dict[str, str] | None = None, compress_l
     return head + _chunk(b"IDAT", zlib.compress(rows, compress_level)) + _PNG_END
 
 
-def write_whole(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` under a temporary name, then rename: the file appears whole or not at all.
-
-    Like :func:`cgan.runtime.fileio.atomic_write_bytes` with fewer system calls (one open, write, close,
-    rename), for thousands of small files; the temporary name is unique per process and thread.
-    """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 class PngWriter:
     """Writes batches of uint8 images as PNG files on a pool of threads, at most ``max_pending`` batches queued.
 
@@ -242,7 +220,7 @@ class PngWriter:
                     return
                 data = head + _chunk(b"IDAT", zlib.compress(rows[i], self._compress)) + _PNG_END
                 try:
-                    write_whole(path, data)
+                    atomic_write_bytes(path, data)
                 except OSError as exc:
                     raise OutputError(f"cannot write {path} ({exc.strerror or exc})") from None
             with self._lock:
