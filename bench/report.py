@@ -122,8 +122,14 @@ def _by_kind(benches: list[dict], kind: str) -> list[dict]:
     return [b for b in benches if b["extra_info"].get("kind") == kind]
 
 
+def _is_training(b: dict) -> bool:
+    return "test_bench_train" in b.get("fullname", "")
+
+
 def build_report(data: dict) -> str:
-    benches = data.get("benchmarks", [])
+    everything = data.get("benchmarks", [])
+    benches = [b for b in everything if not _is_training(b)]
+    training = [b for b in everything if _is_training(b)]
     lines = _header(data)
     cpu_lines, cpu_rows = _throughput_table(benches, "cpu")
     cuda_lines, _ = _throughput_table(benches, "cuda")
@@ -174,12 +180,15 @@ def build_report(data: dict) -> str:
 
     ratios = _by_kind(benches, "ratio")
     if ratios:
-        lines += ["## ORT against torch eager, interleaved round by round", "",
-                  "| batch | torch eager fp32 | ORT runtime session | ORT / torch | pairs |", "| ---: | ---: | ---: | ---: | ---: |"]
+        lines += ["## Interleaved: torch eager and ORT alternating call by call (the robust ratios)", "",
+                  "| batch | torch eager fp32 | ORT default session | ORT runtime session | default / torch | runtime / torch | rounds |",
+                  "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
         for b in sorted(ratios, key=lambda b: b["extra_info"]["batch"]):
             e = b["extra_info"]
-            lines.append(f"| {e['batch']} | {_fmt_ips(e['torch_images_per_s'])} | {_fmt_ips(e['ort_images_per_s'])} | "
-                         f"{e['ort_over_torch']:.2f}× | {e['pairs']} |")
+            d_ips, d_r = e.get("ort_default_images_per_s"), e.get("ort_default_over_torch")
+            lines.append(f"| {e['batch']} | {_fmt_ips(e['torch_images_per_s'])} | {_fmt_ips(d_ips) if d_ips else '—'} | "
+                         f"{_fmt_ips(e['ort_images_per_s'])} | {f'{d_r:.2f}×' if d_r else '—'} | {e['ort_over_torch']:.2f}× | "
+                         f"{e.get('rounds_each', e.get('pairs'))} |")
         lines.append("")
 
     # ---- parity
@@ -228,12 +237,14 @@ def build_report(data: dict) -> str:
                     lines.append(f"- {key.replace('_', ' ')}: {value}")
             lines.append("")
 
-    # ---- anything else (e.g. training throughput from bench/test_bench_train.py)
+    # ---- training (bench/test_bench_train.py, the trainer's) and anything else
     known = {"throughput", "ratio", "parity", "latency", "cold_start", "e2e", "profile"}
-    others = [b for b in benches if b["extra_info"].get("kind") not in known]
-    if others:
-        lines += ["## Other benchmarks", "", "| benchmark | median | details |", "| --- | ---: | --- |"]
-        for b in others:
+    for title, group in (("Training throughput (bench/test_bench_train.py)", training),
+                         ("Other benchmarks", [b for b in benches if b["extra_info"].get("kind") not in known])):
+        if not group:
+            continue
+        lines += [f"## {title}", "", "| benchmark | median | details |", "| --- | ---: | --- |"]
+        for b in group:
             details = ", ".join(f"{k}={v}" for k, v in b["extra_info"].items() if not isinstance(v, (dict, list)))
             lines.append(f"| {b['fullname'].split('::')[-1]} | {_fmt_s(_median(b))} | {details} |")
         lines.append("")

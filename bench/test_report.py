@@ -1,0 +1,60 @@
+"""The report command on a small pytest-benchmark JSON (runs in plain `pytest`; no benchmark)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from bench._helpers import REPO, python_env
+
+
+def _bench(name: str, median: float, **extra) -> dict:
+    return {
+        "name": name, "fullname": f"bench/test_bench_throughput.py::{name}",
+        "stats": {"median": median, "min": median * 0.9, "rounds": 5}, "extra_info": extra,
+    }
+
+
+def _data() -> dict:
+    tp = dict(kind="throughput", device="cpu")
+    return {
+        "machine_info": {"system": "Linux", "release": "x", "cgan": {
+            "cpu_model": "Test CPU 9000", "usable_cores": 2, "torch": "9.9", "onnxruntime": "8.8",
+            "numpy": "7.7", "python_version": "3.99", "date": "2030-01-02T03:04:05+00:00"}},
+        "commit_info": {"id": "abcdef1234567890", "dirty": False},
+        "benchmarks": [
+            _bench("t64", 0.5, **tp, engine="torch", variant="eager fp32", batch=64, images=64, images_per_s=128.0),
+            _bench("o64", 0.2, **tp, engine="onnxruntime", variant="ORT fp32, runtime session", batch=64, images=64, images_per_s=320.0),
+            _bench("o1", 0.003, kind="latency", variant="ORT one image, bare session.run", batch=1, images=1),
+            {"name": "test_train_step", "fullname": "bench/test_bench_train.py::test_train_step",
+             "stats": {"median": 2.0, "min": 1.9, "rounds": 3}, "extra_info": {"images_per_s": 32.0}},
+        ],
+    }
+
+
+def test_report_ratios_goals_and_file(tmp_path):
+    src = tmp_path / "b.json"
+    src.write_text(json.dumps(_data()))
+    out = tmp_path / "RESULTS.md"
+    done = subprocess.run([sys.executable, "-m", "bench.report", "--json", str(src), "--out", str(out)],
+                          cwd=REPO, env=python_env(), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    text = out.read_text()
+    assert text == done.stdout
+    assert "Test CPU 9000, 2 cores" in text and "torch 9.9" in text and "onnxruntime 8.8" in text
+    assert "numpy 7.7" in text and "Python 3.99" in text and "2030-01-02" in text
+    # 320 / 128 images/s = 2.50x against torch eager at batch 64, which meets the 1.2x goal
+    assert "| ORT fp32, runtime session | 320 (2.50×) |" in text
+    assert "2.50× (320 vs 128 images/s) | met |" in text
+    # 3 ms for one image misses the 2 ms goal
+    assert "3.00 ms" in text and "**not met**" in text
+    assert "Training throughput" in text and "test_train_step" in text
+
+
+def test_report_missing_json_is_one_line_error(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "bench.report", "--json", str(tmp_path / "none.json"), "--no-write"],
+                          cwd=REPO, env=python_env(), capture_output=True, text=True)
+    assert done.returncode == 1
+    assert done.stderr.startswith("error: ") and "pytest --benchmark-only" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
