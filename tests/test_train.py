@@ -25,7 +25,7 @@ from cgan.runtime.contract import from_uint8
 from cgan.train.cli import app
 from cgan.train.data import load_image_set
 from cgan.train.loop import TrainConfig, epoch_order, iter_batches, to_model_input, train
-from cgan.train.models import Generator
+from cgan.train.models import Generator, GeneratorConfig, MinibatchStd, build_discriminator
 from cgan.train.synth import make_synthetic_set
 
 IMG = 32
@@ -196,6 +196,46 @@ def test_resume_mid_epoch_repeats_the_uninterrupted_run(dataset, tmp_path):
     ga = torch.load(tmp_path / "whole" / "cDCGAN_generator.pth", weights_only=True)["model"]
     gb = torch.load(tmp_path / "split" / "cDCGAN_generator.pth", weights_only=True)["model"]
     assert all(torch.equal(ga[k], gb[k]) for k in ga)
+
+
+# ---------------------------------------------------------------- minibatch standard deviation
+
+def test_minibatch_std_channel_is_the_batch_spread():
+    h = torch.randn(6, 3, 4, 4)
+    out = MinibatchStd()(h)
+    assert out.shape == (6, 4, 4, 4) and torch.equal(out[:, :3], h)
+    np.testing.assert_allclose(out[:, 3].numpy(), h.std(dim=0, unbiased=False).mean().item(), rtol=1e-6)
+    assert torch.count_nonzero(MinibatchStd()(h[:1].expand(6, -1, -1, -1))[:, 3]) == 0  # one image repeated: no spread
+    assert torch.count_nonzero(MinibatchStd()(h[:1])[:, 3]) == 0  # a batch of one
+
+
+@pytest.mark.parametrize("kind", ["projection", "spatial"])
+def test_minibatch_std_makes_d_judge_an_image_by_its_batch(kind):
+    """With the flag, D's score of image 0 depends on the other images of the batch; without it, not at all."""
+    cfg = GeneratorConfig(img_size=IMG)
+    torch.manual_seed(0)
+    labels = torch.zeros(8, dtype=torch.long)
+    for flag in (False, True):
+        images = torch.randn(8, 1, IMG, IMG, requires_grad=True)
+        D = build_discriminator(kind, cfg, width=DISC_WIDTH, minibatch_std=flag).eval()
+        D(images, labels)[0].backward()
+        others = images.grad[1:].abs().sum().item()
+        assert images.grad[0].abs().sum().item() > 0
+        assert (others > 0) if flag else (others == 0)
+
+
+def test_minibatch_std_run_is_recorded_and_resumes_exactly(dataset, tmp_path):
+    data, cache, images = dataset
+    base = dict(data=data, cache_dir=cache, img_size=IMG, width=WIDTH, disc_width=DISC_WIDTH, batch_size=BATCH, checkpoint_every=2, quiet=True,
+                device="cpu", threads=1, minibatch_std=True)
+    whole = train(TrainConfig(out=tmp_path / "whole", max_steps=4, **base), image_set=images, log=quiet)
+    train(TrainConfig(out=tmp_path / "split", max_steps=2, **base), image_set=images, log=quiet)
+    rest = train(TrainConfig(out=tmp_path / "split", max_steps=4, resume=True, **{**base, "minibatch_std": False}),
+                 image_set=images, log=quiet)  # the flag left off: --resume keeps the saved setting
+    np.testing.assert_array_equal(rest.step_losses, whole.step_losses[2:])
+    provenance = torch.load(tmp_path / "whole" / "cDCGAN_generator.pth", weights_only=True)["provenance"]
+    assert "minibatch std" in provenance["discriminator"]
+    assert json.loads((tmp_path / "whole" / "config.json").read_text())["minibatch_std"] is True
 
 
 def _generator_weights(out: Path) -> dict[str, torch.Tensor]:

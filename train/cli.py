@@ -51,6 +51,7 @@ def train(
     width: int = typer.Option(512, "--width", help="Channels of the generator's first block, halved at each upsampling (the original: 512)."),
     disc: str = typer.Option("projection", "--disc", help="Discriminator: projection (the notebook's, spectral norm) or spatial (image + label-map channel)."),
     disc_width: int = typer.Option(64, "--disc-width", help="Channels of the discriminator's first conv, doubled per block (the original: 64); its cost grows with the square."),
+    minibatch_std: bool = typer.Option(False, "--minibatch-std/--no-minibatch-std", help="Give the discriminator a channel with the batch's feature spread (ProGAN's minibatch standard deviation), the usual cure for a generator that gives one image per stage; not in the original."),
     balance: bool = typer.Option(True, "--balance/--no-balance", help="Balanced sampling: weight 1/class count per image, draws with replacement."),
     device: str = typer.Option("auto", "--device", help="auto (CUDA if available), cpu or cuda."),
     precision: str = typer.Option("auto", "--precision", help="auto (fp16 autocast + GradScaler on CUDA, fp32 on CPU), fp32, bf16 (autocast) or fp16 (CUDA only)."),
@@ -78,6 +79,7 @@ def train(
     config = TrainConfig(
         data=data, classes=class_list, strict=strict, cache_dir=cache_dir, epochs=epochs, max_steps=max_steps,
         batch_size=batch_size, lr_g=lr_g, lr_d=lr_d, seed=seed, img_size=img_size, z_dim=z_dim, width=width, disc=disc, disc_width=disc_width,
+        minibatch_std=minibatch_std,
         balance=balance, device=device, precision=precision, channels_last=channels_last, threads=threads, out=out,
         resume=resume, ema=ema, ema_decay=ema_decay, sample_every=sample_every, checkpoint_every=checkpoint_every,
         keep_checkpoints=keep_checkpoints, workers=workers, quiet=quiet,

@@ -66,6 +66,7 @@ class TrainConfig:
     width: int = 512  # channels of G's first block, halved per block (the original: 512)
     disc: str = "projection"
     disc_width: int = 64  # channels of D's first conv, doubled per block (the original: 64)
+    minibatch_std: bool = False  # D sees the batch's feature spread (against mode collapse); not in the original
     balance: bool = True
     device: str = "auto"
     precision: str = "auto"
@@ -83,7 +84,7 @@ class TrainConfig:
 
     # fields a resumed run takes from its checkpoint (the others steer this invocation only)
     RUN_FIELDS = ("data", "classes", "strict", "batch_size", "lr_g", "lr_d", "beta1", "beta2", "seed",
-                  "img_size", "z_dim", "width", "disc", "disc_width", "balance", "precision", "channels_last", "ema", "ema_decay")
+                  "img_size", "z_dim", "width", "disc", "disc_width", "minibatch_std", "balance", "precision", "channels_last", "ema", "ema_decay")
 
     def validate(self) -> None:
         """Raise :class:`CganError` naming the first flag that is out of range."""
@@ -255,7 +256,7 @@ class TrainingRun:
         import random
         random.seed(c.seed)
         self.G = Generator(self.gen_config).to(device)
-        self.D = build_discriminator(c.disc, self.gen_config, width=c.disc_width).to(device)
+        self.D = build_discriminator(c.disc, self.gen_config, width=c.disc_width, minibatch_std=c.minibatch_std).to(device)
         if c.channels_last:
             self.G.to(memory_format=torch.channels_last)
             self.D.to(memory_format=torch.channels_last)
@@ -431,7 +432,8 @@ class TrainingRun:
             "run_started": self.created,
             "tool_version": __version__,
             "seed": str(self.config.seed),
-            "discriminator": f"{self.config.disc} (width {self.config.disc_width})",
+            "discriminator": f"{self.config.disc} (width {self.config.disc_width}"
+                             f"{', minibatch std' if self.config.minibatch_std else ''})",
             "precision": self.precision,
             "batch_size": str(self.config.batch_size),
             "world_size": str(self.info.world_size),

@@ -83,10 +83,27 @@ class Generator(nn.Module):
         return self.net(torch.cat([z, emb], dim=1))
 
 
-class ProjectionDiscriminator(nn.Module):
-    """The original notebook's discriminator: spectral-normalised convs and a class projection."""
+class MinibatchStd(nn.Module):
+    """Append one channel holding the batch's mean feature standard deviation (Karras et al., ProGAN).
 
-    def __init__(self, num_classes: int = 4, img_size: int = 128, channels: int = 1, width: int = 64) -> None:
+    The discriminator then sees how varied a whole batch is, so a generator that maps every z of a
+    stage to one image is caught and pushed apart: the usual remedy for within-class mode collapse.
+    The real and the generated batches go through D separately, so each is judged on its own spread.
+    """
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        spread = h.float().std(dim=0, unbiased=False).mean() if h.shape[0] > 1 else h.new_zeros((), dtype=torch.float32)
+        return torch.cat([h, spread.to(h.dtype).expand(h.shape[0], 1, *h.shape[2:])], dim=1)
+
+
+class ProjectionDiscriminator(nn.Module):
+    """The original notebook's discriminator: spectral-normalised convs and a class projection.
+
+    ``minibatch_std`` adds a :class:`MinibatchStd` channel before the projection (not in the original).
+    """
+
+    def __init__(self, num_classes: int = 4, img_size: int = 128, channels: int = 1, width: int = 64,
+                 minibatch_std: bool = False) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         c_in = channels
@@ -96,6 +113,9 @@ class ProjectionDiscriminator(nn.Module):
             dcgan_init(conv)
             layers += [spectral_norm(conv), nn.LeakyReLU(0.2, inplace=True)]
             c_in = c_out
+        if minibatch_std:
+            layers.append(MinibatchStd())
+            c_in += 1
         self.features = nn.Sequential(*layers)
         n_features = c_in * (img_size // 16) ** 2
         self.linear = nn.Linear(n_features, 1)
@@ -108,9 +128,13 @@ class ProjectionDiscriminator(nn.Module):
 
 
 class SpatialDiscriminator(nn.Module):
-    """The original README's discriminator: the image plus a learned label map as a second channel."""
+    """The original README's discriminator: the image plus a learned label map as a second channel.
 
-    def __init__(self, num_classes: int = 4, img_size: int = 128, channels: int = 1, width: int = 64) -> None:
+    ``minibatch_std`` adds a :class:`MinibatchStd` channel before the last conv (not in the original).
+    """
+
+    def __init__(self, num_classes: int = 4, img_size: int = 128, channels: int = 1, width: int = 64,
+                 minibatch_std: bool = False) -> None:
         super().__init__()
         self.img_size = img_size
         self.label_map = nn.Embedding(num_classes, img_size * img_size)
@@ -120,6 +144,9 @@ class SpatialDiscriminator(nn.Module):
             c_out = width << i
             layers += [nn.Conv2d(c_in, c_out, 4, 2, 1), nn.LeakyReLU(0.2, inplace=True)]
             c_in = c_out
+        if minibatch_std:
+            layers.append(MinibatchStd())
+            c_in += 1
         layers.append(nn.Conv2d(c_in, 1, img_size // 16, 1, 0))
         self.net = nn.Sequential(*layers)
         self.apply(dcgan_init)
@@ -132,15 +159,19 @@ class SpatialDiscriminator(nn.Module):
 DISCRIMINATORS = {"projection": ProjectionDiscriminator, "spatial": SpatialDiscriminator}
 
 
-def build_discriminator(kind: str, config: GeneratorConfig, width: int = 64) -> nn.Module:
-    """``width``: channels of D's first conv, doubled per block (the original: 64). Its cost grows ~width²."""
+def build_discriminator(kind: str, config: GeneratorConfig, width: int = 64, minibatch_std: bool = False) -> nn.Module:
+    """``width``: channels of D's first conv, doubled per block (the original: 64). Its cost grows ~width².
+
+    ``minibatch_std``: give D a batch-spread channel (:class:`MinibatchStd`) against mode collapse.
+    """
     try:
         cls = DISCRIMINATORS[kind]
     except KeyError:
         raise ValueError(f"unknown discriminator {kind!r}; expected one of {', '.join(DISCRIMINATORS)}") from None
     if width < 1:
         raise ValueError(f"discriminator width must be >= 1, got {width}")
-    return cls(num_classes=config.num_classes, img_size=config.img_size, channels=config.channels, width=width)
+    return cls(num_classes=config.num_classes, img_size=config.img_size, channels=config.channels, width=width,
+               minibatch_std=minibatch_std)
 
 
 def count_parameters(module: nn.Module) -> int:
