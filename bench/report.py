@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -110,7 +109,7 @@ def _throughput_table(benches: list[dict], device: str) -> tuple[list[str], dict
                 cells.append(_fmt_ips(v))
         label = name + (" (original path)" if name == base_name else "")
         if name in notes:
-            label += f" ¹" if "pipe" in notes[name] else f" ({notes[name]})"
+            label += " ¹" if "pipe" in notes[name] else f" ({notes[name]})"
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     if any("pipe" in n for n in notes.values()):
         lines += ["", "¹ compiled in a worker process of its own; timed through a pipe round trip (tens of µs)."]
@@ -147,7 +146,7 @@ def build_report(data: dict) -> str:
         e = b["extra_info"]
         if e.get("batch") == 64:
             r = e["ort_over_torch"]
-            goals.append((f"same, torch and ORT (runtime session) interleaved round by round, batch 64",
+            goals.append(("same, torch and ORT (runtime session) interleaved round by round, batch 64",
                           f"{r:.2f}× ({_fmt_ips(e['ort_images_per_s'])} vs {_fmt_ips(e['torch_images_per_s'])} images/s)",
                           r >= GOAL_ORT_RATIO_B64))
     for b in _by_kind(benches, "latency"):

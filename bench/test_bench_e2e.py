@@ -11,8 +11,6 @@ import shutil
 import subprocess
 import time
 
-import pytest
-
 from bench._helpers import python_env, record_throughput
 from bench.test_bench_latency import cgan_run_args, cgan_run_exe
 
