@@ -262,18 +262,24 @@ class StageClassifier:
         return out
 
 
-def _plain(obj: Any) -> Any:
-    """Metrics as built-in types only (what ``weights_only`` loading and JSON accept)."""
+def _plain(obj: Any, *, json_safe: bool = False) -> Any:
+    """Metrics as built-in types only (what ``weights_only`` loading and JSON accept).
+
+    ``json_safe``: also turn non-finite floats into ``None`` (strict JSON has no NaN).
+    """
     if isinstance(obj, dict):
-        return {str(k): _plain(v) for k, v in obj.items()}
+        return {str(k): _plain(v, json_safe=json_safe) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
+        return [_plain(v, json_safe=json_safe) for v in obj]
     if isinstance(obj, np.ndarray):
-        return _plain(obj.tolist())
-    if isinstance(obj, (np.integer,)):
+        return _plain(obj.tolist(), json_safe=json_safe)
+    if isinstance(obj, np.integer):
         return int(obj)
-    if isinstance(obj, (np.floating,)):
-        return float(obj)
+    if isinstance(obj, (float, np.floating)):
+        v = float(obj)
+        return None if json_safe and not math.isfinite(v) else v
+    if isinstance(obj, Path):
+        return str(obj)
     return obj
 
 

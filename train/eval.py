@@ -27,7 +27,6 @@ that each stage looks like that stage.
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -373,7 +372,7 @@ def evaluate(config: EvalConfig, *, source: Source | None = None, image_set: Any
 
 
 def _evaluate(config: EvalConfig, *, source: Source | None, image_set: Any, classifier: Any, log: Log) -> EvalResult:
-    from .classifier import ClassifierConfig, accuracy_summary, confusion, dataset_key, get_classifier
+    from .classifier import ClassifierConfig, _plain, accuracy_summary, confusion, dataset_key, get_classifier
 
     times: dict[str, float] = {}
     t_all = t = time.perf_counter()
@@ -516,7 +515,7 @@ def _evaluate(config: EvalConfig, *, source: Source | None, image_set: Any, clas
     report["timing_s"] = {key: round(v, 2) for key, v in times.items()}
     write_figure(files["figure"], gen_images, [np.asarray(image_set.images[np.sort(i[:FIGURE_COLUMNS])]) for i in base_idx], names)
     atomic_write_text(files["markdown"], markdown(report))
-    atomic_write_text(files["json"], json.dumps(_jsonable(report), indent=1, allow_nan=True) + "\n")
+    atomic_write_text(files["json"], json.dumps(_plain(report, json_safe=True), indent=1, allow_nan=True) + "\n")
     return EvalResult(report=report, files=files)
 
 
@@ -566,23 +565,6 @@ def passes_bar(report: dict[str, Any]) -> dict[str, Any]:
         met = bool(value >= threshold) if op == ">=" else bool(value <= threshold)
         criteria.append({"name": name, "what": what, "value": float(value), "op": op, "threshold": threshold, "met": met})
     return {"criteria": criteria, "all_met": all(c["met"] for c in criteria)}
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        v = float(obj)
-        return v if math.isfinite(v) else None
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
 
 
 # ---------------------------------------------------------------- the summary, as markdown
