@@ -330,6 +330,74 @@ def test_resume_refuses_a_conflicting_setting(short_run, dataset, tmp_path):
     assert "--lr-g" in result.stderr
 
 
+# ---------------------------------------------------------------- fine-tuning from another run
+
+def _latest_ckpt(out: Path) -> Path:
+    return sorted((out / "checkpoints").glob("ckpt_*.pt"))[-1]
+
+
+def test_init_from_starts_from_the_checkpoints_weights_and_resumes_exactly(short_run, dataset, tmp_path):
+    data, cache, images = dataset
+    source = _latest_ckpt(short_run[0])
+    saved = torch.load(source, weights_only=True)
+    base = dict(data=data, cache_dir=cache, img_size=IMG, width=WIDTH, disc_width=DISC_WIDTH, batch_size=BATCH, checkpoint_every=1,
+                quiet=True, device="cpu", threads=1)
+    # a learning rate of 1e-12 leaves the weights where they started: the checkpoint's, not a fresh seed-42 init
+    tuned = train(TrainConfig(out=tmp_path / "tuned", max_steps=1, init_from=source, lr_g=1e-12, lr_d=1e-12, **base),
+                  image_set=images, log=quiet)
+    fresh = train(TrainConfig(out=tmp_path / "fresh", max_steps=1, lr_g=1e-12, lr_d=1e-12, **base), image_set=images, log=quiet)
+    start, got, scratch = saved["generator"], _generator_weights(tmp_path / "tuned"), _generator_weights(tmp_path / "fresh")
+    weights = [k for k in start if k.endswith("weight")]
+    for key in weights:
+        torch.testing.assert_close(got[key], start[key], rtol=0, atol=1e-6)
+    assert max((scratch[k] - start[k]).abs().max().item() for k in weights) > 1e-3
+    assert tuned.step_losses.shape[0] == 1  # --max-steps counts this run's steps, not the source's 5
+    provenance = torch.load(tmp_path / "tuned" / "cDCGAN_generator.pth", weights_only=True)["provenance"]
+    assert provenance["init_from"].startswith(f"{source.name} (step 5 ") and provenance["steps"] == "1"
+    assert json.loads((tmp_path / "tuned" / "config.json").read_text())["init_from"] == str(source.resolve())
+
+    # a fine-tuning run resumes like any other: the weights come from its own checkpoint, not the source again
+    tune = dict(init_from=source, lr_g=1e-4, lr_d=1e-4, **base)
+    whole = train(TrainConfig(out=tmp_path / "whole", max_steps=3, **tune), image_set=images, log=quiet)
+    train(TrainConfig(out=tmp_path / "split", max_steps=1, **tune), image_set=images, log=quiet)
+    rest = train(TrainConfig(out=tmp_path / "split", max_steps=3, resume=True, **base), image_set=images, log=quiet)
+    np.testing.assert_array_equal(rest.step_losses, whole.step_losses[1:])
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        (["--disc-width", str(DISC_WIDTH * 2)], "--disc-width"),
+        (["--minibatch-std"], "--minibatch-std"),
+        (["--width", str(WIDTH * 2)], "--width"),
+    ],
+)
+def test_init_from_refuses_a_checkpoint_of_another_shape(short_run, dataset, tmp_path, extra, needle):
+    out = tmp_path / "out"
+    args = [a for a in cli_args(dataset, out) if a not in ("--disc-width", str(DISC_WIDTH), "--width", str(WIDTH))]
+    keep = {"--disc-width": ["--disc-width", str(DISC_WIDTH)], "--width": ["--width", str(WIDTH)]}
+    for flag, pair in keep.items():
+        if flag not in extra:
+            args += pair
+    result = runner.invoke(app, [*args, *extra, "--init-from", str(_latest_ckpt(short_run[0])), "--max-steps", "1"])
+    assert result.exit_code == 1, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "--init-from" in lines[0] and needle in lines[0], result.stderr
+    assert not out.exists()
+
+
+def test_init_from_a_missing_or_foreign_file_is_one_line(short_run, dataset, tmp_path):
+    foreign = tmp_path / "notes.pt"
+    foreign.write_bytes(b"not a checkpoint")
+    for path, needle in [(tmp_path / "nope.pt", "no such checkpoint"), (foreign, "unreadable")]:
+        out = tmp_path / "out"
+        result = runner.invoke(app, cli_args(dataset, out, "--init-from", str(path), "--max-steps", "1"))
+        assert result.exit_code == 1, result.output
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1 and str(path) in lines[0] and needle in lines[0], result.stderr
+        assert not out.exists()
+
+
 # ---------------------------------------------------------------- sampling and input mapping
 
 def test_balanced_epoch_order_is_deterministic_and_balanced():

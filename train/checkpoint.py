@@ -94,15 +94,19 @@ def save_checkpoint(out: Path, step: int, state: dict[str, Any], *, keep: int = 
     return path
 
 
-def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a full checkpoint, or raise :class:`CganError` saying what is wrong with it."""
+def load_checkpoint(path: Path, map_location: str | torch.device = "cpu", *,
+                    hint: str | None = None) -> dict[str, Any]:
+    """Read a full checkpoint, or raise :class:`CganError` saying what is wrong with it.
+
+    ``hint`` ends the message (what the caller wants instead); the default suits ``--resume``.
+    """
     try:
         body = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises several types for truncated or foreign files
         raise CganError(f"checkpoint {path} is unreadable ({str(exc).splitlines()[0][:200]}); "
-                        "delete it to resume from the previous one") from None
+                        f"{hint or 'delete it to resume from the previous one'}") from None
     if not isinstance(body, dict) or body.get("format") != CHECKPOINT_FORMAT:
-        raise CganError(f"{path} is not a cgan-train checkpoint")
+        raise CganError(f"{path} is not a cgan-train checkpoint" + (f"; {hint}" if hint else ""))
     if body.get("version") != CHECKPOINT_VERSION:
         raise CganError(f"checkpoint {path} has version {body.get('version')}; this cgan-train reads "
                         f"version {CHECKPOINT_VERSION}")

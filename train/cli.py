@@ -59,6 +59,7 @@ def train(
     threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads [default: torch's choice]."),
     out: Path = typer.Option(Path("model_output"), "--out", help="Output folder: generator file, checkpoints/, history, plots, samples/, config.json."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its newest checkpoint, exactly."),
+    init_from: Optional[Path] = typer.Option(None, "--init-from", help="Start from the G and D weights of a checkpoint (ckpt_*.pt) of another run, with fresh optimizers and this run's learning rates: fine-tuning, e.g. at a lower rate. --max-steps counts this run's steps."),
     ema: bool = typer.Option(False, "--ema", help="Keep an exponential moving average of G's weights and export it."),
     ema_decay: float = typer.Option(0.999, "--ema-decay", help="EMA decay per step."),
     sample_every: int = typer.Option(1, "--sample-every", help="Write a fixed-noise sample grid every N epochs (0: at the end only)."),
@@ -81,7 +82,7 @@ def train(
         batch_size=batch_size, lr_g=lr_g, lr_d=lr_d, seed=seed, img_size=img_size, z_dim=z_dim, width=width, disc=disc, disc_width=disc_width,
         minibatch_std=minibatch_std,
         balance=balance, device=device, precision=precision, channels_last=channels_last, threads=threads, out=out,
-        resume=resume, ema=ema, ema_decay=ema_decay, sample_every=sample_every, checkpoint_every=checkpoint_every,
+        resume=resume, init_from=init_from, ema=ema, ema_decay=ema_decay, sample_every=sample_every, checkpoint_every=checkpoint_every,
         keep_checkpoints=keep_checkpoints, workers=workers, quiet=quiet,
     )
     result = run_training(config, log=typer.echo)

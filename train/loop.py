@@ -74,6 +74,7 @@ class TrainConfig:
     threads: int | None = None
     out: Path = Path("model_output")
     resume: bool = False
+    init_from: Path | None = None  # a checkpoint whose G and D start this run (fine-tuning); fresh optimizers
     ema: bool = False
     ema_decay: float = 0.999
     sample_every: int = 1  # epochs; 0 = only at the end of the run
@@ -84,7 +85,10 @@ class TrainConfig:
 
     # fields a resumed run takes from its checkpoint (the others steer this invocation only)
     RUN_FIELDS = ("data", "classes", "strict", "batch_size", "lr_g", "lr_d", "beta1", "beta2", "seed",
-                  "img_size", "z_dim", "width", "disc", "disc_width", "minibatch_std", "balance", "precision", "channels_last", "ema", "ema_decay")
+                  "img_size", "z_dim", "width", "disc", "disc_width", "minibatch_std", "balance", "precision", "channels_last", "ema", "ema_decay",
+                  "init_from")
+    # what a checkpoint given to --init-from must share with this run: G's and D's shapes
+    ARCH_FIELDS = ("img_size", "z_dim", "width", "disc", "disc_width", "minibatch_std")
 
     def validate(self) -> None:
         """Raise :class:`CganError` naming the first flag that is out of range."""
@@ -125,7 +129,7 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
-        for key in ("data", "cache_dir", "out"):
+        for key in ("data", "cache_dir", "out", "init_from"):
             d[key] = None if d[key] is None else str(d[key])
         return d
 
@@ -133,7 +137,7 @@ class TrainConfig:
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
         known = {f.name for f in dataclasses.fields(cls)}
         kw = {k: v for k, v in d.items() if k in known}
-        for key in ("data", "cache_dir", "out"):
+        for key in ("data", "cache_dir", "out", "init_from"):
             if kw.get(key) is not None:
                 kw[key] = Path(kw[key])
         return cls(**kw)
@@ -296,6 +300,8 @@ class TrainingRun:
         self.epoch_images = 0
         self.epoch_time = 0.0
         self.last_checkpoint: Path | None = None
+        self.init_source = ""  # set by load_init; recorded in the provenance
+        self.init_step = 0
         self.created = datetime.now(timezone.utc).replace(microsecond=0).isoformat()
 
     # ------------------------------------------------------------ one step
@@ -405,6 +411,21 @@ class TrainingRun:
         self.history = list(state["history"])
         self.created = state["created"]
 
+    def load_init(self, state: dict[str, Any], source: Path) -> None:
+        """Start from another run's G and D (``--init-from``): fresh optimizers, step 0, this run's settings.
+
+        The EMA, if kept, starts from the loaded generator's own weights, not from the other run's average.
+        """
+        if state["class_names"] != self.class_names:
+            raise CganError(f"--init-from {source} was trained on classes {state['class_names']}, the data now has "
+                            f"{self.class_names}; fine-tune on data with the same classes")
+        self.G.load_state_dict(state["generator"])
+        self.D.load_state_dict(state["discriminator"])
+        if self.G_ema is not None:
+            self.G_ema.load_state_dict(state["generator"])
+        self.init_step = int(state["step"])
+        self.init_source = f"{source.name} (step {self.init_step} of a run seeded {state['train_config'].get('seed')})"
+
     # ------------------------------------------------------------ outputs (rank 0)
 
     @property
@@ -439,6 +460,7 @@ class TrainingRun:
             "world_size": str(self.info.world_size),
             "ema": f"true (decay {self.config.ema_decay}; 'model' holds the EMA weights)" if self.G_ema is not None
             else "false",
+            **({"init_from": self.init_source} if self.init_source else {}),
         }
 
     def export_generator(self) -> nn.Module:
@@ -490,6 +512,22 @@ def _merge_resumed(config: TrainConfig, saved: dict[str, Any], source: Path) -> 
     return dataclasses.replace(config, **{name: getattr(saved_cfg, name) for name in TrainConfig.RUN_FIELDS})
 
 
+def _load_init(config: TrainConfig) -> dict[str, Any]:
+    """The checkpoint named by --init-from, checked to fit this run's G and D."""
+    source = Path(config.init_from)
+    if not source.is_file():
+        raise CganError(f"--init-from {source}: no such checkpoint file; give a ckpt_*.pt from a run's checkpoints/ folder")
+    state = ckpt.load_checkpoint(source, hint="--init-from takes a ckpt_*.pt that cgan-train wrote")
+    saved = TrainConfig.from_dict(state["train_config"])
+    for name in TrainConfig.ARCH_FIELDS:
+        new, old = getattr(config, name), getattr(saved, name)
+        if new != old:
+            flag = "--" + name.replace("_", "-")
+            raise CganError(f"--init-from {source} was trained with {name}={old!r}; this run has {flag} {new!r}, "
+                            f"and the weights only fit the same value")
+    return state
+
+
 def train(config: TrainConfig, *, image_set=None, log: Log = print) -> TrainResult:
     """Train (or, with ``config.resume``, continue) a run; write its files to ``config.out``.
 
@@ -518,6 +556,11 @@ def train(config: TrainConfig, *, image_set=None, log: Log = print) -> TrainResu
     elif (out / ckpt.GENERATOR_FILE).exists():
         raise CganError(f"{out} already holds a {ckpt.GENERATOR_FILE} (and no checkpoints to resume from); "
                         "choose another --out, or move that file away")
+    init_state = None
+    if config.init_from is not None:
+        config = dataclasses.replace(config, init_from=Path(config.init_from).expanduser().resolve())
+        if state is None:
+            init_state = _load_init(config)
     precision = resolve_precision(config.precision, device)
     if config.threads is not None:
         torch.set_num_threads(config.threads)
@@ -525,12 +568,12 @@ def train(config: TrainConfig, *, image_set=None, log: Log = print) -> TrainResu
 
     ddp.init(info, device)
     try:
-        return _train(config, state, latest, image_set, info, device, precision, log, say)
+        return _train(config, state, latest, init_state, image_set, info, device, precision, log, say)
     finally:
         ddp.shutdown(info)
 
 
-def _train(config: TrainConfig, state, latest, image_set, info, device, precision, log: Log, say: Log) -> TrainResult:
+def _train(config: TrainConfig, state, latest, init_state, image_set, info, device, precision, log: Log, say: Log) -> TrainResult:
     if image_set is None:
         from .data import load_image_set
 
@@ -548,7 +591,10 @@ def _train(config: TrainConfig, state, latest, image_set, info, device, precisio
     if state is not None:
         run.load_state(state, latest)
         say(f"resuming from {latest} (step {run.step}, epoch {run.epoch + 1}, batch {run.batch})")
-    del state
+    elif init_state is not None:
+        run.load_init(init_state, config.init_from)
+        say(f"starting from the G and D of {config.init_from} (step {run.init_step}); fresh optimizers")
+    del state, init_state
 
     out = Path(config.out)
     if info.is_main:
