@@ -16,6 +16,7 @@ def render_card(info: ModelInfo, model_file: str, *, repo_id: str | None = None)
     stages = "\n".join(f"| {i} | {name} |" for i, name in enumerate(info.stage_names))
     hub = f"hf:{repo_id}" if repo_id else "hf:OWNER/REPO"
     tags = "\n".join(f"- {t}" for t in TAGS)
+    started_from = f", fine-tuned from {prov[Key.INIT_FROM]}" if prov.get(Key.INIT_FROM) else ""
     err = get(Key.PARITY_MAX_ABS_ERR)
     tol = get(Key.PARITY_TOLERANCE)
     providers = get(Key.PARITY_PROVIDERS, "CPUExecutionProvider").replace(",", ", ")
@@ -90,7 +91,7 @@ Image.fromarray(pixels[0]).save("sample.png")
 | --- | --- |
 | training data | {get(Key.TRAINING_DATA)} |
 | epochs | {get(Key.EPOCHS)} |
-| steps | {get(Key.STEPS)} |
+| steps | {get(Key.STEPS)}{started_from} |
 | weights created | {get(Key.CREATED)} |
 | checkpoint sha256 | `{get(Key.CHECKPOINT_SHA256)}` |
 | exported | {get(Key.EXPORTED)} with dementia-cgan {get(Key.TOOL_VERSION)} |

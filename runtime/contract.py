@@ -53,6 +53,7 @@ class Key:
     TRAINING_DATA = "cgan.training_data"
     EPOCHS = "cgan.epochs"
     STEPS = "cgan.steps"
+    INIT_FROM = "cgan.init_from"  # the checkpoint a fine-tuning run (cgan-train --init-from) started from
     CREATED = "cgan.created"
     TOOL_VERSION = "cgan.tool_version"
     PARITY_MAX_ABS_ERR = "cgan.parity_max_abs_err"

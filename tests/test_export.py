@@ -203,6 +203,16 @@ def test_model_card_beside_the_model(fresh_export):
     assert "onnxruntime" in text and report.info.provenance[Key.PARITY_MAX_ABS_ERR] in text
 
 
+def test_card_names_the_checkpoint_a_fine_tuned_model_started_from(fresh_export, tmp_path):
+    g, _ = fresh_export
+    report = export_generator(g, tmp_path / "m.onnx", tolerance=1.0, provenance={
+        "steps": "40", "init_from": "ckpt_000003000.pt (step 3000 of a run seeded 42)"})
+    assert report.info.provenance[Key.INIT_FROM].startswith("ckpt_000003000.pt")
+    assert "| steps | 40, fine-tuned from ckpt_000003000.pt (step 3000 of a run seeded 42) |" in report.card_path.read_text()
+    plain = export_generator(g, tmp_path / "p" / "m.onnx", tolerance=1.0, provenance={"steps": "40"})
+    assert "| steps | 40 |" in plain.card_path.read_text()
+
+
 def test_card_snippet_runs_as_written(fresh_export, tmp_path, monkeypatch):
     _, report = fresh_export
     text = report.card_path.read_text()

@@ -99,6 +99,11 @@ def test_embedded_default_model_runs_without_torch_and_says_it_was_trained_on_th
     assert re.search(rf"cgan-train .*--max-steps {prov['cgan.steps']}\b", card)
     assert re.search(rf"cgan-export .*ckpt_0*{prov['cgan.steps']}\.pt", card)
     assert prov["cgan.seed"] == "42" and "seed 42" in card
+    if prov.get("cgan.init_from"):  # a fine-tuned model: the card also gives the run it started from
+        start = re.match(r"ckpt_0*(\d+)\.pt \(step (\d+) ", prov["cgan.init_from"])
+        assert start and start[1] == start[2], prov["cgan.init_from"]
+        assert re.search(rf"cgan-train .*--max-steps {start[1]}\b", card)
+        assert re.search(rf"cgan-train .*--init-from \S*ckpt_0*{start[1]}\.pt", card)
 
     result = run_script("cgan-run", "--stage", "all", "--n", "4", "--out", str(tmp_path / "out"), "--quiet",
                         block_torch=True, cwd=tmp_path)  # no model_output/ here: the embedded model
