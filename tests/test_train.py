@@ -362,6 +362,8 @@ def test_init_from_starts_from_the_checkpoints_weights_and_resumes_exactly(short
     train(TrainConfig(out=tmp_path / "split", max_steps=1, **tune), image_set=images, log=quiet)
     rest = train(TrainConfig(out=tmp_path / "split", max_steps=3, resume=True, **base), image_set=images, log=quiet)
     np.testing.assert_array_equal(rest.step_losses, whole.step_losses[1:])
+    resumed = torch.load(tmp_path / "split" / "cDCGAN_generator.pth", weights_only=True)["provenance"]
+    assert resumed["init_from"] == provenance["init_from"] and resumed["steps"] == "3"
 
 
 @pytest.mark.parametrize(

@@ -383,6 +383,8 @@ class TrainingRun:
             "created": self.created,
             "tool_version": __version__,
             "provenance": self.provenance(),
+            "init_source": self.init_source,
+            "init_step": self.init_step,
         }
 
     def load_state(self, state: dict[str, Any], source: Path) -> None:
@@ -410,6 +412,7 @@ class TrainingRun:
         self.epoch_images, self.epoch_time = state["epoch_images"], state["epoch_time"]
         self.history = list(state["history"])
         self.created = state["created"]
+        self.init_source, self.init_step = state.get("init_source", ""), state.get("init_step", 0)
 
     def load_init(self, state: dict[str, Any], source: Path) -> None:
         """Start from another run's G and D (``--init-from``): fresh optimizers, step 0, this run's settings.
@@ -535,8 +538,9 @@ def train(config: TrainConfig, *, image_set=None, log: Log = print) -> TrainResu
     Raises :class:`CganError` for bad settings before anything is written.
     """
     config.validate()
-    if config.data is not None:  # absolute: a resumed run may start from another working directory
-        config = dataclasses.replace(config, data=Path(config.data).expanduser().resolve())
+    for key in ("data", "init_from"):  # absolute: a resumed run may start from another working directory
+        if getattr(config, key) is not None:
+            config = dataclasses.replace(config, **{key: Path(getattr(config, key)).expanduser().resolve()})
     info = ddp.env_info()
     device = resolve_device(config.device, info)
     out = Path(config.out)
@@ -556,11 +560,7 @@ def train(config: TrainConfig, *, image_set=None, log: Log = print) -> TrainResu
     elif (out / ckpt.GENERATOR_FILE).exists():
         raise CganError(f"{out} already holds a {ckpt.GENERATOR_FILE} (and no checkpoints to resume from); "
                         "choose another --out, or move that file away")
-    init_state = None
-    if config.init_from is not None:
-        config = dataclasses.replace(config, init_from=Path(config.init_from).expanduser().resolve())
-        if state is None:
-            init_state = _load_init(config)
+    init_state = _load_init(config) if config.init_from is not None and state is None else None
     precision = resolve_precision(config.precision, device)
     if config.threads is not None:
         torch.set_num_threads(config.threads)
