@@ -394,10 +394,7 @@ class TrainingRun:
         if state["class_names"] != self.class_names:
             raise CganError(f"{source} was trained on classes {state['class_names']}, the data now has "
                             f"{self.class_names}; resume with the same data")
-        self.G.load_state_dict(state["generator"])
-        self.D.load_state_dict(state["discriminator"])
-        if self.G_ema is not None:
-            self.G_ema.load_state_dict(state["generator_ema"])
+        self._load_weights(state, ema_key="generator_ema")
         self.opt_g.load_state_dict(state["opt_g"])
         self.opt_d.load_state_dict(state["opt_d"])
         self.scaler.load_state_dict(state["scaler"])
@@ -414,6 +411,13 @@ class TrainingRun:
         self.created = state["created"]
         self.init_source, self.init_step = state.get("init_source", ""), state.get("init_step", 0)
 
+    def _load_weights(self, state: dict[str, Any], *, ema_key: str) -> None:
+        """G and D from a checkpoint body; the EMA model (if kept) from ``state[ema_key]``."""
+        self.G.load_state_dict(state["generator"])
+        self.D.load_state_dict(state["discriminator"])
+        if self.G_ema is not None:
+            self.G_ema.load_state_dict(state[ema_key])
+
     def load_init(self, state: dict[str, Any], source: Path) -> None:
         """Start from another run's G and D (``--init-from``): fresh optimizers, step 0, this run's settings.
 
@@ -422,10 +426,7 @@ class TrainingRun:
         if state["class_names"] != self.class_names:
             raise CganError(f"--init-from {source} was trained on classes {state['class_names']}, the data now has "
                             f"{self.class_names}; fine-tune on data with the same classes")
-        self.G.load_state_dict(state["generator"])
-        self.D.load_state_dict(state["discriminator"])
-        if self.G_ema is not None:
-            self.G_ema.load_state_dict(state["generator"])
+        self._load_weights(state, ema_key="generator")
         self.init_step = int(state["step"])
         self.init_source = f"{source.name} (step {self.init_step} of a run seeded {state['train_config'].get('seed')})"
 
