@@ -301,7 +301,6 @@ class TrainingRun:
         self.epoch_time = 0.0
         self.last_checkpoint: Path | None = None
         self.init_source = ""  # set by load_init; recorded in the provenance
-        self.init_step = 0
         self.created = datetime.now(timezone.utc).replace(microsecond=0).isoformat()
 
     # ------------------------------------------------------------ one step
@@ -384,7 +383,6 @@ class TrainingRun:
             "tool_version": __version__,
             "provenance": self.provenance(),
             "init_source": self.init_source,
-            "init_step": self.init_step,
         }
 
     def load_state(self, state: dict[str, Any], source: Path) -> None:
@@ -409,7 +407,7 @@ class TrainingRun:
         self.epoch_images, self.epoch_time = state["epoch_images"], state["epoch_time"]
         self.history = list(state["history"])
         self.created = state["created"]
-        self.init_source, self.init_step = state.get("init_source", ""), state.get("init_step", 0)
+        self.init_source = state.get("init_source", "")
 
     def _load_weights(self, state: dict[str, Any], *, ema_key: str) -> None:
         """G and D from a checkpoint body; the EMA model (if kept) from ``state[ema_key]``."""
@@ -427,8 +425,7 @@ class TrainingRun:
             raise CganError(f"--init-from {source} was trained on classes {state['class_names']}, the data now has "
                             f"{self.class_names}; fine-tune on data with the same classes")
         self._load_weights(state, ema_key="generator")
-        self.init_step = int(state["step"])
-        self.init_source = f"{source.name} (step {self.init_step} of a run seeded {state['train_config'].get('seed')})"
+        self.init_source = f"{source.name} (step {state['step']} of a run seeded {state['train_config'].get('seed')})"
 
     # ------------------------------------------------------------ outputs (rank 0)
 
@@ -594,7 +591,7 @@ def _train(config: TrainConfig, state, latest, init_state, image_set, info, devi
         say(f"resuming from {latest} (step {run.step}, epoch {run.epoch + 1}, batch {run.batch})")
     elif init_state is not None:
         run.load_init(init_state, config.init_from)
-        say(f"starting from the G and D of {config.init_from} (step {run.init_step}); fresh optimizers")
+        say(f"starting from the G and D of {run.init_source} in {config.init_from.parent}; fresh optimizers")
     del state, init_state
 
     out = Path(config.out)
