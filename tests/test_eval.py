@@ -26,6 +26,7 @@ from cgan.train.classifier import (  # noqa: E402
 )
 from cgan.train.data import ImageSet  # noqa: E402
 from cgan.train.eval import (  # noqa: E402
+    CALIBRATION,
     EvalConfig,
     Source,
     TorchSource,
@@ -36,6 +37,7 @@ from cgan.train.eval import (  # noqa: E402
     load_source,
     mean_pairwise_distance,
     moments,
+    perturb,
     pixel_vectors,
 )
 
@@ -162,6 +164,38 @@ def test_pixel_vectors_are_rms_differences():
     va, vb = pixel_vectors(a, 32), pixel_vectors(b, 32)
     assert va.shape == (1, 32 * 32)
     assert np.linalg.norm(va - vb) == pytest.approx(1.0)  # every pixel differs by the full range
+
+
+def test_perturb_blur_matches_a_direct_convolution():
+    rng = np.random.default_rng(2)
+    x = rng.integers(0, 256, (3, 32, 32), dtype=np.uint8)
+    sigma = 1.0
+    b = perturb(x, "blur", sigma)
+    assert b.dtype == np.uint8 and b.shape == x.shape
+    t = np.arange(-3, 4)
+    k1 = np.exp(-0.5 * (t / sigma) ** 2)
+    k2 = np.outer(k1, k1) / k1.sum() ** 2
+    for i, r, c in ((0, 10, 12), (1, 3, 3), (2, 28, 16)):  # interior pixels: no edge handling involved
+        direct = float((x[i, r - 3 : r + 4, c - 3 : c + 4].astype(np.float64) * k2).sum())
+        assert abs(int(b[i, r, c]) - direct) <= 0.51
+    flat = np.full((2, 32, 32), 100, np.uint8)
+    assert np.array_equal(perturb(flat, "blur", 1.0), flat)  # reflected edges: a constant image stays constant
+    assert b.astype(float).std() < 0.5 * x.astype(float).std()
+    assert np.array_equal(perturb(x, "blur", 0.0), x)
+
+
+def test_perturb_noise_and_contrast():
+    flat = np.full((4, 64, 64), 128, np.uint8)
+    a, b = perturb(flat, "noise", 0.02, seed=3), perturb(flat, "noise", 0.02, seed=3)
+    assert np.array_equal(a, b) and not np.array_equal(a, perturb(flat, "noise", 0.02, seed=4))
+    assert a.astype(float).std() == pytest.approx(0.02 * 255, rel=0.05)
+    assert abs(a.astype(float).mean() - 128) < 0.2
+    x = np.array([[[0, 64, 128, 255]]], np.uint8)
+    # (v/255 - 0.5) * 1.1 + 0.5, back to 0..255, rounded and clipped
+    expected = [0, round(((64 / 255 - 0.5) * 1.1 + 0.5) * 255), 128, 255]
+    assert perturb(x, "contrast", 0.1)[0, 0].tolist() == expected
+    with pytest.raises(ValueError, match="unknown perturbation"):
+        perturb(x, "sharpen", 1.0)
 
 
 def test_stratified_split():
@@ -311,6 +345,14 @@ def test_real_vs_real_sits_near_the_baseline_and_noise_does_not(tmp_path, real_s
     for space in ("feature", "pixel"):
         ratios = real["diversity"][space]["ratio"]
         assert all(0.6 < ratios[s] < 1.6 for s in enough), (space, ratios)
+    # the calibration rows: degraded real images score worse than unseen real ones, more so the stronger
+    # the blur; and the markdown report shows them beside the model's ratio
+    calib = {(row["kind"], row["amount"]): row["ratio"] for row in real["frechet"]["calibration"]["rows"]}
+    assert set(calib) == {(kind, amount) for kind, amount, _ in CALIBRATION}
+    assert calib[("blur", 1.0)] > calib[("blur", 0.5)]
+    assert calib[("blur", 1.0)] > 2 * r["ratio"]
+    md = (tmp_path / "real" / "eval" / "report.md").read_text()
+    assert "## What an FD ratio means on this data" in md and "Gaussian blur, sigma 1 px" in md
     # noise is nothing like the real images: one predicted stage for all of it
     assert noise["conditional_accuracy"]["overall"] < 0.5
     for c in real["passes_bar"]["criteria"]:

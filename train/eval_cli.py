@@ -63,7 +63,7 @@ def evaluate(
 
     require_torch("cgan-eval")
     from .classifier import ClassifierConfig
-    from .eval import EvalConfig, bar_lines, evaluate as run_eval, summary_table
+    from .eval import EvalConfig, bar_lines, calibration_line, evaluate as run_eval, summary_table
 
     class_list = [c.strip() for c in classes.split(",") if c.strip()] if classes is not None else None
     if classes is not None and not class_list:
@@ -82,6 +82,8 @@ def evaluate(
     report = result.report
     typer.echo("")
     typer.echo(summary_table(report))
+    if calibration_line(report):
+        typer.echo(calibration_line(report))
     typer.echo("")
     bar = report["passes_bar"]
     typer.echo(f"bar: {'all criteria met' if bar['all_met'] else 'not all criteria met'}")
