@@ -163,7 +163,8 @@ def perturb(images: np.ndarray, kind: str, amount: float, seed: int = 0) -> np.n
             r = max(1, int(np.ceil(3 * amount)))
             t = np.arange(-r, r + 1, dtype=np.float32)
             kernel = np.exp(-0.5 * (t / amount) ** 2)
-            x = _blur_axis(_blur_axis(x, kernel / kernel.sum(), 1), kernel / kernel.sum(), 2)
+            kernel /= kernel.sum()
+            x = _blur_axis(_blur_axis(x, kernel, 1), kernel, 2)
     elif kind == "noise":
         x = x + np.random.default_rng([seed, 0x5EED]).normal(0.0, amount, x.shape).astype(np.float32)
     elif kind == "contrast":
