@@ -7,8 +7,10 @@
     gen.info                                       # ModelInfo: size, stage names, provenance
 
 Image k of (model, seed, stage) is the same whatever the batch size or ``start`` that produced it:
-the latent row of image k is ``contract.noise(seed, k, 1, z_dim)``. Calls from several threads at
-once are safe (one ORT session, no shared mutable buffers).
+the latent row of image k is ``contract.noise(seed, k, 1, z_dim, noise_version)``. ``noise_version``
+is 2 (portable Philox, the default; the browser page draws the same) or 1 (numpy ``default_rng``, to
+regenerate images of runs made before version 2). Calls from several threads at once are safe (one ORT
+session, no shared mutable buffers).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Iterator
 import numpy as np
 
 from .contract import ModelInfo, Key, noise, parse_stage, to_uint8
+from .noise import NOISE_VERSION, check_version
 from .errors import CganError
 from .resolve import ResolvedModel, resolve_model
 from .session import GeneratorSession, SessionSettings, open_session
@@ -39,11 +42,13 @@ class GenerateError(CganError, ValueError):
 
 @dataclass(frozen=True)
 class Batch:
-    """Consecutive images ``start .. start+len(images)-1`` of one stage, float32 [b, C, H, W] in the output range."""
+    """Consecutive images ``start .. start+len(images)-1`` of one stage, float32 [b, C, H, W] in the output range,
+    drawn with noise contract ``noise_version``."""
 
     stage: int
     start: int
     images: np.ndarray
+    noise_version: int = NOISE_VERSION
 
 
 class OnnxGenerator:
@@ -109,40 +114,63 @@ class OnnxGenerator:
         return parse_stage(stage, self.info.stage_names)
 
     def batches(
-        self, stage: int | str, n: int, *, seed: int = 0, start: int = 0, batch_size: int | None = None
+        self,
+        stage: int | str,
+        n: int,
+        *,
+        seed: int = 0,
+        start: int = 0,
+        batch_size: int | None = None,
+        noise_version: int = NOISE_VERSION,
     ) -> Iterator[Batch]:
         """Images ``start .. start+n-1`` of ``stage`` in session-sized batches (float32, as the model outputs them)."""
         s = self.stage_index(stage)
         n, seed, start, bs = _check_counts(n, seed, start, self.default_batch_size if batch_size is None else batch_size)
-        return self._batches(s, n, seed, start, bs)
+        return self._batches(s, n, seed, start, bs, _check_noise(noise_version, seed, start + n))
 
-    def _batches(self, s: int, n: int, seed: int, start: int, bs: int) -> Iterator[Batch]:
+    def _batches(self, s: int, n: int, seed: int, start: int, bs: int, version: int) -> Iterator[Batch]:
         info = self.info
         for k0 in range(start, start + n, bs):
             b = min(bs, start + n - k0)
-            z = noise(seed, k0, b, info.z_dim)
+            z = noise(seed, k0, b, info.z_dim, version)
             images = self._session.run(z, np.full(b, s, dtype=np.int64))
-            yield Batch(stage=s, start=k0, images=images)
+            yield Batch(stage=s, start=k0, images=images, noise_version=version)
 
     def generate_float(
-        self, stage: int | str = 0, n: int = 16, *, seed: int = 0, start: int = 0, batch_size: int | None = None
+        self,
+        stage: int | str = 0,
+        n: int = 16,
+        *,
+        seed: int = 0,
+        start: int = 0,
+        batch_size: int | None = None,
+        noise_version: int = NOISE_VERSION,
     ) -> np.ndarray:
         """Images ``start .. start+n-1`` of ``stage`` as float32 ``[n, C, H, W]`` in the output range ([-1, 1])."""
         s = self.stage_index(stage)
         n, seed, start, bs = _check_counts(n, seed, start, self.default_batch_size if batch_size is None else batch_size)
+        version = _check_noise(noise_version, seed, start + n)
         info = self.info
         out = np.empty((n, info.channels, info.img_size, info.img_size), dtype=np.float32)
         for k0 in range(start, start + n, bs):
             b = min(bs, start + n - k0)
             i = k0 - start
-            self._session.run(noise(seed, k0, b, info.z_dim), np.full(b, s, dtype=np.int64), out[i : i + b])
+            self._session.run(noise(seed, k0, b, info.z_dim, version), np.full(b, s, dtype=np.int64), out[i : i + b])
         return out
 
     def generate(
-        self, stage: int | str = 0, n: int = 16, *, seed: int = 0, start: int = 0, batch_size: int | None = None
+        self,
+        stage: int | str = 0,
+        n: int = 16,
+        *,
+        seed: int = 0,
+        start: int = 0,
+        batch_size: int | None = None,
+        noise_version: int = NOISE_VERSION,
     ) -> np.ndarray:
         """Images ``start .. start+n-1`` of ``stage`` as uint8 ``[n, H, W]`` (``[n, H, W, C]`` for a multi-channel model)."""
-        return self.to_uint8(self.generate_float(stage, n, seed=seed, start=start, batch_size=batch_size))
+        images = self.generate_float(stage, n, seed=seed, start=start, batch_size=batch_size, noise_version=noise_version)
+        return self.to_uint8(images)
 
     def to_uint8(self, images: np.ndarray) -> np.ndarray:
         """float32 ``[b, C, H, W]`` model output -> uint8 ``[b, H, W]`` (or ``[b, H, W, C]``), with the contract's mapping."""
@@ -163,6 +191,16 @@ def load(
     resolved = resolve_model(model, cwd=cwd)
     settings = SessionSettings(provider=provider, threads=threads)
     return OnnxGenerator(open_session(resolved.path, settings, source=resolved.description), resolved)
+
+
+def _check_noise(version: object, seed: int, end: int) -> int:
+    try:
+        version = check_version(version)
+    except ValueError as exc:
+        raise GenerateError(str(exc)) from None
+    if version == 2 and (seed >= 2**64 or end > 2**64):
+        raise GenerateError(f"noise version 2 takes seeds and image indices below 2^64; got seed {seed}, last index {end - 1}")
+    return version
 
 
 def _check_counts(n: int, seed: int, start: int, batch_size: int) -> tuple[int, int, int, int]:

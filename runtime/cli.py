@@ -13,6 +13,7 @@ from typing import Optional
 import typer
 
 from .contract import DISCLAIMER, parse_stages
+from .noise import NOISE_VERSION, NOISE_VERSIONS
 from .errors import CganError, user_errors_exit
 
 DEFAULT_OUT = Path("generated")
@@ -46,6 +47,7 @@ class RunConfig:
     threads: Optional[int]
     writers: Optional[int]
     overwrite: bool
+    noise_version: int = NOISE_VERSION
 
     def line(self) -> str:
         values = asdict(self)
@@ -92,11 +94,16 @@ def run(
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for the model (default: onnxruntime's, one per core)."),
     writers: Optional[int] = typer.Option(None, "--writers", help="PNG writer threads (default: one per core, at most 4)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace files that already exist."),
+    noise_version: int = typer.Option(
+        NOISE_VERSION, "--noise-version", help="Noise contract: 2 (portable Philox, the browser page draws the same), or 1 (numpy default_rng, to regenerate images of runs made before version 2)."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the one line naming the model and provider (on stderr), and errors."),
 ) -> None:
     """Generate images (see _HELP)."""
     out_dir = out if out is not None else DEFAULT_OUT
     _check_args(n=n, seed=seed, start=start, batch_size=batch_size, threads=threads, writers=writers, layout=layout, fmt=fmt)
+    if noise_version not in NOISE_VERSIONS:
+        raise CganError(f"unknown --noise-version {noise_version}; expected one of {', '.join(map(str, NOISE_VERSIONS))}")
     if grid is not None and grid.suffix.lower() != ".png":
         raise CganError(f"--grid {grid}: the contact sheet is a PNG; give a file name ending in .png")
     if progression and grid is None:
@@ -111,7 +118,7 @@ def run(
     config = RunConfig(
         model=model, stages=stages, n=n, seed=seed, start=start, out=str(out_dir), layout=layout, format=fmt,
         grid=str(grid) if grid else None, progression=progression, batch_size=batch_size, provider=provider,
-        threads=threads, writers=writers, overwrite=overwrite,
+        threads=threads, writers=writers, overwrite=overwrite, noise_version=noise_version,
     )  # fmt: skip
     typer.echo(gen.describe(), err=True)
     if not quiet:
@@ -178,6 +185,7 @@ def generate_to_disk(gen, config: RunConfig, *, quiet: bool = False) -> str:
         "cgan.model": gen.path.name,
         "cgan.training_data": gen.training_data,
         "cgan.seed": str(config.seed),
+        "cgan.noise_version": str(config.noise_version),
     }
 
     progress = None if quiet else _progress()
@@ -201,7 +209,7 @@ def generate_to_disk(gen, config: RunConfig, *, quiet: bool = False) -> str:
                     (config.n, info.channels, info.img_size, info.img_size),
                     _sidecar(gen, config, s),
                 )
-            for batch in gen.batches(s, config.n, seed=config.seed, start=config.start, batch_size=bs):
+            for batch in gen.batches(s, config.n, seed=config.seed, start=config.start, batch_size=bs, noise_version=config.noise_version):
                 b = len(batch.images)
                 offset = batch.start - config.start
                 pixels = None
@@ -278,6 +286,7 @@ def _sidecar(gen, config: RunConfig, stage: int) -> dict:
         "seed": config.seed,
         "start": config.start,
         "n": config.n,
+        "noise_version": config.noise_version,
         "indices": [config.start, config.start + config.n],
         "model": gen.source,
         "model_info": info.as_dict(),

@@ -15,6 +15,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from .errors import ModelError, StageError
+from .noise import NOISE_VERSION, NOISE_VERSIONS, check_version, noise_v1, noise_v2
 
 FORMAT_VERSION = "1"
 SUPPORTED_FORMAT_VERSIONS = ("1",)
@@ -277,20 +278,18 @@ def parse_stages(spec: str | int | Sequence[str | int], names: Sequence[str] = S
 
 # ---------------------------------------------------------------- noise and pixels
 
-def noise(seed: int, start: int, n: int, z_dim: int) -> np.ndarray:
+def noise(seed: int, start: int, n: int, z_dim: int, version: int = NOISE_VERSION) -> np.ndarray:
     """The latent vectors of images ``start .. start+n-1`` of a run with ``seed``: float32 ``[n, z_dim]``.
 
     Row k depends only on (seed, k) — not on the stage, the batch size or how a job is split — so
     image k of (seed, stage) is reproducible alone, and the same noise can be shown at every stage.
+    ``version`` 2 (the default) is the portable Philox4x32-10 + Box-Muller definition in
+    :mod:`cgan.runtime.noise`, which the browser page reproduces; 1 is numpy's ``default_rng([seed, k])``
+    (the contract of runs made before version 2).
     """
-    if seed < 0:
-        raise ValueError(f"seed must be >= 0, got {seed}")
-    if start < 0 or n < 0:
-        raise ValueError(f"start and n must be >= 0, got start={start}, n={n}")
-    out = np.empty((n, z_dim), dtype=np.float32)
-    for i in range(n):
-        out[i] = np.random.default_rng([seed, start + i]).standard_normal(z_dim, dtype=np.float32)
-    return out
+    if check_version(version) == 1:
+        return noise_v1(seed, start, n, z_dim)
+    return noise_v2(seed, start, n, z_dim)
 
 
 def to_uint8(images: np.ndarray, output_range: tuple[float, float] = OUTPUT_RANGE) -> np.ndarray:

@@ -138,18 +138,6 @@ def test_parse_stages_lists():
         parse_stages(" , ")
 
 
-def test_noise_row_k_depends_only_on_seed_and_index():
-    whole = contract.noise(seed=7, start=0, n=10, z_dim=16)
-    part = contract.noise(seed=7, start=4, n=3, z_dim=16)
-    np.testing.assert_array_equal(whole[4:7], part)
-    assert whole.dtype == np.float32 and whole.shape == (10, 16)
-    other = contract.noise(seed=8, start=0, n=10, z_dim=16)
-    assert not np.allclose(whole, other)
-    assert abs(float(whole.std()) - 1.0) < 0.3
-    with pytest.raises(ValueError):
-        contract.noise(seed=-1, start=0, n=1, z_dim=4)
-
-
 def test_uint8_mapping_rounds_and_clips():
     x = np.array([-1.5, -1.0, 0.0, 1.0 / 127.5 * 0.49, 1.0, 2.0], dtype=np.float32)
     got = contract.to_uint8(x)

@@ -40,6 +40,7 @@ import numpy as np
 
 from cgan.runtime import __version__
 from cgan.runtime.contract import DISCLAIMER, noise, to_uint8
+from cgan.runtime.noise import NOISE_VERSION
 from cgan.runtime.errors import CganError
 from cgan.runtime.fileio import atomic_path, atomic_write_text
 
@@ -186,7 +187,7 @@ class Source:
     """A generator under evaluation: ``generate(stage, n, seed)`` -> uint8 ``[n, H, W]``.
 
     Image k of stage s uses the latent row ``contract.noise(seed, k, 1, z_dim)`` (the runtime's seed
-    contract), whatever kind of file the generator came from.
+    contract, its default noise version), whatever kind of file the generator came from.
     """
 
     description: str = ""
@@ -539,7 +540,8 @@ def _evaluate(config: EvalConfig, *, source: Source | None, image_set: Any, clas
         "data": {"description": str(getattr(image_set, "description", "")), "class_names": list(image_set.class_names),
                  "counts": np.bincount(labels, minlength=k).tolist(), "synthetic": synthetic},
         "settings": {"n_per_stage": config.n, "seed": config.seed, "device": config.device,
-                     "noise": "image k of stage s uses cgan.runtime.contract.noise(seed, k, 1, z_dim)"},
+                     "noise_version": NOISE_VERSION,
+                     "noise": f"image k of stage s uses cgan.runtime.contract.noise(seed, k, 1, z_dim, version={NOISE_VERSION})"},
         "classifier": {
             "path": str(classifier.path) if classifier.path else None,
             "config": classifier.config.to_dict(),
