@@ -1,0 +1,64 @@
+"""``cgan-web``: build a static browser page for a model, and preview it on localhost."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ..contract import DISCLAIMER
+from ..errors import user_errors_exit
+
+app = typer.Typer(
+    name="cgan-web",
+    help=("Generate in the browser: a static page that runs a dementia-cgan model with onnxruntime-web "
+          f"(WebAssembly, or WebGPU where the browser has it), with no Python and no server. {DISCLAIMER}"),
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    no_args_is_help=True,
+)
+
+
+@app.command()
+@user_errors_exit
+def build(
+    model: Optional[str] = typer.Argument(None, help="PATH.onnx or hf:OWNER/REPO[@REVISION][/FILE] (default: model_output/cDCGAN_generator.onnx, else the embedded model)."),
+    out: Path = typer.Option(Path("site"), "--out", "-o", help="Folder to write the site into."),
+    ort_dist: Optional[Path] = typer.Option(
+        None, "--ort-dist", envvar="CGAN_ORT_DIST",
+        help="node_modules/onnxruntime-web/dist of a local `npm install onnxruntime-web` (its files are copied in, so the page works offline); without it the page loads onnxruntime-web from a pinned CDN URL.",
+    ),
+    webgpu: bool = typer.Option(True, "--webgpu/--no-webgpu", help="Also ship onnxruntime-web's WebGPU build (about 27 MB more with --ort-dist); without it the page always runs on WebAssembly."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing, non-empty --out."),
+) -> None:
+    """Write index.html, the page's script and style, the model and site.json (and onnxruntime-web) to --out."""
+    from .site import build_site
+
+    result = build_site(model, out, ort_dist=ort_dist, webgpu=webgpu, overwrite=overwrite)
+    typer.echo(result.summary())
+    typer.echo(f"preview: cgan-web serve {out}   publish: copy the folder to any static web host")
+
+
+@app.command()
+@user_errors_exit
+def serve(
+    site: Path = typer.Argument(Path("site"), help="A folder written by `cgan-web build`."),
+    port: int = typer.Option(8000, "--port", "-p", help="Port on 127.0.0.1 (0: any free port)."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every request."),
+) -> None:
+    """Serve SITE on localhost with the cross-origin-isolation headers wasm threads need; Ctrl-C stops."""
+    from .server import make_server, url
+
+    server = make_server(site, port, quiet=not verbose)
+    typer.echo(f"serving {site} at {url(server)} (localhost only; Ctrl-C to stop)", err=False)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        typer.echo("stopped")
+    finally:
+        server.server_close()
+
+
+def main() -> None:
+    app()

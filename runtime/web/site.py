@@ -1,0 +1,158 @@
+"""Write a self-contained static site for one model: the page, the model, site.json and onnxruntime-web."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from .. import __version__
+from ..contract import DISCLAIMER, read_metadata
+from ..errors import CganError
+from ..noise import NOISE_VERSION
+from ..resolve import resolve_model
+
+# The onnxruntime-web release the page is written and tested against (npm package onnxruntime-web).
+ORT_VERSION = "1.30.0"
+ORT_CDN = f"https://cdn.jsdelivr.net/npm/onnxruntime-web@{ORT_VERSION}/dist/"
+# The files of its dist/ folder the page loads: the wasm build, and the WebGPU one where asked for.
+ORT_WASM_FILES = ("ort.wasm.min.mjs", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm")
+ORT_WEBGPU_FILES = ("ort.webgpu.min.mjs", "ort-wasm-simd-threaded.asyncify.mjs", "ort-wasm-simd-threaded.asyncify.wasm")
+PAGE_FILES = ("index.html", "app.js", "noise.js", "style.css")
+MODEL_FILE = "model.onnx"
+SITE_JSON = "site.json"
+
+
+class WebError(CganError):
+    """A site that cannot be built or served as asked."""
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    out: Path
+    model: str  # how the model was found (cgan-run's "model: ..." description)
+    ort: str  # where the page loads onnxruntime-web from
+    local_ort: bool
+    bytes: int  # size of the folder
+
+    def summary(self) -> str:
+        where = "copied into the site" if self.local_ort else f"loaded from {self.ort} (pinned CDN URL; --ort-dist to copy it in)"
+        return f"wrote {self.out} ({self.bytes / 1e6:.1f} MB): model {self.model}; onnxruntime-web {ORT_VERSION if not self.local_ort else self.ort} {where}"
+
+
+def _ort_dist(dist: Path, webgpu: bool) -> tuple[list[Path], str]:
+    """The files to copy from a local onnxruntime-web ``dist/`` folder, and its version."""
+    dist = Path(dist)
+    if not dist.is_dir():
+        raise WebError(f"--ort-dist {dist} is not a folder; give the dist/ folder of the onnxruntime-web npm package "
+                       f"(npm install onnxruntime-web@{ORT_VERSION}, then node_modules/onnxruntime-web/dist)")
+    wanted = ORT_WASM_FILES + (ORT_WEBGPU_FILES if webgpu else ())
+    missing = [f for f in wanted if not (dist / f).is_file()]
+    if missing:
+        raise WebError(f"--ort-dist {dist} lacks {', '.join(missing)}; give node_modules/onnxruntime-web/dist of "
+                       f"onnxruntime-web {ORT_VERSION} (other versions may name their files differently)")
+    version = "unknown version"
+    with contextlib.suppress(OSError, ValueError, KeyError):
+        version = json.loads((dist.parent / "package.json").read_text())["version"]
+    return [dist / f for f in wanted], version
+
+
+def _public_source(resolved) -> str:
+    """How the model was found, without this machine's paths (the site is meant to be published)."""
+    if resolved.kind == "embedded":
+        return f"the default model embedded in dementia-cgan {__version__}"
+    if resolved.kind == "hub":
+        return resolved.description.split(" (")[0]
+    return resolved.path.name
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _folder_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def build_site(
+    model: str | os.PathLike | None = None,
+    out: str | os.PathLike = "site",
+    *,
+    ort_dist: str | os.PathLike | None = None,
+    webgpu: bool = True,
+    overwrite: bool = False,
+    cwd: str | os.PathLike | None = None,
+) -> BuildResult:
+    """Write the static page for ``model`` (resolved as cgan-run does) into ``out``.
+
+    The folder is assembled under a temporary name beside ``out`` and renamed into place, so it
+    appears whole or not at all. An existing ``out`` is replaced only with ``overwrite``.
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise WebError(f"--out {out} is a file; give a folder for the site")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise WebError(f"--out {out} already exists and is not empty; pass --overwrite to replace it, or choose another folder")
+    resolved = resolve_model(model, cwd=cwd)
+    info = read_metadata(resolved.path)  # refuses a broken model before anything is written
+    ort_files, ort_version = _ort_dist(Path(ort_dist), webgpu) if ort_dist is not None else ([], ORT_VERSION)
+
+    parent = out.resolve().parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=parent))
+    except OSError as exc:
+        raise WebError(f"cannot write to {parent} ({exc.strerror or exc}); choose another --out") from None
+    try:
+        static = resources.files(__package__) / "static"
+        for name in PAGE_FILES:
+            (tmp / name).write_bytes((static / name).read_bytes())
+        shutil.copyfile(resolved.path, tmp / MODEL_FILE)
+        if ort_files:
+            (tmp / "ort").mkdir()
+            for f in ort_files:
+                shutil.copyfile(f, tmp / "ort" / f.name)
+            licence = Path(ort_dist).parent / "LICENSE"
+            if licence.is_file():  # onnxruntime-web is MIT: its notice travels with its files
+                shutil.copyfile(licence, tmp / "ort" / "LICENSE")
+        site = {
+            "tool": "cgan-web",
+            "tool_version": __version__,
+            "noise_version": NOISE_VERSION,
+            "disclaimer": DISCLAIMER,
+            "model": {
+                "file": MODEL_FILE,
+                "source": _public_source(resolved),
+                "sha256": _sha256(resolved.path),
+                "bytes": resolved.path.stat().st_size,
+                "info": info.as_dict(),
+            },
+            "ort": {"version": ort_version, "base": "ort/" if ort_files else ORT_CDN, "local": bool(ort_files), "webgpu": webgpu},
+        }
+        (tmp / SITE_JSON).write_text(json.dumps(site, indent=2) + "\n")
+        os.chmod(tmp, 0o755)
+        if out.exists():
+            trash = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=parent))
+            os.replace(out, trash / "site")
+            os.replace(tmp, out)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise WebError(f"cannot write the site to {out} ({exc.strerror or exc})") from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return BuildResult(out=out, model=resolved.description, ort=ort_version if ort_files else ORT_CDN,
+                       local_ort=bool(ort_files), bytes=_folder_bytes(out))
