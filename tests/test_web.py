@@ -150,3 +150,8 @@ def test_javascript_noise_is_the_python_noise(tmp_path):
     assert out["kat"] == [0xD16CFE09, 0x94FDCCEB, 0x5001E420, 0x24126EA1]
     for (seed, k), row in zip([(0, 0), (2**32 + 1, 5), (2**64 - 1, 2**32 - 1)], out["rows"]):
         np.testing.assert_array_equal(np.array(row, dtype=np.float32), noise_v2(seed, k, 2, 100).ravel())
+
+
+def test_ci_installs_the_pinned_onnxruntime_web():
+    ci = (Path(__file__).resolve().parents[1] / ".ci" / "run").read_text()
+    assert f"ORT_WEB_VERSION={ORT_VERSION} " in ci and "apt-get install -y -q chromium" in ci

@@ -3,8 +3,8 @@ controls; the pixels read back from the page must be cgan-run's PNGs within one 
 
 from __future__ import annotations
 
-import io
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -18,7 +18,13 @@ from cgan.runtime.noise import noise_v2
 from cgan.runtime.resolve import EMBEDDED_DEFAULT
 from conftest import run_script, torch_loaded
 
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(missing() is not None, reason=f"browser tests: {missing()}")]
+REQUIRED = bool(os.environ.get("CGAN_REQUIRE_BROWSER"))  # .ci/run: a missing browser is a failure, not a skip
+needs_browser = pytest.mark.skipif(missing() is not None and not REQUIRED, reason=f"browser tests: {missing()}")
+pytestmark = [pytest.mark.slow, needs_browser]
+
+
+def test_the_browser_setup_is_complete():
+    assert missing() is None, missing()
 
 WAIT_MS = 180_000  # a loaded 2-core machine: loading the wasm and the 15 MB model can take a while
 READY = ("document.body.dataset.state === 'error' || "

@@ -8,6 +8,8 @@ import { noise, NOISE_VERSION } from "./noise.js";
 const BATCH = 16; // images per session call: keeps the page responsive and memory small
 const $ = (id) => document.getElementById(id);
 const state = { ort: null, session: null, info: null, backend: "", lastRows: null };
+// Milestones in ms since navigation (performance.now()), read by bench/test_bench_web.py.
+window.cganTimes = {};
 
 function setState(s) {
   document.body.dataset.state = s;
@@ -77,12 +79,13 @@ async function start() {
     : `WebAssembly SIMD, ${threads} thread${threads > 1 ? "s" : ""} (${isolated})`;
   $("backend").textContent += ` · onnxruntime-web ${site.ort.version} from ${site.ort.local ? "this site" : site.ort.base}` +
     ` · model loaded in ${Math.round(performance.now() - started)} ms`;
+  window.cganTimes.modelLoadedMs = performance.now();
   $("status").textContent = "Ready.";
   $("app").hidden = false;
   wire();
   setState("ready");
   await guard(() => showGrid());
-  window.cganFirstImageMs = performance.now();
+  window.cganTimes.firstGridMs = performance.now();
 }
 
 async function pickBackend(site) {
@@ -153,6 +156,7 @@ async function runModel(z, stages) {
     const t0 = performance.now();
     const out = await state.session.run(feeds);
     const ms = performance.now() - t0;
+    window.cganTimes.firstBatchMs ??= performance.now();
     $("timing").textContent = `${ms.toFixed(0)} ms for a batch of ${b} (${(ms / b).toFixed(1)} ms per image)`;
     const data = out.image.data;
     for (let j = 0; j < b; j++) images.push(toPixels(data, j * size, size));
@@ -291,7 +295,11 @@ function render(kind, title, rows, colLabels) {
     const head = document.createElement("div");
     head.className = "row head";
     head.append(Object.assign(document.createElement("div"), { className: "label" }));
-    for (const c of colLabels) head.append(Object.assign(document.createElement("div"), { className: "col", textContent: c }));
+    for (const c of colLabels) {
+      const col = Object.assign(document.createElement("div"), { className: "col", textContent: c });
+      col.style.width = `${display}px`;
+      head.append(col);
+    }
     grid.append(head);
   }
   let total = 0;
