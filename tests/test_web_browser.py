@@ -78,6 +78,8 @@ def open_page(browser, url: str, **kwargs):
         page.add_init_script(kwargs["init_script"])
     if kwargs.get("block"):
         page.route(kwargs["block"], lambda route: route.abort())
+    if kwargs.get("offline"):  # only the site itself may be fetched
+        page.route("**/*", lambda route: route.continue_() if route.request.url.startswith(url) else route.abort())
     page.goto(url)
     page.wait_for_function(READY, timeout=WAIT_MS)
     return page
@@ -119,7 +121,7 @@ def test_small_model_grid_matches_cgan_run(browser, tmp_path):
     model = str(model_file("gen32"))
     site = build(tmp_path, model=model)
     with serving(site) as url:
-        page = open_page(browser, url)
+        page = open_page(browser, url, offline=True)  # built with --ort-dist: nothing from elsewhere
         assert page.get_attribute("body", "data-state") == "ready", page.inner_text("#error")
         assert page.evaluate("[...document.querySelectorAll('#stage option')].map(o => o.textContent)") == [
             "all stages", "0: Non-demented", "1: Very mild", "2: Mild", "3: Moderate"]
