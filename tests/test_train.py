@@ -105,6 +105,7 @@ def test_short_run_writes_every_artefact(short_run):
     with Image.open(out / "samples" / "step_0000005.png") as im:
         assert im.mode == "L" and im.height == 2 + 4 * (IMG + 2)  # one row per stage
         assert len(set(np.asarray(im).ravel().tolist())) > 10
+        assert im.text["cgan.noise_version"] == "2"  # which noise contract drew the fixed samples
 
     # checkpoints every 2 steps, at the epoch end and at the end; the last 2 kept
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["ckpt_000000004.pt", "ckpt_000000005.pt"]

@@ -33,6 +33,7 @@ from torch import nn
 
 from cgan.runtime import __version__
 from cgan.runtime.contract import noise, to_uint8
+from cgan.runtime.noise import NOISE_VERSION
 from cgan.runtime.errors import CganError
 
 from . import checkpoint as ckpt
@@ -488,7 +489,9 @@ class TrainingRun:
         folder = Path(self.config.out) / outputs.SAMPLES_DIR
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{name}.png"
-        outputs.save_png(path, outputs.sample_grid(np.stack(rows), self.class_names))
+        text = {"cgan.seed": str(self.config.seed), "cgan.noise_version": str(NOISE_VERSION),
+                "cgan.noise": f"columns: images 0..{SAMPLE_COLUMNS - 1} of contract.noise(seed)"}
+        outputs.save_png(path, outputs.sample_grid(np.stack(rows), self.class_names), text)
         return path
 
     def write_reports(self, rows: list[dict[str, Any]]) -> None:

@@ -83,6 +83,12 @@ def sample_grid(images: np.ndarray, row_names: Sequence[str], *, pad: int = 2) -
     return picture
 
 
-def save_png(path: Path, picture: "Image.Image") -> None:  # noqa: F821
+def save_png(path: Path, picture: "Image.Image", text: dict[str, str] | None = None) -> None:  # noqa: F821
+    """Save atomically, with optional PNG text chunks."""
+    from PIL.PngImagePlugin import PngInfo
+
+    info = PngInfo()
+    for key, value in (text or {}).items():
+        info.add_text(key, value)
     with atomic_path(path) as tmp:
-        picture.save(tmp, format="PNG")
+        picture.save(tmp, format="PNG", pnginfo=info)
