@@ -32,7 +32,10 @@ def test_build_without_ort_dist_uses_the_pinned_cdn(tmp_path):
     model = model_file("gen32")
     result = build_site(model, tmp_path / "site")
     site = json.loads((tmp_path / "site" / "site.json").read_text())
-    assert sorted(p.name for p in (tmp_path / "site").iterdir()) == sorted([*PAGE_FILES, "model.onnx", "site.json"])
+    assert sorted(p.name for p in (tmp_path / "site").iterdir()) == sorted([*PAGE_FILES, "model.onnx", "site.json", "README.md"])
+    readme = (tmp_path / "site" / "README.md").read_text()  # a static Hugging Face Space as it is
+    assert readme.startswith("---\n") and "\nsdk: static\n" in readme and "cross-origin-embedder-policy: require-corp" in readme
+    assert "never for clinical diagnosis" in readme
     assert (tmp_path / "site" / "model.onnx").read_bytes() == model.read_bytes()
     assert site["ort"] == {"version": ORT_VERSION, "base": ORT_CDN, "local": False, "webgpu": True}
     assert ORT_CDN == f"https://cdn.jsdelivr.net/npm/onnxruntime-web@{ORT_VERSION}/dist/"

@@ -29,6 +29,28 @@ MODEL_FILE = "model.onnx"
 SITE_JSON = "site.json"
 
 
+# Written as the site's README.md: the front matter makes the folder a static Hugging Face Space as it is
+# (with the cross-origin-isolation headers of `cgan-web serve`); any other host just serves one more file.
+SPACE_README = """---
+title: dementia-cgan
+sdk: static
+app_file: index.html
+pinned: false
+custom_headers:
+  cross-origin-embedder-policy: require-corp
+  cross-origin-opener-policy: same-origin
+  cross-origin-resource-policy: cross-origin
+---
+
+# dementia-cgan in the browser
+
+Synthetic brain-MRI slices by Alzheimer's stage, generated in your browser with onnxruntime-web from
+{source}; written by `cgan-web build` (dementia-cgan {version}).
+
+{disclaimer}
+"""
+
+
 class WebError(CganError):
     """A site that cannot be built or served as asked."""
 
@@ -140,6 +162,8 @@ def build_site(
             "ort": {"version": ort_version, "base": "ort/" if ort_files else ORT_CDN, "local": bool(ort_files), "webgpu": webgpu},
         }
         (tmp / SITE_JSON).write_text(json.dumps(site, indent=2) + "\n")
+        readme = SPACE_README.format(source=site["model"]["source"], version=__version__, disclaimer=DISCLAIMER)
+        (tmp / "README.md").write_text(readme)
         os.chmod(tmp, 0o755)
         if out.exists():
             trash = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=parent))
