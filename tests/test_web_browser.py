@@ -38,13 +38,18 @@ READ_PIXELS = """() => [...document.querySelectorAll('#grid canvas')].map((c) =>
 
 
 @pytest.fixture(scope="module")
-def browser():
+def playwright():
     from playwright.sync_api import sync_playwright
 
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
+    with sync_playwright() as p:  # one per process: playwright's sync API does not nest
+        yield p
+
+
+@pytest.fixture(scope="module")
+def browser(playwright):
+    b = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    yield b
+    b.close()
 
 
 def build(tmp: Path, *args: str, model: str | None = None) -> Path:
@@ -237,3 +242,22 @@ def test_no_webassembly_and_no_cdn_are_explained(browser, tmp_path):
     with serving(site) as url:
         page = open_page(browser, url, block="https://cdn.jsdelivr.net/**")  # as offline
         assert "onnxruntime-web could not be loaded from https://cdn.jsdelivr.net/npm/onnxruntime-web@1.30.0/dist/" in page.inner_text("#error")
+
+
+def test_webgpu_backend_matches_cgan_run(playwright, tmp_path):
+    """The WebGPU path, on Chromium's software WebGPU adapter (SwiftShader): the same images within one grey level."""
+    model = str(model_file("gen32"))
+    site = build(tmp_path, model=model)
+    pngs = cgan_run_pngs(tmp_path, model, "--stage", "1", "--n", "3", "--seed", "2")
+    args = [a for a in CHROMIUM_ARGS if a != "--disable-gpu"] + ["--enable-unsafe-webgpu", "--use-webgpu-adapter=swiftshader"]
+    with serving(site) as url:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=args)
+        try:
+            page = open_page(browser, url)
+            if not page.inner_text("#backend").startswith("WebGPU"):
+                pytest.skip(f"this Chromium offers no WebGPU adapter here ({page.inner_text('#backend')})")
+            set_fields(page, stage=1, count=3, seed=2, start=0)
+            click(page, "#generate")
+            assert_same(shown(page), pngs)
+        finally:
+            browser.close()

@@ -62,11 +62,18 @@ async function start() {
   const threads = self.crossOriginIsolated ? Math.max(1, Math.min(4, navigator.hardwareConcurrency || 1)) : 1;
   ort.env.wasm.numThreads = threads;
   const started = performance.now();
+  const open = (backend) => ort.InferenceSession.create(site.model.file, { executionProviders: [backend], graphOptimizationLevel: "all" });
+  let fallback = "";
   try {
-    state.session = await ort.InferenceSession.create(site.model.file, {
-      executionProviders: [state.backend],
-      graphOptimizationLevel: "all",
-    });
+    try {
+      state.session = await open(state.backend);
+    } catch (err) {
+      if (state.backend !== "webgpu") throw err;
+      // The WebGPU build runs the wasm backend too: a GPU that fails to start is not the end of the page.
+      fallback = ` (WebGPU failed: ${String(err.message || err).split("\n")[0]})`;
+      state.backend = "wasm";
+      state.session = await open("wasm");
+    }
     checkIo(state.session);
   } catch (err) {
     fail(`The model ${site.model.file} could not be loaded (${String(err.message || err).split("\n")[0]}). ` +
@@ -76,7 +83,7 @@ async function start() {
   const isolated = self.crossOriginIsolated ? "cross-origin isolated" : "not cross-origin isolated: single-threaded";
   $("backend").textContent = state.backend === "webgpu"
     ? "WebGPU"
-    : `WebAssembly SIMD, ${threads} thread${threads > 1 ? "s" : ""} (${isolated})`;
+    : `WebAssembly SIMD, ${threads} thread${threads > 1 ? "s" : ""} (${isolated})${fallback}`;
   $("backend").textContent += ` · onnxruntime-web ${site.ort.version} from ${site.ort.local ? "this site" : site.ort.base}` +
     ` · model loaded in ${Math.round(performance.now() - started)} ms`;
   window.cganTimes.modelLoadedMs = performance.now();
