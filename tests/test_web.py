@@ -53,6 +53,7 @@ def test_build_with_ort_dist_copies_onnxruntime_web(tmp_path, webgpu):
     assert copied == set(ORT_WASM_FILES + (ORT_WEBGPU_FILES if webgpu else ()))
     site = json.loads((tmp_path / "site" / "site.json").read_text())
     assert site["ort"] == {"version": ORT_VERSION, "base": "ort/", "local": True, "webgpu": webgpu}
+    assert "onnxruntime-web 1.30.0 copied into the site" in result.summary()
     assert result.local_ort and result.bytes == sum(p.stat().st_size for p in (tmp_path / "site").rglob("*") if p.is_file())
 
 

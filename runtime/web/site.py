@@ -64,8 +64,13 @@ class BuildResult:
     bytes: int  # size of the folder
 
     def summary(self) -> str:
-        where = "copied into the site" if self.local_ort else f"loaded from {self.ort} (pinned CDN URL; --ort-dist to copy it in)"
-        return f"wrote {self.out} ({self.bytes / 1e6:.1f} MB): model {self.model}; onnxruntime-web {ORT_VERSION if not self.local_ort else self.ort} {where}"
+        if self.local_ort:
+            where = f"{self.ort} copied into the site"
+            if self.ort != ORT_VERSION:
+                where += f" (the page is tested with {ORT_VERSION})"
+        else:
+            where = f"{ORT_VERSION} loaded from {self.ort} (pinned CDN URL; --ort-dist to copy it in)"
+        return f"wrote {self.out} ({self.bytes / 1e6:.1f} MB): model {self.model}; onnxruntime-web {where}"
 
 
 def _ort_dist(dist: Path, webgpu: bool) -> tuple[list[Path], str]:
