@@ -16,12 +16,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
 from .contract import ModelInfo, Key, noise, parse_stage, to_uint8
-from .errors import CganError
+from .errors import CganError, ModelError
 from .resolve import ResolvedModel, resolve_model
 from .session import GeneratorSession, SessionSettings, open_session
 
@@ -120,9 +120,28 @@ class OnnxGenerator:
         info = self.info
         for k0 in range(start, start + n, bs):
             b = min(bs, start + n - k0)
-            z = noise(seed, k0, b, info.z_dim)
-            images = self._session.run(z, np.full(b, s, dtype=np.int64))
+            images = self._run(s, k0, b, seed)
             yield Batch(stage=s, start=k0, images=images)
+
+    def _run(self, s: int, k0: int, b: int, seed: int, out: np.ndarray | None = None) -> np.ndarray:
+        """Images ``k0 .. k0+b-1`` of stage ``s``, checked: finite, and a batch that does not fit in memory
+        is a :class:`GenerateError` that says to lower the batch size."""
+        z = noise(seed, k0, b, self.info.z_dim)
+        try:
+            images = self._session.run(z, np.full(b, s, dtype=np.int64), out)
+        except MemoryError:
+            raise GenerateError(f"a batch of {b} images does not fit in memory; lower --batch-size") from None
+        except Exception as exc:  # onnxruntime reports a failed allocation as its own RuntimeException
+            if "alloc" in str(exc).lower():
+                raise GenerateError(f"a batch of {b} images does not fit in memory ({_first_line(exc)}); lower --batch-size") from None
+            raise
+        if not np.isfinite(images).all():
+            raise ModelError(
+                f"the model {self.source} gives non-finite values (NaN or inf) for stage {s}, images {k0}..{k0 + b - 1}, "
+                "so there is no image to write; it is broken (e.g. exported from a diverged training run): "
+                "use another model or checkpoint"
+            )
+        return images
 
     def generate_float(
         self, stage: int | str = 0, n: int = 16, *, seed: int = 0, start: int = 0, batch_size: int | None = None
@@ -135,7 +154,7 @@ class OnnxGenerator:
         for k0 in range(start, start + n, bs):
             b = min(bs, start + n - k0)
             i = k0 - start
-            self._session.run(noise(seed, k0, b, info.z_dim), np.full(b, s, dtype=np.int64), out[i : i + b])
+            self._run(s, k0, b, seed, out[i : i + b])
         return out
 
     def generate(
@@ -156,11 +175,12 @@ def load(
     provider: str = "auto",
     threads: int | None = None,
     cwd: str | os.PathLike | None = None,
+    log: Callable[[str], object] | None = None,
 ) -> OnnxGenerator:
     """Load a generator model: ``model`` is a path, ``"hf:OWNER/REPO[/FILE]"`` or None (the last export
     ``model_output/cDCGAN_generator.onnx``, else the embedded default). ``provider``: ``auto``, ``cpu``,
-    ``cuda`` or any ORT provider name. Raises a :class:`CganError` that says what to do on failure."""
-    resolved = resolve_model(model, cwd=cwd)
+    ``cuda`` or any ORT provider name; ``log`` hears when the Hub is contacted. Raises a :class:`CganError` that says what to do on failure."""
+    resolved = resolve_model(model, cwd=cwd, log=log)
     settings = SessionSettings(provider=provider, threads=threads)
     return OnnxGenerator(open_session(resolved.path, settings, source=resolved.description), resolved)
 
@@ -174,3 +194,8 @@ def _check_counts(n: int, seed: int, start: int, batch_size: int) -> tuple[int, 
         return int(value)
 
     return _int("n", n, 1), _int("seed", seed, 0), _int("start", start, 0), _int("batch size", batch_size, 1)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else type(exc).__name__
