@@ -99,7 +99,11 @@ class PickledCodeError(CganError):
 
 
 class UnreadableCheckpointError(CganError):
-    """A truncated, corrupt or foreign file."""
+    """A truncated, corrupt or foreign file; ``reason`` is torch's, in a line."""
+
+    def __init__(self, path: Path | str, reason: str) -> None:
+        super().__init__(f"{path} is corrupt or not a PyTorch file ({reason})")
+        self.path, self.reason = path, reason
 
 
 def refused_message(path: Path | str, exc: BaseException) -> str | None:
@@ -128,9 +132,9 @@ def safe_load(path: Path | str, map_location: str | torch.device = "cpu") -> Any
             raise PickledCodeError(refusal) from None
         detail = re.search(r"WeightsUnpickler error:\s*(\S[^\n]*)", str(exc))
         reason = detail.group(1).strip()[:200] if detail else _first_line(exc)
-        raise UnreadableCheckpointError(f"{path} is corrupt or not a PyTorch file ({reason})") from None
+        raise UnreadableCheckpointError(path, reason) from None
     except Exception as exc:  # torch raises several types for truncated or foreign files
-        raise UnreadableCheckpointError(f"{path} is corrupt or not a PyTorch file ({_first_line(exc)})") from None
+        raise UnreadableCheckpointError(path, _first_line(exc)) from None
 
 
 def _first_line(exc: BaseException) -> str:
@@ -151,7 +155,8 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu", *,
     except PickledCodeError as exc:
         raise PickledCodeError(f"checkpoint {exc}" + (f"; {hint}" if hint else "")) from None
     except UnreadableCheckpointError as exc:
-        raise UnreadableCheckpointError(f"checkpoint {exc}; {hint or 'delete it to resume from the previous one'}") from None
+        raise CganError(f"checkpoint {path} is unreadable ({exc.reason}); "
+                        f"{hint or 'delete it to resume from the previous one'}") from None
     if not isinstance(body, dict) or body.get("format") != CHECKPOINT_FORMAT:
         raise CganError(f"{path} is not a cgan-train checkpoint" + (f"; {hint}" if hint else ""))
     if body.get("version") != CHECKPOINT_VERSION:

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from click.core import ParameterSource
 
 from cgan.runtime.contract import DISCLAIMER
 from cgan.runtime.errors import CganError, user_errors_exit
@@ -87,10 +86,17 @@ def train(
         resume=resume, init_from=init_from, ema=ema, ema_decay=ema_decay, sample_every=sample_every, checkpoint_every=checkpoint_every,
         keep_checkpoints=keep_checkpoints, workers=workers, quiet=quiet,
     )
-    given = {name for name in ctx.params if ctx.get_parameter_source(name) not in (None, ParameterSource.DEFAULT)}
+    given = {name for name in ctx.params if _given(ctx, name)}
     result = run_training(config, log=typer.echo, given=given)
     if quiet and os.environ.get("RANK", "0") == "0":
         typer.echo(f"{result.steps} steps; generator {result.generator}")
+
+
+def _given(ctx: typer.Context, name: str) -> bool:
+    """Whether flag ``name`` was set on the command line (or by an environment variable), not left at its default.
+    By name: typer 0.28 vendors click, so its ParameterSource is not click's."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
 
 
 def main() -> None:
