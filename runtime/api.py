@@ -14,6 +14,7 @@ once are safe (one ORT session, no shared mutable buffers).
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -22,6 +23,7 @@ import numpy as np
 
 from .contract import ModelInfo, Key, noise, parse_stage, to_uint8
 from .errors import CganError, ModelError
+from .fileio import human_bytes
 from .resolve import ResolvedModel, resolve_model
 from .session import GeneratorSession, SessionSettings, open_session
 
@@ -133,7 +135,9 @@ class OnnxGenerator:
             raise GenerateError(f"a batch of {b} images does not fit in memory; lower --batch-size") from None
         except Exception as exc:  # onnxruntime reports a failed allocation as its own RuntimeException
             if "alloc" in str(exc).lower():
-                raise GenerateError(f"a batch of {b} images does not fit in memory ({_first_line(exc)}); lower --batch-size") from None
+                size = re.search(r"buffer of size (\d+)", str(exc))
+                what = f"onnxruntime could not allocate {human_bytes(int(size.group(1)))}" if size else _first_line(exc)
+                raise GenerateError(f"a batch of {b} images does not fit in memory ({what}); lower --batch-size") from None
             raise
         if not np.isfinite(images).all():
             raise ModelError(

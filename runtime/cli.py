@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import time
@@ -171,13 +172,20 @@ def generate_to_disk(gen, config: RunConfig, *, quiet: bool = False) -> str:
     roots = [out] if config.format != "none" else []
     if grid is not None and (not roots or out.resolve() not in (grid.parent.resolve(), *grid.parent.resolve().parents)):
         roots.append(grid.parent)
-    with locked_folders(roots, "cgan-run", clean=folders) as locks:
-        for lock in locks:
-            if lock.took_over and not quiet:
-                typer.echo(f"{lock.folder}: took over the lock left by pid {lock.took_over}, which no longer runs", err=True)
-        check_free(plan(), overwrite=config.overwrite)  # again, now that no other run can write here
-        prepare_dirs(folders)
-        return _generate_locked(gen, config, out, grid, index_digits(config.start + config.n - 1), quiet=quiet)
+    made = [f for f in dict.fromkeys([*roots, *folders]) if not f.exists()]
+    try:
+        with locked_folders(roots, "cgan-run", clean=folders) as locks:
+            for lock in locks:
+                if lock.took_over and not quiet:
+                    typer.echo(f"{lock.folder}: took over the lock left by pid {lock.took_over}, which no longer runs", err=True)
+            check_free(plan(), overwrite=config.overwrite)  # again, now that no other run can write here
+            prepare_dirs(folders)
+            return _generate_locked(gen, config, out, grid, index_digits(config.start + config.n - 1), quiet=quiet)
+    except BaseException:
+        for folder in reversed(made):  # a failed run leaves no empty folder it made
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
 
 
 def _generate_locked(gen, config: RunConfig, out: Path, grid: Optional[Path], digits: int, *, quiet: bool) -> str:
