@@ -97,6 +97,8 @@ def _check_local(path: Path, what: str) -> None:
 def hub_reachable(timeout: float = HUB_PROBE_S) -> bool:
     """Whether the Hub's endpoint (``HF_ENDPOINT``, else huggingface.co) accepts a TCP connection within
     ``timeout`` seconds, name lookup included. Offline, huggingface_hub would retry for half a minute."""
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")):
+        return True  # through a proxy a direct connection says nothing: leave it to huggingface_hub
     url = urlsplit(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
     host, port = url.hostname or "huggingface.co", url.port or (80 if url.scheme == "http" else 443)
     result: list[bool] = []

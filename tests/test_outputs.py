@@ -256,7 +256,8 @@ def test_a_nan_model_writes_nothing(tmp_path):
 
 
 def test_hub_lookups_say_so_and_fail_fast_when_unreachable(tmp_path):
-    env = {"HF_ENDPOINT": "http://127.0.0.1:9", "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "0"}
+    env = {"HF_ENDPOINT": "http://127.0.0.1:9", "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "0",
+           **{v: "" for v in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")}}
     result = run_script("cgan-run", "--model", "hf:nobody/nonexistent", "--n", "1", "--out", str(tmp_path / "o"), env=env, block_torch=True)
     assert result.returncode == 1
     lines = stderr_lines(result)
