@@ -16,6 +16,7 @@ import contextlib
 import os
 import socket
 import sys
+import time
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
@@ -108,9 +109,10 @@ class FolderLock:
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise OutputError(f"cannot create {self.folder} ({exc.strerror or exc}); choose another --out") from None
-        for _ in range(20):
+        for attempt in range(40):
             if self._try_once():
                 return self
+            time.sleep(0.025 * min(attempt, 4))  # another run is between creating and filling its lock, or releasing it
         raise OutputError(f"cannot lock {self.folder}: its lock file {self.path} keeps changing; is another run starting there?")
 
     def _try_once(self) -> bool:
