@@ -19,9 +19,11 @@ from typing import Any, Callable, Mapping
 from cgan.runtime import __version__
 from cgan.runtime.contract import DISCLAIMER, REQUIRED_KEYS, STAGE_NAMES, Key, ModelInfo, read_metadata
 from cgan.runtime.errors import CganError
+from cgan.runtime.errors import DiskFullError, OutputError
 from cgan.runtime.fileio import atomic_path, atomic_write_text
+from cgan.runtime.outputs import check_free, clean_dead_temps
 
-from .card import CARD_NAME, render_card
+from .card import card_path_for, render_card
 from .checkpoints import _EMA_KEYS, load_generator
 from .errors import ExportError
 from .onnx_export import DEFAULT_OPSET, build_inference_module, check_graph, check_opset, trace_to_onnx
@@ -99,7 +101,7 @@ def export_generator(
     if not tolerance >= 0:
         raise ExportError(f"tolerance must be a number >= 0, got {tolerance}")
     out = Path(out)
-    _check_output(out, overwrite=overwrite)
+    _check_output(out, overwrite=overwrite, card=model_card)
 
     for wrapper_attr in ("module", "_orig_mod"):  # DistributedDataParallel, torch.compile
         generator = getattr(generator, wrapper_attr, generator)
@@ -148,9 +150,11 @@ def export_generator(
         with atomic_path(out) as tmp:
             tmp.write_bytes(data)
             read_metadata(tmp)  # the runtime's own reader must accept the file before it gets its name
-        card_path = out.parent / CARD_NAME if card_text is not None else None
+        card_path = card_path_for(out) if card_text is not None else None
         if card_path is not None:
             atomic_write_text(card_path, card_text)
+    except DiskFullError:
+        raise
     except CganError as exc:
         raise ExportError(f"the written model did not pass the runtime's checks ({exc}); nothing was kept") from None
     except OSError as exc:
@@ -221,14 +225,17 @@ def _set_metadata(model: Any, info: ModelInfo) -> None:
     )
 
 
-def _check_output(out: Path, *, overwrite: bool) -> None:
-    """Fail before the slow part if ``out`` cannot be written."""
+def _check_output(out: Path, *, overwrite: bool, card: bool = True) -> None:
+    """Fail before the slow part if ``out`` (or its card) cannot be written; clear killed runs' temporary files."""
     if out.is_dir():
         raise ExportError(f"output {out} is a directory; give a file name such as {out / 'cDCGAN_generator.onnx'}")
-    if out.exists() and not overwrite:
-        raise ExportError(f"output {out} already exists; pass --overwrite to replace it")
     if out.suffix.lower() != ".onnx":
         raise ExportError(f"output {out} should end in .onnx")
+    try:
+        check_free({out.parent: [out.name] + ([card_path_for(out).name] if card else [])}, overwrite=overwrite)
+    except OutputError as exc:
+        raise ExportError(str(exc)) from None
+    clean_dead_temps(out.parent)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=".probe", dir=out.parent)

@@ -1,10 +1,19 @@
-"""The model card (``README.md`` beside the model) in Hugging Face form, so the folder can be pushed as it is."""
+"""The model card in Hugging Face form: ``<model stem>.README.md`` beside the model (never over a README.md
+the user has there), uploaded as the repository's ``README.md`` by ``--push-to-hub``."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from cgan.runtime.contract import DISCLAIMER, INPUT_STAGE, INPUT_Z, OUTPUT_IMAGE, Key, ModelInfo
 
-CARD_NAME = "README.md"
+CARD_NAME = "README.md"  # the card's name in a Hub repository
+CARD_SUFFIX = ".README.md"  # on disk: gen.onnx -> gen.README.md
+
+
+def card_path_for(model: Path) -> Path:
+    """Where the card of ``model`` goes: beside it, named after it (``gen.onnx`` -> ``gen.README.md``)."""
+    return model.with_name(model.stem + CARD_SUFFIX)
 TAGS = ("onnx", "gan", "conditional-gan", "dcgan", "mri", "alzheimer", "synthetic-data", "medical-imaging", "research-only")
 
 

@@ -21,6 +21,8 @@ import re
 from pathlib import Path
 from typing import Any, Mapping
 
+from cgan.runtime.errors import CganError
+
 from .errors import ArchitectureError, CheckpointError
 
 # Where the generator weights may sit in a checkpoint dict, most preferred first (EMA weights
@@ -48,22 +50,14 @@ def read_checkpoint(path: Path) -> Any:
         raise CheckpointError(f"checkpoint {path} does not exist; train one with `cgan-train` or pass a path")
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} is not a file")
+    from cgan.train.checkpoint import PickledCodeError, safe_load
+
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        text = str(exc)
-        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
-        if found:
-            raise CheckpointError(
-                f"checkpoint {path} needs pickled Python code to load ({found.group(1)}); refusing to run it. "
-                "Re-save it as plain tensors, e.g. torch.save({'model': G.state_dict(), 'z_dim': ..., "
-                "'num_classes': ..., 'img_size': ...}, path)"
-            ) from None
-        detail = re.search(r"WeightsUnpickler error:\s*(\S[^\n]*)", text)
-        reason = detail.group(1).strip()[:200] if detail else _first_line(exc)
-        raise CheckpointError(f"checkpoint {path} is corrupt or not a PyTorch file ({reason})") from None
-    except (RuntimeError, EOFError, ValueError, OSError, AttributeError, KeyError, IndexError) as exc:
-        raise CheckpointError(f"checkpoint {path} is corrupt or not a PyTorch file ({_first_line(exc)})") from None
+        return safe_load(path)
+    except PickledCodeError as exc:
+        raise CheckpointError(f"checkpoint {exc}") from None
+    except CganError as exc:
+        raise CheckpointError(f"checkpoint {exc}") from None
 
 
 WEIGHTS = ("auto", "ema", "raw")

@@ -46,7 +46,8 @@ _HELP = (
     "The model takes z [N, z_dim] float32 and stage [N] int64 and gives image [N, 1, H, W] float32 in [-1, 1], "
     "N dynamic. BatchNorm is folded; the graph is checked with onnx.checker and shape inference, then run in "
     "onnxruntime at batch sizes 1, 7 and 64 on every stage and compared with PyTorch. Only a model within "
-    "tolerance is written (atomically), with its metadata and a Hugging Face model card README.md beside it; "
+    "tolerance is written (atomically), with its metadata and a Hugging Face model card beside it, named after it (gen.onnx -> gen.README.md; "
+    "--push-to-hub uploads it as the repository's README.md); "
     "otherwise nothing is written and the command exits 1.\n\n"
     "Default: model_output/cDCGAN_generator.pth -> model_output/cDCGAN_generator.onnx.\n\n"
     + DISCLAIMER
@@ -63,7 +64,7 @@ def export(
         show_default=True,
     ),
     out: Optional[Path] = typer.Option(
-        None, "--out", help=f"ONNX file to write (default: {DEFAULT_OUT}, or {DEFAULT_OUT_FP16} with --fp16). The card README.md goes beside it."
+        None, "--out", help=f"ONNX file to write (default: {DEFAULT_OUT}, or {DEFAULT_OUT_FP16} with --fp16). The model card goes beside it as <name>.README.md."
     ),
     opset: int = typer.Option(17, "--opset", help="ONNX opset, 17..28 (above 20 needs a recent onnxruntime wherever the model runs)."),
     fp16: bool = typer.Option(False, "--fp16", help="float16 weights and compute, float32 inputs and outputs (for GPUs)."),
@@ -73,7 +74,7 @@ def export(
     weights: str = typer.Option(
         "auto", "--weights", help="Which generator of a training checkpoint: auto (the EMA copy when there is one), ema or raw."
     ),
-    card: bool = typer.Option(True, "--card/--no-card", help="Write the model card README.md beside the model."),
+    card: bool = typer.Option(True, "--card/--no-card", help="Write the model card beside the model (<name>.README.md)."),
     overwrite: bool = typer.Option(True, "--overwrite/--no-overwrite", help="Replace an existing output file (atomically)."),
     push_to_hub: Optional[str] = typer.Option(
         None, "--push-to-hub", metavar="OWNER/REPO", help="Upload the model and card to this Hugging Face repo (needs a token: `hf auth login`)."

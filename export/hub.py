@@ -6,6 +6,7 @@ import os
 import re
 from pathlib import Path
 
+from .card import CARD_NAME
 from .errors import ExportError
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}$")
@@ -30,19 +31,18 @@ def check_push_ready(repo_id: str) -> None:
 
 
 def push_to_hub(repo_id: str, model: Path, card: Path | None, *, private: bool = False) -> str:
-    """Create the repo if needed and upload ``model`` (and ``card`` as README.md) in one commit; returns its URL."""
+    """Create the repo if needed and upload ``model`` (and ``card`` as the repo's README.md) in one commit; returns its URL."""
     check_push_ready(repo_id)
-    from huggingface_hub import HfApi
+    from huggingface_hub import CommitOperationAdd, HfApi
 
-    patterns = [model.name] + ([card.name] if card is not None else [])
+    files = {model.name: model, **({CARD_NAME: card} if card is not None else {})}
     try:
         api = HfApi()
         api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
-        info = api.upload_folder(
+        info = api.create_commit(
             repo_id=repo_id,
             repo_type="model",
-            folder_path=str(model.parent),
-            allow_patterns=patterns,
+            operations=[CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(path)) for name, path in files.items()],
             commit_message=f"Upload {model.name} exported with cgan-export",
         )
     except Exception as exc:  # network, auth and HTTP errors come in many types; the user needs one line

@@ -16,15 +16,17 @@ session, no shared mutable buffers).
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
 from .contract import ModelInfo, Key, noise, parse_stage, to_uint8
 from .noise import NOISE_VERSION, check_version
-from .errors import CganError
+from .errors import CganError, ModelError
+from .fileio import human_bytes
 from .resolve import ResolvedModel, resolve_model
 from .session import GeneratorSession, SessionSettings, open_session
 
@@ -129,12 +131,32 @@ class OnnxGenerator:
         return self._batches(s, n, seed, start, bs, _check_noise(noise_version, seed, start + n))
 
     def _batches(self, s: int, n: int, seed: int, start: int, bs: int, version: int) -> Iterator[Batch]:
-        info = self.info
         for k0 in range(start, start + n, bs):
             b = min(bs, start + n - k0)
-            z = noise(seed, k0, b, info.z_dim, version)
-            images = self._session.run(z, np.full(b, s, dtype=np.int64))
+            images = self._run(s, k0, b, seed, version)
             yield Batch(stage=s, start=k0, images=images, noise_version=version)
+
+    def _run(self, s: int, k0: int, b: int, seed: int, version: int, out: np.ndarray | None = None) -> np.ndarray:
+        """Images ``k0 .. k0+b-1`` of stage ``s``, checked: finite, and a batch that does not fit in memory
+        is a :class:`GenerateError` that says to lower the batch size."""
+        z = noise(seed, k0, b, self.info.z_dim, version)
+        try:
+            images = self._session.run(z, np.full(b, s, dtype=np.int64), out)
+        except MemoryError:
+            raise GenerateError(f"a batch of {b} images does not fit in memory; lower --batch-size") from None
+        except Exception as exc:  # onnxruntime reports a failed allocation as its own RuntimeException
+            if "alloc" in str(exc).lower():
+                size = re.search(r"buffer of size (\d+)", str(exc))
+                what = f"onnxruntime could not allocate {human_bytes(int(size.group(1)))}" if size else _first_line(exc)
+                raise GenerateError(f"a batch of {b} images does not fit in memory ({what}); lower --batch-size") from None
+            raise
+        if not np.isfinite(images).all():
+            raise ModelError(
+                f"the model {self.source} gives non-finite values (NaN or inf) for stage {s}, images {k0}..{k0 + b - 1}, "
+                "so there is no image to write; it is broken (e.g. exported from a diverged training run): "
+                "use another model or checkpoint"
+            )
+        return images
 
     def generate_float(
         self,
@@ -155,7 +177,7 @@ class OnnxGenerator:
         for k0 in range(start, start + n, bs):
             b = min(bs, start + n - k0)
             i = k0 - start
-            self._session.run(noise(seed, k0, b, info.z_dim, version), np.full(b, s, dtype=np.int64), out[i : i + b])
+            self._run(s, k0, b, seed, version, out[i : i + b])
         return out
 
     def generate(
@@ -184,11 +206,12 @@ def load(
     provider: str = "auto",
     threads: int | None = None,
     cwd: str | os.PathLike | None = None,
+    log: Callable[[str], object] | None = None,
 ) -> OnnxGenerator:
     """Load a generator model: ``model`` is a path, ``"hf:OWNER/REPO[/FILE]"`` or None (the last export
     ``model_output/cDCGAN_generator.onnx``, else the embedded default). ``provider``: ``auto``, ``cpu``,
-    ``cuda`` or any ORT provider name. Raises a :class:`CganError` that says what to do on failure."""
-    resolved = resolve_model(model, cwd=cwd)
+    ``cuda`` or any ORT provider name; ``log`` hears when the Hub is contacted. Raises a :class:`CganError` that says what to do on failure."""
+    resolved = resolve_model(model, cwd=cwd, log=log)
     settings = SessionSettings(provider=provider, threads=threads)
     return OnnxGenerator(open_session(resolved.path, settings, source=resolved.description), resolved)
 
@@ -212,3 +235,8 @@ def _check_counts(n: int, seed: int, start: int, batch_size: int) -> tuple[int, 
         return int(value)
 
     return _int("n", n, 1), _int("seed", seed, 0), _int("start", start, 0), _int("batch size", batch_size, 1)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else type(exc).__name__

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import time
@@ -112,11 +113,11 @@ def run(
     from .api import load
     from .writers import check_layout
 
-    gen = load(model, provider=provider, threads=threads)
+    gen = load(model, provider=provider, threads=threads, log=None if quiet else (lambda msg: typer.echo(msg, err=True)))
     stages = tuple(parse_stages(stage, gen.info.stage_names))
     check_layout(layout, gen.info.num_classes)
     config = RunConfig(
-        model=model, stages=stages, n=n, seed=seed, start=start, out=str(out_dir), layout=layout, format=fmt,
+        model=model or f"{gen.model.kind}:{gen.path}", stages=stages, n=n, seed=seed, start=start, out=str(out_dir), layout=layout, format=fmt,
         grid=str(grid) if grid else None, progression=progression, batch_size=batch_size, provider=provider,
         threads=threads, writers=writers, overwrite=overwrite, noise_version=noise_version,
     )  # fmt: skip
@@ -150,32 +151,56 @@ def _check_args(*, n: int, seed: int, start: int, batch_size: Optional[int], thr
 
 
 def generate_to_disk(gen, config: RunConfig, *, quiet: bool = False) -> str:
-    """Run ``config`` with ``gen`` (an OnnxGenerator): files, sheet, progress. Returns the summary line."""
-    import numpy as np
+    """Run ``config`` with ``gen`` (an OnnxGenerator): files, sheet, progress. Returns the summary line.
 
-    from .writers import (
-        NpyStackWriter,
-        PngWriter,
-        check_free,
-        disclaimer_text,
-        planned_files,
-        prepare_dirs,
-        save_image,
-        stack_name,
-        stage_dir,
-    )
+    Every name of the run is planned and checked before anything is written (refused if one exists,
+    unless ``overwrite``), the output folder is locked against other runs, and temporary files left by
+    killed runs there are removed.
+    """
+    from .fileio import check_space
+    from .outputs import check_free, locked_folders
+    from .writers import index_digits, planned_files, prepare_dirs, stack_bytes
 
     info = gen.info
     out = Path(config.out)
     grid = Path(config.grid) if config.grid else None
-    files = planned_files(out, layout=config.layout, fmt=config.format, stages=config.stages, seed=config.seed, start=config.start, n=config.n)
-    folders = sorted(files)
-    if grid is not None:
-        files[grid.parent] = itertools.chain(files.get(grid.parent, ()), [grid.name])
-        folders.append(grid.parent)
-    check_free(files, overwrite=config.overwrite)
-    prepare_dirs(folders)
 
+    def plan() -> dict:
+        files = planned_files(out, layout=config.layout, fmt=config.format, stages=config.stages, seed=config.seed, start=config.start, n=config.n)
+        if grid is not None:
+            files[grid.parent] = itertools.chain(files.get(grid.parent, ()), [grid.name])
+        return files
+
+    folders = list(plan())
+    check_free(plan(), overwrite=config.overwrite)
+    if config.format == "npy":
+        need = stack_bytes(config.n, info.channels, info.img_size) * len(config.stages)
+        check_space(out, need, f"{len(config.stages)} npy stack(s) of {config.n:,} images")
+    roots = [out] if config.format != "none" else []
+    if grid is not None and (not roots or out.resolve() not in (grid.parent.resolve(), *grid.parent.resolve().parents)):
+        roots.append(grid.parent)
+    made = [f for f in dict.fromkeys([*roots, *folders]) if not f.exists()]
+    try:
+        with locked_folders(roots, "cgan-run", clean=folders) as locks:
+            for lock in locks:
+                if lock.took_over and not quiet:
+                    typer.echo(f"{lock.folder}: took over the lock left by pid {lock.took_over}, which no longer runs", err=True)
+            check_free(plan(), overwrite=config.overwrite)  # again, now that no other run can write here
+            prepare_dirs(folders)
+            return _generate_locked(gen, config, out, grid, index_digits(config.start + config.n - 1), quiet=quiet)
+    except BaseException:
+        for folder in reversed(made):  # a failed run leaves no empty folder it made
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
+
+
+def _generate_locked(gen, config: RunConfig, out: Path, grid: Optional[Path], digits: int, *, quiet: bool) -> str:
+    import numpy as np
+
+    from .writers import NpyStackWriter, PngWriter, disclaimer_text, image_name, save_image, stack_name, stage_dir
+
+    info = gen.info
     bs = config.batch_size or gen.default_batch_size
     total = config.n * len(config.stages)
     keep = min(config.n, PROGRESSION_ROWS if config.progression else GRID_IMAGES) if grid else 0
@@ -219,7 +244,7 @@ def generate_to_disk(gen, config: RunConfig, *, quiet: bool = False) -> str:
                     kept[s] = pixels[: keep - offset] if s not in kept else np.concatenate([kept[s], pixels[: keep - offset]])
                 if png is not None:
                     ks = range(batch.start, batch.start + b)
-                    png.submit(pixels, [folder / _image_name(s, config.seed, k) for k in ks], {"cgan.stage": f"{s} {info.stage_names[s]}"})
+                    png.submit(pixels, [folder / image_name(s, config.seed, k, digits=digits) for k in ks], {"cgan.stage": f"{s} {info.stage_names[s]}"})
                 else:
                     if stack is not None:
                         stack.write(offset, batch.images)
@@ -251,12 +276,6 @@ def generate_to_disk(gen, config: RunConfig, *, quiet: bool = False) -> str:
         f"wrote {total} {what}{where} in {seconds:.1f} s ({total / seconds:.0f} images/s, batch {bs}, "
         f"{gen.provider}){sheet_note}"
     )
-
-
-def _image_name(stage: int, seed: int, k: int) -> str:
-    from .writers import image_name
-
-    return image_name(stage, seed, k)
 
 
 def _sheet(gen, config: RunConfig, kept: dict):

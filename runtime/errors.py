@@ -25,6 +25,14 @@ class StageError(CganError, ValueError):
     """A stage number or name that the model does not have."""
 
 
+class OutputError(CganError):
+    """An output location that cannot be used: unwritable, full, in use by another run, or holding files we would overwrite."""
+
+
+class DiskFullError(OutputError):
+    """No space left where a file was being written (raised instead of the bare OSError, naming the file)."""
+
+
 def user_errors_exit(func: F) -> F:
     """Decorate a CLI command: a :class:`CganError` becomes ``error: <message>`` and exit code 1."""
 

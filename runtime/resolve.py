@@ -14,8 +14,12 @@ from __future__ import annotations
 import logging
 import os
 import re
+import socket
+import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
+from urllib.parse import urlsplit
 
 from .errors import ModelError
 
@@ -23,6 +27,7 @@ MODEL_FILE = "cDCGAN_generator.onnx"
 LAST_EXPORT = Path("model_output") / MODEL_FILE
 EMBEDDED_DEFAULT = Path(__file__).resolve().parent / "assets" / "default.onnx"
 HUB_PREFIX = "hf:"
+HUB_PROBE_S = 3.0  # seconds to wait for the Hub before using the local cache alone
 
 # hf:OWNER/REPO, optional @REVISION after the repo, optional /FILE (may contain folders).
 _HUB_RE = re.compile(r"^(?P<owner>[^/@\s]+)/(?P<repo>[^/@\s]+)(?:@(?P<rev>[^/\s]+))?(?:/(?P<file>\S+))?$")
@@ -59,10 +64,14 @@ def parse_hub_spec(text: str) -> HubSpec:
     return HubSpec(repo_id=f"{m['owner']}/{m['repo']}", filename=m["file"] or MODEL_FILE, revision=m["rev"])
 
 
-def resolve_model(model: str | os.PathLike | None = None, *, cwd: str | os.PathLike | None = None) -> ResolvedModel:
-    """Find the model file to use (see the module docstring for the order); raise :class:`ModelError` if none."""
+def resolve_model(
+    model: str | os.PathLike | None = None, *, cwd: str | os.PathLike | None = None, log: Callable[[str], object] | None = None
+) -> ResolvedModel:
+    """Find the model file to use (see the module docstring for the order); raise :class:`ModelError` if none.
+
+    ``log`` hears, before any network wait, that the Hugging Face Hub is being contacted."""
     if model is not None and str(model).startswith(HUB_PREFIX):
-        return _from_hub(parse_hub_spec(str(model)))
+        return _from_hub(parse_hub_spec(str(model)), log=log)
     if model is not None:
         path = Path(model).expanduser()
         _check_local(path, "--model")
@@ -85,7 +94,33 @@ def _check_local(path: Path, what: str) -> None:
         raise ModelError(f"{what} {path} is a directory; give the path of an .onnx file (e.g. {path / MODEL_FILE})")
 
 
-def _from_hub(spec: HubSpec) -> ResolvedModel:
+def hub_reachable(timeout: float = HUB_PROBE_S) -> bool:
+    """Whether the Hub's endpoint (``HF_ENDPOINT``, else huggingface.co) accepts a TCP connection within
+    ``timeout`` seconds, name lookup included. Offline, huggingface_hub would retry for half a minute."""
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")):
+        return True  # through a proxy a direct connection says nothing: leave it to huggingface_hub
+    url = urlsplit(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    host, port = url.hostname or "huggingface.co", url.port or (80 if url.scheme == "http" else 443)
+    result: list[bool] = []
+
+    def probe() -> None:
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            result.append(True)
+        except OSError:
+            result.append(False)
+
+    thread = threading.Thread(target=probe, daemon=True)  # getaddrinfo has no timeout of its own
+    thread.start()
+    thread.join(timeout)
+    return bool(result and result[0])
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _from_hub(spec: HubSpec, log: Callable[[str], object] | None = None) -> ResolvedModel:
     try:
         from huggingface_hub import hf_hub_download  # local: only Hub users pay for the import
     except ImportError:  # pragma: no cover - a base dependency; only a broken install lacks it
@@ -94,8 +129,13 @@ def _from_hub(spec: HubSpec) -> ResolvedModel:
     hub_logger = logging.getLogger("huggingface_hub")
     level = hub_logger.level
     hub_logger.setLevel(logging.ERROR)
+    local_only = _offline()
+    if not local_only:
+        if log is not None:
+            log(f"contacting the Hugging Face Hub for {spec} ...")
+        local_only = not hub_reachable()  # then the local cache alone, at once
     try:
-        local = hf_hub_download(repo_id=spec.repo_id, filename=spec.filename, revision=spec.revision)
+        local = hf_hub_download(repo_id=spec.repo_id, filename=spec.filename, revision=spec.revision, local_files_only=local_only)
     except Exception as exc:  # huggingface_hub's error classes moved between versions: classify by name
         raise ModelError(_hub_message(spec, exc)) from None
     finally:
@@ -109,7 +149,7 @@ def _hub_message(spec: HubSpec, exc: BaseException) -> str:
     names = {cls.__name__ for cls in type(exc).__mro__}
     detail = _first_line(exc)
     if "LocalEntryNotFoundError" in names or "OfflineModeIsEnabled" in names:
-        offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+        offline = _offline()
         why = "HF_HUB_OFFLINE is set" if offline else "the Hub cannot be reached"
         todo = "unset HF_HUB_OFFLINE to download it" if offline else "connect once to download it"
         return f"cannot get {spec}: {why} and it is not in the local Hugging Face cache ({_cache_dir()}); {todo}, or pass --model PATH.onnx"

@@ -140,7 +140,7 @@ def session_options(settings: SessionSettings) -> Any:
         opts.intra_op_num_threads = settings.threads
     opts.inter_op_num_threads = 1
     opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if settings.spin else "0")
-    opts.log_severity_level = 3  # errors only: ORT's warnings are not the user's business
+    opts.log_severity_level = 4  # fatal only: its errors come back as exceptions, reported in one line (not twice)
     return opts
 
 

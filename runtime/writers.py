@@ -22,29 +22,32 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from .contract import DISCLAIMER, OASIS_FOLDERS
-from .errors import CganError
-from .fileio import atomic_path, atomic_write_bytes, atomic_write_text
+from .errors import CganError, OutputError  # noqa: F401 - OutputError re-exported (it was defined here)
+from .fileio import atomic_path, atomic_write_bytes, atomic_write_text, preallocated_npy
+from .outputs import check_free  # noqa: F401 - re-exported: the guard lives in outputs.py
 
 LAYOUTS = ("flat", "oasis")
 FORMATS = ("png", "npy", "none")
 PNG_LEVEL = 1  # zlib level: 1 costs a fraction of 6 and the files are a few % larger
-INDEX_DIGITS = 8  # stage0_seed0_00000042.png: sorts by stage, then seed, then index (up to 10^8 per seed)
-
-
-class OutputError(CganError):
-    """An output location that cannot be used: unwritable, or holding files we would overwrite."""
+INDEX_DIGITS = 8  # stage0_seed0_00000042.png: sorts by stage, then seed, then index; wider where a run needs it
 
 
 # ---------------------------------------------------------------- names and places
 
-def image_name(stage: int, seed: int, k: int, ext: str = "png") -> str:
+def index_digits(last: int) -> int:
+    """Digits of the index in a run's names: 8, or as many as its largest index needs (so its names sort)."""
+    return max(INDEX_DIGITS, len(str(last)))
+
+
+def image_name(stage: int, seed: int, k: int, ext: str = "png", digits: int = INDEX_DIGITS) -> str:
     """``stage{s}_seed{seed}_{k:08d}.{ext}``: tells the stage, the seed and the image index k."""
-    return f"stage{stage}_seed{seed}_{k:0{INDEX_DIGITS}d}.{ext}"
+    return f"stage{stage}_seed{seed}_{k:0{digits}d}.{ext}"
 
 
 def stack_name(stage: int, seed: int, start: int, n: int) -> str:
     """``stage{s}_seed{seed}_{first:08d}-{last:08d}.npy``: one float32 stack of a stage's images."""
-    return f"stage{stage}_seed{seed}_{start:0{INDEX_DIGITS}d}-{start + n - 1:0{INDEX_DIGITS}d}.npy"
+    digits = index_digits(start + n - 1)
+    return f"stage{stage}_seed{seed}_{start:0{digits}d}-{start + n - 1:0{digits}d}.npy"
 
 
 def stage_dir(out: Path, layout: str, stage: int) -> Path:
@@ -68,12 +71,14 @@ def check_layout(layout: str, num_classes: int) -> None:
 def planned_files(
     out: Path, *, layout: str, fmt: str, stages: Sequence[int], seed: int, start: int, n: int
 ) -> dict[Path, Iterable[str]]:
-    """The files a run will write, as folder -> file names (lazy for PNGs: a million names are never held at once)."""
+    """The files a run will write, as folder -> file names, every stage's (lazy for PNGs: a million names
+    are never held at once)."""
     files: dict[Path, Iterable[str]] = {}
+    digits = index_digits(start + n - 1)
     for s in stages:
         folder = stage_dir(out, layout, s)
         if fmt == "png":
-            names: Iterable[str] = (image_name(s, seed, k) for k in range(start, start + n))
+            names: Iterable[str] = _png_names(s, seed, start, n, digits)
         elif fmt == "npy":
             stack = stack_name(s, seed, start, n)
             names = [stack, stack[:-4] + ".json"]
@@ -85,31 +90,13 @@ def planned_files(
     return files
 
 
-def check_free(files: Mapping[Path, Iterable[str]], *, overwrite: bool) -> None:
-    """Refuse (naming one) if any planned file exists, unless ``overwrite``; refuse a file or folder in the way."""
-    clashes: list[Path] = []
-    count = 0
-    for folder, names in files.items():
-        for parent in (folder, *folder.parents):
-            if parent.exists():
-                if not parent.is_dir():
-                    raise OutputError(f"{parent} is a file, not a folder; choose another --out")
-                break
-        if not folder.is_dir():
-            continue
-        present = set(os.listdir(folder))  # one listing per folder, not one stat per image
-        if not present:
-            continue
-        for name in names:
-            if name in present:
-                if (folder / name).is_dir():
-                    raise OutputError(f"{folder / name} is a folder where an output file should go; choose another --out")
-                count += 1
-                if not clashes:
-                    clashes.append(folder / name)
-    if clashes and not overwrite:
-        more = f" (and {count - 1} more)" if count > 1 else ""
-        raise OutputError(f"{clashes[0]} already exists{more}; pass --overwrite to replace, or choose another --out")
+def _png_names(stage: int, seed: int, start: int, n: int, digits: int) -> Iterable[str]:
+    # a function, not a generator expression in the loop: each stage's names keep their own stage
+    return (image_name(stage, seed, k, digits=digits) for k in range(start, start + n))
+
+
+def stack_bytes(n: int, channels: int, img_size: int) -> int:
+    return n * channels * img_size * img_size * 4
 
 
 def prepare_dirs(folders: Iterable[Path]) -> None:
@@ -266,8 +253,11 @@ class NpyStackWriter:
         self.sidecar = sidecar
         self._stack = contextlib.ExitStack()
         self._tmp = self._stack.enter_context(atomic_path(path))
-        try:
-            self.array = np.lib.format.open_memmap(self._tmp, mode="w+", dtype=np.float32, shape=shape)
+        try:  # preallocated: a disk that fills is an error now, not a SIGBUS while images are written
+            self.array = preallocated_npy(self._tmp, np.float32, shape, target=path)
+        except OutputError as exc:
+            self._stack.__exit__(type(exc), exc, None)
+            raise
         except OSError as exc:
             self._stack.__exit__(OSError, exc, None)
             raise OutputError(f"cannot write {path} ({exc.strerror or exc})") from None

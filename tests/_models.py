@@ -28,7 +28,7 @@ def _root() -> Path:
 
 @functools.lru_cache(maxsize=None)
 def model_file(kind: str = "gen32") -> Path:
-    """The path of a test model; kinds: gen32, no_metadata, bad_inputs, truncated, not_onnx."""
+    """The path of a test model; kinds: gen32, no_metadata, bad_inputs, nan (outputs NaN), truncated, not_onnx."""
     out = _root() / f"{kind}.onnx"
     if kind == "gen32":
         import torch
@@ -61,6 +61,17 @@ def model_file(kind: str = "gen32") -> Path:
                 inp.name = "label"
         for node in model.graph.node:
             node.input[:] = ["label" if i == "stage" else i for i in node.input]
+        onnx.save(model, out)
+    elif kind == "nan":
+        import numpy as np
+        import onnx
+        from onnx import numpy_helper
+
+        model = onnx.load(model_file("gen32"))  # every weight of the last layer NaN: a diverged model, metadata intact
+        last = max((i for i, t in enumerate(model.graph.initializer) if t.data_type == onnx.TensorProto.FLOAT and len(t.dims) == 4),
+                   key=lambda i: i)
+        tensor = model.graph.initializer[last]
+        model.graph.initializer[last].CopyFrom(numpy_helper.from_array(np.full(tuple(tensor.dims), np.nan, np.float32), tensor.name))
         onnx.save(model, out)
     elif kind == "truncated":
         data = model_file("gen32").read_bytes()

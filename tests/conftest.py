@@ -74,3 +74,24 @@ def script():
 def stderr_lines(result: subprocess.CompletedProcess) -> list[str]:
     """The child's stderr lines without the helper's own marker line."""
     return [line for line in result.stderr.splitlines() if line.strip() and not line.startswith("CGAN_TEST_TORCH_LOADED=")]
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 2 MiB tmpfs mounted in ``tmp_path`` (a full disk on demand); skipped where mounting is not permitted."""
+    mount = tmp_path / "small-disk"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here ({(done.stderr or done.stdout).strip()[:120]}); needs root or CAP_SYS_ADMIN")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+def dead_pid() -> int:
+    """The pid of a process that has exited."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid

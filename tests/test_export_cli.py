@@ -61,8 +61,31 @@ def test_default_chain_reads_model_output_and_writes_model_and_card(tmp_path):
     assert lines[-1].startswith("exported model_output/cDCGAN_generator.onnx (fp32, opset 17") and "max abs err" in lines[-1]
     info = read_metadata(tmp_path / "model_output" / "cDCGAN_generator.onnx")
     assert info.provenance["cgan.training_data"] == "cli test"
-    assert (tmp_path / "model_output" / "README.md").is_file()
-    assert sorted(p.name for p in (tmp_path / "model_output").iterdir()) == ["README.md", "cDCGAN_generator.onnx", "cDCGAN_generator.pth"]
+    assert (tmp_path / "model_output" / "cDCGAN_generator.README.md").is_file()
+    assert sorted(p.name for p in (tmp_path / "model_output").iterdir()) == [
+        "cDCGAN_generator.README.md", "cDCGAN_generator.onnx", "cDCGAN_generator.pth"]
+    assert "model card: model_output/cDCGAN_generator.README.md" in result.stdout
+
+
+@pytest.mark.slow
+def test_the_card_never_replaces_a_readme_beside_the_model(tmp_path):
+    """Issue 12: `cgan-export --out gen.onnx` run in a project folder replaced its README.md, even with --no-overwrite."""
+    ckpt = save_checkpoint(tmp_path / "g.pth")
+    readme = tmp_path / "README.md"
+    readme.write_text("# my project\n")
+    for flags in ((), ("--no-overwrite",)):
+        for name in ("gen.onnx", "gen.README.md"):
+            (tmp_path / name).unlink(missing_ok=True)
+        result = invoke(str(ckpt), "--out", str(tmp_path / "gen.onnx"), *flags)
+        assert result.exit_code == 0, result.output
+        assert readme.read_text() == "# my project\n"
+        card = (tmp_path / "gen.README.md").read_text()
+        assert "gen.onnx" in card and "research" in card.lower()
+    # --no-overwrite now guards the card too: both names are planned, and an existing one refuses the export
+    (tmp_path / "gen.onnx").unlink()
+    line = one_error_line(invoke(str(ckpt), "--out", str(tmp_path / "gen.onnx"), "--no-overwrite"))
+    assert "gen.README.md" in line and "--overwrite" in line
+    assert not (tmp_path / "gen.onnx").exists()
 
 
 def test_missing_checkpoint_is_one_line(tmp_path):

@@ -163,7 +163,7 @@ def test_overwrite(tmp_path, model):
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
     refused = invoke(*args, "--n", "5")
     assert refused.exit_code == 1
-    assert "already exists" in refused.stderr and "--overwrite" in refused.stderr
+    assert "3 files this run would write already exist" in refused.stderr and "--overwrite" in refused.stderr
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # nothing written, not even the new 3, 4
     assert invoke(*args, "--overwrite").exit_code == 0
     assert read_png(target).shape == (32, 32)

@@ -94,6 +94,56 @@ def save_checkpoint(out: Path, step: int, state: dict[str, Any], *, keep: int = 
     return path
 
 
+class PickledCodeError(CganError):
+    """A file that needs pickled Python code to load: refused, the code never runs."""
+
+
+class UnreadableCheckpointError(CganError):
+    """A truncated, corrupt or foreign file; ``reason`` is torch's, in a line."""
+
+    def __init__(self, path: Path | str, reason: str) -> None:
+        super().__init__(f"{path} is corrupt or not a PyTorch file ({reason})")
+        self.path, self.reason = path, reason
+
+
+def refused_message(path: Path | str, exc: BaseException) -> str | None:
+    """The refusal for torch's weights-only unpickler error ``exc``, or None when it is not one.
+
+    Only what the file asked for is kept from torch's text, never its advice to turn the protection off."""
+    text = str(exc)
+    if "weights only" not in text.lower() and "WeightsUnpickler" not in text:
+        return None
+    found = re.search(r"Unsupported global: GLOBAL ([\w.]+(?: [\w.]+)?)", text)
+    asked = f" (it asks for {found.group(1)})" if found else ""
+    return (f"{path} refused: the file needs pickled code to load{asked}, which is never executed here; "
+            "load only checkpoints of plain tensors, such as cgan-train writes")
+
+
+def safe_load(path: Path | str, map_location: str | torch.device = "cpu") -> Any:
+    """``torch.load(path, weights_only=True)``: a file needing pickled code raises :class:`PickledCodeError`,
+    an unreadable one :class:`UnreadableCheckpointError` (message: the first line of torch's reason)."""
+    import pickle
+
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        refusal = refused_message(path, exc)
+        if refusal is not None and "Unsupported global" in str(exc):
+            raise PickledCodeError(refusal) from None
+        detail = re.search(r"WeightsUnpickler error:\s*(\S[^\n]*)", str(exc))
+        reason = detail.group(1).strip()[:200] if detail else _first_line(exc)
+        raise UnreadableCheckpointError(path, reason) from None
+    except Exception as exc:  # torch raises several types for truncated or foreign files
+        raise UnreadableCheckpointError(path, _first_line(exc)) from None
+
+
+def _first_line(exc: BaseException) -> str:
+    for line in str(exc).splitlines():
+        if line.strip():
+            return line.strip().split(" Re-running torch.load")[0][:200]
+    return type(exc).__name__
+
+
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu", *,
                     hint: str | None = None) -> dict[str, Any]:
     """Read a full checkpoint, or raise :class:`CganError` saying what is wrong with it.
@@ -101,9 +151,11 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu", *,
     ``hint`` ends the message (what the caller wants instead); the default suits ``--resume``.
     """
     try:
-        body = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # torch raises several types for truncated or foreign files
-        raise CganError(f"checkpoint {path} is unreadable ({str(exc).splitlines()[0][:200]}); "
+        body = safe_load(path, map_location)
+    except PickledCodeError as exc:
+        raise PickledCodeError(f"checkpoint {exc}" + (f"; {hint}" if hint else "")) from None
+    except UnreadableCheckpointError as exc:
+        raise CganError(f"checkpoint {path} is unreadable ({exc.reason}); "
                         f"{hint or 'delete it to resume from the previous one'}") from None
     if not isinstance(body, dict) or body.get("format") != CHECKPOINT_FORMAT:
         raise CganError(f"{path} is not a cgan-train checkpoint" + (f"; {hint}" if hint else ""))

@@ -36,10 +36,11 @@ Multi-GPU / multi-process: launch with torchrun (DDP; NCCL on CUDA, gloo on CPU)
 @app.command(help=HELP)
 @user_errors_exit
 def train(
-    data: Optional[Path] = typer.Option(None, "--data", help="Dataset folder: Kaggle OASIS layout (Data/ or its parent), stage0..stageN, or class folders named by --classes [default: the built-in synthetic OASIS-like set, built once and cached]."),
+    ctx: typer.Context,
+    data: Optional[Path] = typer.Option(None, "--data", help="Dataset folder: Kaggle OASIS layout (Data/ or its parent), stage0..stageN, or class folders named by --classes (default: the built-in synthetic OASIS-like set, built once and cached)."),
     classes: Optional[str] = typer.Option(None, "--classes", help='Class folders in stage order, e.g. "a,b,c,d".'),
     strict: bool = typer.Option(False, "--strict", help="Stop at the first unreadable image instead of skipping it."),
-    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Decoded-image cache [default: $CGAN_CACHE, $XDG_CACHE_HOME/dementia-cgan or ~/.cache/dementia-cgan]."),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Decoded-image cache (default: $CGAN_CACHE, $XDG_CACHE_HOME/dementia-cgan or ~/.cache/dementia-cgan)."),
     epochs: int = typer.Option(10, "--epochs", help="Epochs in total (an epoch = as many draws as images)."),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Stop after this many optimizer steps in total, counting those before --resume."),
     batch_size: int = typer.Option(16, "--batch-size", help="Images per step (per process under torchrun)."),
@@ -56,9 +57,9 @@ def train(
     device: str = typer.Option("auto", "--device", help="auto (CUDA if available), cpu or cuda."),
     precision: str = typer.Option("auto", "--precision", help="auto (fp16 autocast + GradScaler on CUDA, fp32 on CPU), fp32, bf16 (autocast) or fp16 (CUDA only)."),
     channels_last: bool = typer.Option(False, "--channels-last/--no-channels-last", help="Channels-last memory format for the convolutions."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads [default: torch's choice]."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads (default: torch's choice)."),
     out: Path = typer.Option(Path("model_output"), "--out", help="Output folder: generator file, checkpoints/, history, plots, samples/, config.json."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its newest checkpoint, exactly."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its newest checkpoint, exactly, with its saved config (repeat no flags); only --epochs, --max-steps (to extend it), --device, --threads, --workers, --quiet, --cache-dir, --sample-every, --checkpoint-every and --keep-checkpoints may differ, and the change is recorded in config.json."),
     init_from: Optional[Path] = typer.Option(None, "--init-from", help="Start from the G and D weights of a checkpoint (ckpt_*.pt) of another run, with fresh optimizers and this run's learning rates: fine-tuning, e.g. at a lower rate. --max-steps counts this run's steps."),
     ema: bool = typer.Option(False, "--ema", help="Keep an exponential moving average of G's weights and export it."),
     ema_decay: float = typer.Option(0.999, "--ema-decay", help="EMA decay per step."),
@@ -85,9 +86,17 @@ def train(
         resume=resume, init_from=init_from, ema=ema, ema_decay=ema_decay, sample_every=sample_every, checkpoint_every=checkpoint_every,
         keep_checkpoints=keep_checkpoints, workers=workers, quiet=quiet,
     )
-    result = run_training(config, log=typer.echo)
+    given = {name for name in ctx.params if _given(ctx, name)}
+    result = run_training(config, log=typer.echo, given=given)
     if quiet and os.environ.get("RANK", "0") == "0":
         typer.echo(f"{result.steps} steps; generator {result.generator}")
+
+
+def _given(ctx: typer.Context, name: str) -> bool:
+    """Whether flag ``name`` was set on the command line (or by an environment variable), not left at its default.
+    By name: typer 0.28 vendors click, so its ParameterSource is not click's."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
 
 
 def main() -> None:

@@ -35,8 +35,9 @@ from typing import Callable, Sequence
 import numpy as np
 
 from cgan.runtime.contract import OASIS_FOLDERS
-from cgan.runtime.errors import CganError
-from cgan.runtime.fileio import atomic_path, atomic_write_text
+from cgan.runtime.errors import CganError, DiskFullError
+from cgan.runtime.fileio import atomic_path, atomic_write_text, preallocated_npy
+from cgan.runtime.outputs import clean_dead_temps
 
 from . import synth
 
@@ -252,8 +253,9 @@ def _build_cache(entry: Path, key: str, files: list[Path], labels: np.ndarray, i
     n = len(files)
     ok = np.zeros(n, dtype=bool)
     errors: dict[int, str] = {}
+    clean_dead_temps(entry)
     with atomic_path(final) as tmp:
-        arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, img_size, img_size))
+        arr = _cache_array(tmp, (n, img_size, img_size), final)
 
         def work(span: range) -> int:
             # PIL releases the GIL while decoding and resizing, so threads decode in parallel
@@ -273,18 +275,25 @@ def _build_cache(entry: Path, key: str, files: list[Path], labels: np.ndarray, i
                 bar.advance(task, done)
         if not ok.all():
             kept = np.flatnonzero(ok)
-            compact = np.lib.format.open_memmap(str(tmp) + ".c.npy", mode="w+", dtype=np.uint8,
-                                                shape=(len(kept), img_size, img_size))
-            for s in range(0, len(kept), 4096):
-                compact[s : s + 4096] = arr[kept[s : s + 4096]]
-            compact.flush()
-            del arr, compact
-            os.replace(str(tmp) + ".c.npy", tmp)
+            with atomic_path(tmp) as ctmp:  # the kept images, compacted, then renamed onto tmp
+                compact = _cache_array(ctmp, (len(kept), img_size, img_size), final)
+                for s in range(0, len(kept), 4096):
+                    compact[s : s + 4096] = arr[kept[s : s + 4096]]
+                compact.flush()
+                del arr, compact
         else:
             arr.flush()
             del arr
     skipped = [f"{files[i].relative_to(root).as_posix()} ({errors[i]})" for i in sorted(errors)]
     return final, labels[ok], skipped
+
+
+def _cache_array(tmp: Path, shape: tuple[int, ...], final: Path) -> np.ndarray:
+    """A preallocated uint8 memory map for the cache (free space checked first: a full disk is one line, not a SIGBUS)."""
+    try:
+        return preallocated_npy(tmp, np.uint8, shape, target=final)
+    except DiskFullError as exc:
+        raise DiskFullError(f"{exc} (the image cache: set --cache-dir or $CGAN_CACHE to a disk with room)") from None
 
 
 def _entry_dir(cache_dir: Path, kind: str, ident: str) -> Path:
@@ -395,8 +404,9 @@ def _synthetic_set(img_size: int, cache_dir: Path, log: Log, n: int = DEFAULT_SY
     if not (meta and meta.get("key") == key and cache.is_file()):
         log(f"no --data given: rendering the built-in {desc} at {img_size} px into {entry} (once) ...")
         entry.mkdir(parents=True, exist_ok=True)
+        clean_dead_temps(entry)
         with atomic_path(cache) as tmp:
-            arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, img_size, img_size))
+            arr = _cache_array(tmp, (n, img_size, img_size), cache)
             _, labels = synth.render_set(n, seed=seed, img_size=img_size, out=arr)
             arr.flush()
             del arr

@@ -34,7 +34,8 @@ from torch import nn
 from cgan.runtime import __version__
 from cgan.runtime.contract import noise, to_uint8
 from cgan.runtime.noise import NOISE_VERSION
-from cgan.runtime.errors import CganError
+from cgan.runtime.errors import CganError, DiskFullError
+from cgan.runtime.outputs import FolderLock, clean_dead_temps
 
 from . import checkpoint as ckpt
 from . import ddp, outputs
@@ -83,11 +84,15 @@ class TrainConfig:
     keep_checkpoints: int = 2
     workers: int = 0  # batch-gathering threads; 0 gathers in the training thread
     quiet: bool = False
+    changes: list = field(default_factory=list)  # what each --resume changed: [{"step", "time", "set": {name: [old, new]}}]
 
     # fields a resumed run takes from its checkpoint (the others steer this invocation only)
     RUN_FIELDS = ("data", "classes", "strict", "batch_size", "lr_g", "lr_d", "beta1", "beta2", "seed",
                   "img_size", "z_dim", "width", "disc", "disc_width", "minibatch_std", "balance", "precision", "channels_last", "ema", "ema_decay",
                   "init_from")
+    # flags a --resume may change (recorded in `changes`); every other saved setting is kept, and a differing flag refused
+    SAFE_ON_RESUME = ("epochs", "max_steps", "device", "threads", "workers", "quiet", "cache_dir", "sample_every",
+                      "checkpoint_every", "keep_checkpoints")
     # what a checkpoint given to --init-from must share with this run: G's and D's shapes
     ARCH_FIELDS = ("img_size", "z_dim", "width", "disc", "disc_width", "minibatch_std")
 
@@ -503,17 +508,43 @@ class TrainingRun:
 
 # ---------------------------------------------------------------- entry point
 
-def _merge_resumed(config: TrainConfig, saved: dict[str, Any], source: Path) -> TrainConfig:
-    """The saved run's settings, with this invocation's run controls; a conflicting flag is an error."""
+def _merge_resumed(config: TrainConfig, saved: dict[str, Any], source: Path, given: set[str] | None,
+                   step: int) -> TrainConfig:
+    """The saved run's config is the truth: a flag given now that differs from it is refused, except those in
+    ``TrainConfig.SAFE_ON_RESUME``, which are applied and recorded in ``changes``.
+
+    ``given``: the fields named on the command line (None: those that differ from the defaults)."""
     saved_cfg = TrainConfig.from_dict(saved)
     defaults = TrainConfig()
-    for name in TrainConfig.RUN_FIELDS:
+    if given is None:
+        given = {f.name for f in dataclasses.fields(TrainConfig) if getattr(config, f.name) != getattr(defaults, f.name)}
+    run_dir = source.parent.parent
+    changed: dict[str, list] = {}
+    for f in dataclasses.fields(TrainConfig):
+        name = f.name
+        if name in ("out", "resume", "changes") or name not in given:
+            continue
         new, old = getattr(config, name), getattr(saved_cfg, name)
-        if new != old and new != getattr(defaults, name):
-            flag = "--" + name.replace("_", "-")
-            raise CganError(f"--resume continues {source.parent.parent} with its saved {name}={old!r}; "
-                            f"drop {flag} (got {new!r}) or start a new run in another --out")
-    return dataclasses.replace(config, **{name: getattr(saved_cfg, name) for name in TrainConfig.RUN_FIELDS})
+        if new == old:
+            continue
+        flag = "--" + name.replace("_", "-")
+        if name not in TrainConfig.SAFE_ON_RESUME:
+            safe = ", ".join("--" + n.replace("_", "-") for n in TrainConfig.SAFE_ON_RESUME)
+            raise CganError(f"--resume continues {run_dir} as it was configured, with {name}={old!r}; drop {flag} "
+                            f"(got {new!r}) or start a new run in another --out (a resume may change only {safe})")
+        changed[name] = [old, new]
+    merged = dataclasses.replace(saved_cfg, out=config.out, resume=True,
+                                 **{name: getattr(config, name) for name in changed})
+    if merged.max_steps is not None and merged.max_steps < step:
+        raise CganError(f"--max-steps {merged.max_steps} is below the {step} steps {run_dir} has done; give a larger one to extend it")
+    if changed:
+        merged.changes = [*saved_cfg.changes, {"step": step, "time": datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
+                                               "set": {k: [_plain(v) for v in pair] for k, pair in changed.items()}}]
+    return merged
+
+
+def _plain(value: Any) -> Any:
+    return str(value) if isinstance(value, Path) else value
 
 
 def _load_init(config: TrainConfig) -> dict[str, Any]:
@@ -532,10 +563,11 @@ def _load_init(config: TrainConfig) -> dict[str, Any]:
     return state
 
 
-def train(config: TrainConfig, *, image_set=None, log: Log = print) -> TrainResult:
+def train(config: TrainConfig, *, image_set=None, log: Log = print, given: set[str] | None = None) -> TrainResult:
     """Train (or, with ``config.resume``, continue) a run; write its files to ``config.out``.
 
-    ``image_set`` (a :class:`cgan.train.data.ImageSet`) replaces loading ``config.data``.
+    ``image_set`` (a :class:`cgan.train.data.ImageSet`) replaces loading ``config.data``. With ``resume``,
+    the run continues as saved; ``given`` names the fields set on the command line (see :func:`_merge_resumed`).
     Raises :class:`CganError` for bad settings before anything is written.
     """
     config.validate()
@@ -553,7 +585,7 @@ def train(config: TrainConfig, *, image_set=None, log: Log = print) -> TrainResu
         if latest is None:
             raise CganError(f"--resume: no checkpoint in {ckpt.checkpoint_dir(out)}; start a new run without --resume")
         state = ckpt.load_checkpoint(latest, map_location=device)
-        config = _merge_resumed(config, state["train_config"], latest)
+        config = _merge_resumed(config, state["train_config"], latest, given, int(state["step"]))
         config.validate()
     elif latest is not None:
         raise CganError(f"{out} already holds checkpoints of a run ({latest.name}); continue it with --resume, "
@@ -567,11 +599,36 @@ def train(config: TrainConfig, *, image_set=None, log: Log = print) -> TrainResu
         torch.set_num_threads(config.threads)
     say: Log = log if info.is_main and not config.quiet else (lambda _msg: None)
 
-    ddp.init(info, device)
-    try:
-        return _train(config, state, latest, init_state, image_set, info, device, precision, log, say)
-    finally:
-        ddp.shutdown(info)
+    with contextlib.ExitStack() as guard:
+        if info.is_main:  # one run per --out: a second one is refused; killed runs' temporary files are removed
+            lock = guard.enter_context(FolderLock(out, "cgan-train"))
+            if lock.took_over:
+                say(f"{out}: took over the lock left by pid {lock.took_over}, which no longer runs")
+            for folder in (out, ckpt.checkpoint_dir(out), out / outputs.SAMPLES_DIR):
+                clean_dead_temps(folder)
+        ddp.init(info, device)
+        try:
+            return _train(config, state, latest, init_state, image_set, info, device, precision, log, say)
+        except DiskFullError as exc:
+            newest = ckpt.latest_checkpoint(out)
+            where = f"; the newest whole checkpoint is {newest.name} (continue with: cgan-train --resume --out {out})" if newest else ""
+            raise DiskFullError(f"{exc}{where}") from None
+        except (MemoryError, RuntimeError) as exc:
+            if isinstance(exc, MemoryError) or _out_of_memory(exc):
+                raise CganError(f"out of memory at --batch-size {config.batch_size} ({_first_line(exc)}); lower --batch-size") from None
+            raise
+        finally:
+            ddp.shutdown(info)
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return isinstance(exc, getattr(torch, "OutOfMemoryError", ())) or "out of memory" in text or "can't allocate memory" in text
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line for line in str(exc).splitlines() if line.strip()]
+    return lines[0].strip()[:160] if lines else type(exc).__name__
 
 
 def _train(config: TrainConfig, state, latest, init_state, image_set, info, device, precision, log: Log, say: Log) -> TrainResult:
