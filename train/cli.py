@@ -67,6 +67,12 @@ def train(
     keep_checkpoints: int = typer.Option(2, "--keep-checkpoints", help="Checkpoints kept in --out/checkpoints."),
     workers: int = typer.Option(0, "--workers", help="Threads gathering batches ahead of the step (0: in the training thread)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar and no per-epoch lines."),
+    # issue 15: the compiled step and the discriminator-side levers
+    compile: bool = typer.Option(False, "--compile/--no-compile", help="torch.compile the generator and discriminator (the first steps take minutes to compile; losses match eager within float tolerance, not bit for bit). Where compile is unavailable or fails, training continues eagerly after a one-line note."),
+    loss: str = typer.Option("bce", "--loss", help="Adversarial loss: bce (the original's) or hinge."),
+    diffaugment: str = typer.Option("", "--diffaugment", help='DiffAugment for the discriminator, applied to real and generated images alike: a comma list of color (brightness/contrast), translation (up to 1/8), cutout (a half-side square), e.g. "color,translation,cutout" [default: off]. No flips.'),
+    r1: float = typer.Option(0.0, "--r1", help="R1 gradient penalty weight gamma on real images (0: off)."),
+    r1_every: int = typer.Option(16, "--r1-every", help="Apply R1 every N discriminator steps, weighted by N (lazy regularisation)."),
 ) -> None:
     from ._deps import require_torch
 
@@ -84,6 +90,7 @@ def train(
         balance=balance, device=device, precision=precision, channels_last=channels_last, threads=threads, out=out,
         resume=resume, init_from=init_from, ema=ema, ema_decay=ema_decay, sample_every=sample_every, checkpoint_every=checkpoint_every,
         keep_checkpoints=keep_checkpoints, workers=workers, quiet=quiet,
+        compile=compile, loss=loss, diffaugment=diffaugment, r1=r1, r1_every=r1_every,
     )
     result = run_training(config, log=typer.echo)
     if quiet and os.environ.get("RANK", "0") == "0":
