@@ -73,7 +73,7 @@ class TrainConfig:
     balance: bool = True
     device: str = "auto"
     precision: str = "auto"
-    channels_last: bool = False
+    channels_last: bool = True  # NHWC convolutions: faster on CPU (measured in bench/test_bench_train.py)
     threads: int | None = None
     out: Path = Path("model_output")
     resume: bool = False
