@@ -160,9 +160,9 @@ def cgan_train_loop(image_set, batch: int, *, present: bool = False, **overrides
                 order = epoch_order(run.labels, run.gen_config.num_classes, seed=config.seed, epoch=state["epoch"],
                                     balance=True)
                 state["it"] = iter_batches(run.images, run.labels, order, batch, 0, config.workers)
-            batch = next(state["it"], None)
-            if batch is not None:
-                return batch
+            found = next(state["it"], None)
+            if found is not None:
+                return found
             state["epoch"] += 1
             state["it"] = None
 
