@@ -404,10 +404,11 @@ class TrainingRun:
     def _r1_term(self, real: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """``gamma / 2 * r1_every * mean |grad D(x)|^2`` on (augmented) real images: lazy R1 as in StyleGAN2.
 
-        Eager D always: compiled graphs do not support the double backward this needs."""
+        The bare eager D always: compiled graphs and DDP's wrapper do not support the double backward
+        this needs (the penalty's weight gradients still join the D loss's one backward, synced by DDP)."""
         real = real.requires_grad_(True)
         with self._autocast():
-            logits = self.D_train(real, labels).float()
+            logits = self.D(real, labels).float()
         penalty = objectives.r1_penalty(logits, real)
         self.last_r1 = penalty.detach()
         return penalty * (self.config.r1 / 2 * self.config.r1_every)
