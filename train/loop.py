@@ -2,10 +2,12 @@
 
 One step is the original notebook's: the discriminator on a real batch and on ``G(z, labels)``
 (BCE with logits, real=1, fake=0), then the generator against ``D(G(z, labels))`` with target 1.
-What makes it faster than the original is around the step, not in it: batches are gathered from
-the uint8 memory-mapped cache and mapped to [-1, 1] in torch (no per-image decode), D's weight
-gradients are not computed during the generator step (they were zeroed unused), and the device,
-precision and thread count are chosen once.
+What makes it faster than the original: batches are gathered from the uint8 memory-mapped cache and
+mapped to [-1, 1] in torch (no per-image decode); D scores the real and generated batches in one
+pass; the generator step computes no D weight gradients and runs no second spectral-norm power
+iteration; Adam is fused; convolutions run channels-last (and, with ``--compile``, compiled); the
+device, precision and thread count are chosen once. The loss (``--loss``), R1 (``--r1``) and
+DiffAugment (``--diffaugment``) are the discriminator-side options (objectives.py, augment.py).
 
 Exact resume: the sampler's draws for an epoch are a pure function of (seed, epoch), the noise
 comes from a dedicated generator whose state is checkpointed with every other RNG, and the
@@ -404,11 +406,11 @@ class TrainingRun:
     def _r1_term(self, real: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """``gamma / 2 * r1_every * mean |grad D(x)|^2`` on (augmented) real images: lazy R1 as in StyleGAN2.
 
-        The bare eager D always: compiled graphs and DDP's wrapper do not support the double backward
-        this needs (the penalty's weight gradients still join the D loss's one backward, synced by DDP)."""
-        real = real.requires_grad_(True)
-        with self._autocast():
-            logits = self.D(real, labels).float()
+        The bare eager D in fp32 always: compiled graphs and DDP's wrapper do not support the double
+        backward this needs (the penalty's weight gradients still join the D loss's one backward, synced
+        by DDP), and an fp16 input gradient, unscaled, could underflow."""
+        real = real.float().requires_grad_(True)
+        logits = self.D(real, labels).float()
         penalty = objectives.r1_penalty(logits, real)
         self.last_r1 = penalty.detach()
         return penalty * (self.config.r1 / 2 * self.config.r1_every)
