@@ -1,16 +1,20 @@
-"""Training throughput on CPU at 128 px, batch 16: cgan-train's step against the original loop.
+"""Training throughput on CPU at 128 px, batch 16 and 32: cgan-train's step against the present step
+(before issue 15) and the original loop.
 
 "Original loop" is a plain reimplementation of the notebook's: the same models, fp32, a
 ``DataLoader`` over a dataset that opens and decodes every image file with PIL at each step
 (grayscale, resize, ``x/255``, normalise 0.5/0.5, as torchvision's ImageFolder + transforms), a
 ``WeightedRandomSampler`` with weight 1/class count, and the step D(real), D(G(z)) then G against
-D(G(z)) with D's gradients computed in the G step too. "cgan-train" is this project's
-``TrainingRun.train_step`` fed from the uint8 memory-mapped cache of the same images.
+D(G(z)) with D's gradients computed in the G step too. "present step" is cgan-train's step as it
+was before issue 15 (a faithful copy in ``bench/_present_step.py``: three D passes, three
+spectral-norm power iterations, per-parameter Adam, NCHW), fed like the new one. "cgan-train" is
+``TrainingRun.train_step`` with cgan-train's defaults, fed from the uint8 memory-mapped cache.
 
-Runs only with ``pytest bench/test_bench_train.py --benchmark-only`` (about a minute on 2 idle
-cores; 17 training steps at 128 px in all). The headline is ``test_train_interleaved_ratio``: the two loops alternate step by step, so
-load changes on a shared machine hit both alike. ``CGAN_BENCH_THREADS`` sets torch's thread count
-for every variant (default: torch's choice).
+Runs only with ``pytest bench/test_bench_train.py --benchmark-only`` (a few minutes on 2 cores).
+The headline is ``test_train_interleaved_ratio[16]`` and ``[32]``: the three loops alternate step
+by step, so load changes on a shared machine hit all alike. ``CGAN_BENCH_THREADS`` sets torch's
+thread count for every variant (default: torch's choice); ``CGAN_BENCH_COMPILE=1`` adds
+cgan-train ``--compile`` to both tests (its first steps compile for minutes; they are warm-up).
 """
 
 from __future__ import annotations
@@ -23,11 +27,12 @@ import numpy as np
 import pytest
 
 IMG = 128
-BATCH = 16
+BATCHES = (16, 32)
 N_IMAGES = 64
 STEPS = 1  # optimizer steps per timed call
 ROUNDS = 2  # timed calls per variant, after one warm-up call
-PAIRS = 3  # interleaved (original, cgan-train) step pairs of the headline ratio, after one warm-up each
+PAIRS = 3  # interleaved rounds (one step of each loop) of the headline ratio, after one warm-up each
+COMPILE = os.environ.get("CGAN_BENCH_COMPILE") == "1"
 
 
 def _quiet(_msg: str) -> None:
@@ -66,7 +71,7 @@ def image_files(tmp_path_factory, torch_threads):
 
 # ---------------------------------------------------------------- the original loop
 
-def original_loop(folder: Path, seed: int = 42):
+def original_loop(folder: Path, batch: int, seed: int = 42):
     """A callable doing ``n`` steps of the original notebook's loop (see the module docstring)."""
     import torch
     from PIL import Image
@@ -93,7 +98,7 @@ def original_loop(folder: Path, seed: int = 42):
     weights = 1.0 / torch.bincount(labels).double()[labels]
     sampler = WeightedRandomSampler(weights, num_samples=len(files), replacement=True,
                                     generator=torch.Generator().manual_seed(seed))
-    loader = DataLoader(Folder(), batch_size=BATCH, sampler=sampler, num_workers=0)
+    loader = DataLoader(Folder(), batch_size=batch, sampler=sampler, num_workers=0)
 
     torch.manual_seed(seed)
     cfg = GeneratorConfig(img_size=IMG)
@@ -122,24 +127,31 @@ def original_loop(folder: Path, seed: int = 42):
             opt_g.zero_grad()
             loss_g.backward()
             opt_g.step()
-        return n * BATCH
+        return n * batch
 
     return steps
 
 
-# ---------------------------------------------------------------- cgan-train's step
+# ---------------------------------------------------------------- cgan-train's step, new and present
 
-def cgan_train_loop(image_set, **overrides):
-    """A callable doing ``n`` steps of cgan-train's loop on ``image_set`` (nothing written to disk)."""
+def cgan_train_loop(image_set, batch: int, *, present: bool = False, **overrides):
+    """A callable doing ``n`` steps of cgan-train's loop on ``image_set`` (nothing written to disk);
+    ``present``: with the step as it was before issue 15 (its defaults too: NCHW tensors)."""
     import torch
 
+    from bench._present_step import as_present, present_step
     from cgan.train import ddp
     from cgan.train.loop import TrainConfig, TrainingRun, epoch_order, iter_batches, resolve_precision, to_model_input
 
-    config = TrainConfig(img_size=IMG, batch_size=BATCH, device="cpu", quiet=True, **overrides)
+    if present:
+        overrides = {"channels_last": False, **overrides}
+    config = TrainConfig(img_size=IMG, batch_size=batch, device="cpu", quiet=True, **overrides)
     config.validate()
     device = torch.device("cpu")
     run = TrainingRun(config, image_set, ddp.DistInfo(), device, resolve_precision(config.precision, device), _quiet)
+    step = (lambda x, y: present_step(run, x, y)) if present else run.train_step
+    if present:
+        as_present(run)
     state = {"epoch": 0, "it": None}
 
     def next_batch():
@@ -147,71 +159,93 @@ def cgan_train_loop(image_set, **overrides):
             if state["it"] is None:
                 order = epoch_order(run.labels, run.gen_config.num_classes, seed=config.seed, epoch=state["epoch"],
                                     balance=True)
-                state["it"] = iter_batches(run.images, run.labels, order, BATCH, 0, config.workers)
-            batch = next(state["it"], None)
-            if batch is not None:
-                return batch
+                state["it"] = iter_batches(run.images, run.labels, order, batch, 0, config.workers)
+            found = next(state["it"], None)
+            if found is not None:
+                return found
             state["epoch"] += 1
             state["it"] = None
 
     def steps(n: int = STEPS) -> int:
         for _ in range(n):
             u8, lab = next_batch()
-            run.train_step(to_model_input(u8, device, config.channels_last), torch.from_numpy(lab))
-        return n * BATCH
+            step(to_model_input(u8, device, config.channels_last), torch.from_numpy(lab))
+        return n * batch
 
     return steps
 
 
+ORIGINAL = "original loop (PIL decode per step, fp32)"
+PRESENT = "present step (before issue 15), fp32"
 VARIANTS = {
-    "original loop (PIL decode per step, fp32)": None,
-    "cgan-train fp32": {},
-    "cgan-train fp32 channels_last": {"channels_last": True},
+    ORIGINAL: None,
+    PRESENT: {"present": True},
+    "cgan-train fp32 (defaults)": {},
+    "cgan-train fp32 NCHW": {"channels_last": False},
     "cgan-train bf16 autocast": {"precision": "bf16"},
+    **({"cgan-train fp32 --compile": {"compile": True}} if COMPILE else {}),
 }
 
 
+def make_loop(variant: str, folder: Path, image_set, batch: int):
+    overrides = VARIANTS[variant]
+    return original_loop(folder, batch) if overrides is None else cgan_train_loop(image_set, batch, **overrides)
+
+
+@pytest.mark.parametrize("batch", BATCHES)
 @pytest.mark.parametrize("variant", list(VARIANTS))
-def test_train_throughput(benchmark, image_files, torch_threads, variant):
+def test_train_throughput(benchmark, image_files, torch_threads, variant, batch):
     folder, image_set = image_files
     if "bf16" in variant and not _cpu_has_native_bf16():
         pytest.skip("no native bf16 on this CPU (AVX512-BF16/AMX): autocast would only measure emulation")
-    overrides = VARIANTS[variant]
-    fn = original_loop(folder) if overrides is None else cgan_train_loop(image_set, **overrides)
-    benchmark.group = f"cpu training, {IMG} px, batch {BATCH}"
-    benchmark.pedantic(fn, rounds=ROUNDS, warmup_rounds=1, iterations=1)
+    fn = make_loop(variant, folder, image_set, batch)
+    benchmark.group = f"cpu training, {IMG} px, batch {batch}"
+    benchmark.pedantic(fn, rounds=ROUNDS, warmup_rounds=2 if "compile" in variant else 1, iterations=1)
     median = float(benchmark.stats.stats.median)
-    benchmark.extra_info.update(kind="train", device="cpu", variant=variant, img_size=IMG, batch=BATCH,
+    benchmark.extra_info.update(kind="train", device="cpu", variant=variant, img_size=IMG, batch=batch,
                                 steps_per_round=STEPS, threads=torch_threads,
-                                images_per_s=round(STEPS * BATCH / median, 3))
+                                images_per_s=round(STEPS * batch / median, 3))
 
 
-def test_train_interleaved_ratio(benchmark, image_files, torch_threads, capsys):
-    """The original loop and cgan-train fp32 alternating step by step; speedup = ratio of median step times."""
+@pytest.mark.parametrize("batch", BATCHES)
+def test_train_interleaved_ratio(benchmark, image_files, torch_threads, capsys, batch):
+    """The original loop, the present step and cgan-train alternating step by step; speedups are
+    ratios of median step times measured in the same rounds."""
     folder, image_set = image_files
-    loops = {"original": original_loop(folder), "cgan-train": cgan_train_loop(image_set)}
-    for fn in loops.values():
+    names = [ORIGINAL, PRESENT, "cgan-train fp32 (defaults)"] + (["cgan-train fp32 --compile"] if COMPILE else [])
+    loops = {name: make_loop(name, folder, image_set, batch) for name in names}
+    for name, fn in loops.items():
         fn()  # warm-up: allocators, oneDNN primitives
+        if "compile" in name:
+            fn()  # the G step's D (eval mode) compiles at the first call too
     times: dict[str, list[float]] = {name: [] for name in loops}
 
-    def pair() -> None:
+    def one_round() -> None:
         for name, fn in loops.items():
             t0 = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - t0)
 
     benchmark.group = "cpu training ratio"
-    benchmark.pedantic(pair, rounds=PAIRS, warmup_rounds=0, iterations=1)
+    benchmark.pedantic(one_round, rounds=PAIRS, warmup_rounds=0, iterations=1)
     med = {name: float(np.median(v)) for name, v in times.items()}
-    speedup = med["original"] / med["cgan-train"]
-    benchmark.extra_info.update(
-        kind="train_ratio", device="cpu", img_size=IMG, batch=BATCH, threads=torch_threads, pairs=len(times["original"]),
-        original_images_per_s=round(BATCH * STEPS / med["original"], 3),
-        cgan_train_images_per_s=round(BATCH * STEPS / med["cgan-train"], 3),
-        speedup=round(speedup, 3),
-    )
+    new = med["cgan-train fp32 (defaults)"]
+    info = dict(kind="train_ratio", device="cpu", img_size=IMG, batch=batch, threads=torch_threads,
+                rounds=len(times[ORIGINAL]),
+                original_images_per_s=round(batch * STEPS / med[ORIGINAL], 3),
+                present_images_per_s=round(batch * STEPS / med[PRESENT], 3),
+                cgan_train_images_per_s=round(batch * STEPS / new, 3),
+                speedup_vs_present=round(med[PRESENT] / new, 3),
+                speedup_vs_original=round(med[ORIGINAL] / new, 3))
+    if COMPILE:
+        compiled = med["cgan-train fp32 --compile"]
+        info.update(compiled_images_per_s=round(batch * STEPS / compiled, 3),
+                    compiled_speedup_vs_present=round(med[PRESENT] / compiled, 3),
+                    compiled_speedup_vs_original=round(med[ORIGINAL] / compiled, 3))
+    benchmark.extra_info.update(info)
     with capsys.disabled():
-        print(f"\ntraining throughput, CPU, {IMG} px, batch {BATCH}, {torch_threads} thread(s): original loop "
-              f"{BATCH * STEPS / med['original']:.2f} img/s, cgan-train fp32 {BATCH * STEPS / med['cgan-train']:.2f} img/s "
-              f"-> {speedup:.2f}x (median of {len(times['original'])} interleaved steps each)")
-    assert speedup > 0
+        line = ", ".join(f"{name} {batch * STEPS / t:.2f} img/s" for name, t in med.items())
+        print(f"\ntraining throughput, CPU, {IMG} px, batch {batch}, {torch_threads} thread(s): {line} -> "
+              f"cgan-train {info['speedup_vs_present']:.2f}x the present step, {info['speedup_vs_original']:.2f}x "
+              f"the original (median of {len(times[ORIGINAL])} interleaved rounds)")
+    assert info["speedup_vs_present"] > 0

@@ -56,7 +56,7 @@ def train(
     balance: bool = typer.Option(True, "--balance/--no-balance", help="Balanced sampling: weight 1/class count per image, draws with replacement."),
     device: str = typer.Option("auto", "--device", help="auto (CUDA if available), cpu or cuda."),
     precision: str = typer.Option("auto", "--precision", help="auto (fp16 autocast + GradScaler on CUDA, fp32 on CPU), fp32, bf16 (autocast) or fp16 (CUDA only)."),
-    channels_last: bool = typer.Option(False, "--channels-last/--no-channels-last", help="Channels-last memory format for the convolutions."),
+    channels_last: bool = typer.Option(True, "--channels-last/--no-channels-last", help="Channels-last (NHWC) memory format for the convolutions: faster on CPU. A resumed run keeps its saved setting."),
     threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads (default: torch's choice)."),
     out: Path = typer.Option(Path("model_output"), "--out", help="Output folder: generator file, checkpoints/, history, plots, samples/, config.json."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its newest checkpoint, exactly, with its saved config (repeat no flags); only --epochs, --max-steps (to extend it), --device, --threads, --workers, --quiet, --cache-dir, --sample-every, --checkpoint-every and --keep-checkpoints may differ, and the change is recorded in config.json."),
@@ -68,6 +68,12 @@ def train(
     keep_checkpoints: int = typer.Option(2, "--keep-checkpoints", help="Checkpoints kept in --out/checkpoints."),
     workers: int = typer.Option(0, "--workers", help="Threads gathering batches ahead of the step (0: in the training thread)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar and no per-epoch lines."),
+    # issue 15: the compiled step and the discriminator-side levers
+    compile: bool = typer.Option(False, "--compile/--no-compile", help="torch.compile the generator and discriminator (the first steps take minutes to compile; losses match eager within float tolerance, not bit for bit). Where compile is unavailable or fails, training continues eagerly after a one-line note."),
+    loss: str = typer.Option("bce", "--loss", help="Adversarial loss: bce (the original's) or hinge."),
+    diffaugment: str = typer.Option("", "--diffaugment", help='DiffAugment for the discriminator, applied to real and generated images alike: a comma list of color (brightness/contrast), translation (up to 1/8), cutout (a half-side square), e.g. "color,translation,cutout" [default: off]. No flips.'),
+    r1: float = typer.Option(0.0, "--r1", help="R1 gradient penalty weight gamma on real images (0: off)."),
+    r1_every: int = typer.Option(16, "--r1-every", help="Apply R1 every N discriminator steps, weighted by N (lazy regularisation)."),
 ) -> None:
     from ._deps import require_torch
 
@@ -85,6 +91,7 @@ def train(
         balance=balance, device=device, precision=precision, channels_last=channels_last, threads=threads, out=out,
         resume=resume, init_from=init_from, ema=ema, ema_decay=ema_decay, sample_every=sample_every, checkpoint_every=checkpoint_every,
         keep_checkpoints=keep_checkpoints, workers=workers, quiet=quiet,
+        compile=compile, loss=loss, diffaugment=diffaugment, r1=r1, r1_every=r1_every,
     )
     given = {name for name in ctx.params if _given(ctx, name)}
     result = run_training(config, log=typer.echo, given=given)

@@ -2,10 +2,12 @@
 
 One step is the original notebook's: the discriminator on a real batch and on ``G(z, labels)``
 (BCE with logits, real=1, fake=0), then the generator against ``D(G(z, labels))`` with target 1.
-What makes it faster than the original is around the step, not in it: batches are gathered from
-the uint8 memory-mapped cache and mapped to [-1, 1] in torch (no per-image decode), D's weight
-gradients are not computed during the generator step (they were zeroed unused), and the device,
-precision and thread count are chosen once.
+What makes it faster than the original: batches are gathered from the uint8 memory-mapped cache and
+mapped to [-1, 1] in torch (no per-image decode); D scores the real and generated batches in one
+pass; the generator step computes no D weight gradients and runs no second spectral-norm power
+iteration; Adam is fused; convolutions run channels-last (and, with ``--compile``, compiled); the
+device, precision and thread count are chosen once. The loss (``--loss``), R1 (``--r1``) and
+DiffAugment (``--diffaugment``) are the discriminator-side options (objectives.py, augment.py).
 
 Exact resume: the sampler's draws for an epoch are a pure function of (seed, epoch), the noise
 comes from a dedicated generator whose state is checkpointed with every other RNG, and the
@@ -38,8 +40,11 @@ from cgan.runtime.errors import CganError, DiskFullError
 from cgan.runtime.outputs import FolderLock, clean_dead_temps
 
 from . import checkpoint as ckpt
-from . import ddp, outputs
-from .models import DISCRIMINATORS, Generator, GeneratorConfig, build_discriminator
+from . import ddp, objectives, outputs
+from .augment import diff_augment, parse_policy
+from .fast import first_line, compile_or_eager, load_optimizer_state, make_adam
+from .models import DISCRIMINATORS, Generator, GeneratorConfig, batch_groups, build_discriminator
+from .objectives import LOSSES
 
 Log = Callable[[str], object]
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -72,7 +77,7 @@ class TrainConfig:
     balance: bool = True
     device: str = "auto"
     precision: str = "auto"
-    channels_last: bool = False
+    channels_last: bool = True  # NHWC convolutions: faster on CPU (measured in bench/test_bench_train.py)
     threads: int | None = None
     out: Path = Path("model_output")
     resume: bool = False
@@ -85,11 +90,13 @@ class TrainConfig:
     workers: int = 0  # batch-gathering threads; 0 gathers in the training thread
     quiet: bool = False
     changes: list = field(default_factory=list)  # what each --resume changed: [{"step", "time", "set": {name: [old, new]}}]
+    # the faster step's switch and the discriminator-side levers (see train/objectives.py, augment.py)
+    compile: bool = False  # torch.compile G and D; eager (with a one-line note) where it is unavailable or fails
+    loss: str = "bce"  # the original's; or "hinge"
+    diffaugment: str = ""  # DiffAugment policy for D's real and generated inputs alike, e.g. "color,translation"
+    r1: float = 0.0  # R1 penalty weight gamma on real images; 0 = off
+    r1_every: int = 16  # lazy R1: every N-th D step, weighted by N
 
-    # fields a resumed run takes from its checkpoint (the others steer this invocation only)
-    RUN_FIELDS = ("data", "classes", "strict", "batch_size", "lr_g", "lr_d", "beta1", "beta2", "seed",
-                  "img_size", "z_dim", "width", "disc", "disc_width", "minibatch_std", "balance", "precision", "channels_last", "ema", "ema_decay",
-                  "init_from")
     # flags a --resume may change (recorded in `changes`); every other saved setting is kept, and a differing flag refused
     SAFE_ON_RESUME = ("epochs", "max_steps", "device", "threads", "workers", "quiet", "cache_dir", "sample_every",
                       "checkpoint_every", "keep_checkpoints")
@@ -132,6 +139,16 @@ class TrainConfig:
             raise CganError(f"--device {self.device!r} is unknown; choose {', '.join(DEVICES)}")
         if self.precision not in PRECISIONS:
             raise CganError(f"--precision {self.precision!r} is unknown; choose {', '.join(PRECISIONS)}")
+        if self.loss not in LOSSES:
+            raise CganError(f"--loss {self.loss!r} is unknown; choose {' or '.join(LOSSES)}")
+        try:
+            parse_policy(self.diffaugment)
+        except ValueError as exc:
+            raise CganError(f"--diffaugment {self.diffaugment!r}: {exc}") from None
+        if not (self.r1 >= 0 and math.isfinite(self.r1)):
+            raise CganError(f"--r1 must be a finite number >= 0 (0 turns it off), got {self.r1}")
+        if self.r1_every < 1:
+            raise CganError(f"--r1-every must be at least 1, got {self.r1_every}")
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -272,11 +289,12 @@ class TrainingRun:
             self.D.to(memory_format=torch.channels_last)
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False) if c.ema else None
         betas = (c.beta1, c.beta2)
-        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=c.lr_g, betas=betas)
-        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=c.lr_d, betas=betas)
+        self.opt_g = make_adam(self.G.parameters(), lr=c.lr_g, betas=betas, device=device)
+        self.opt_d = make_adam(self.D.parameters(), lr=c.lr_d, betas=betas, device=device)
         self.scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
         self.amp_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(precision)
-        self.bce = nn.BCEWithLogitsLoss()
+        self.augment_policy = parse_policy(c.diffaugment)
+        self.last_r1 = None  # the latest R1 penalty (before its weight), a 0-d tensor; None before the first
         # the training noise: its own generator, seeded per rank, checkpointed
         self.noise_gen = torch.Generator(device=device)
         self.noise_gen.manual_seed(int(np.random.SeedSequence([c.seed, info.rank]).generate_state(1, np.uint64)[0] >> 1))
@@ -289,6 +307,10 @@ class TrainingRun:
             self.D_train: nn.Module = DDP(self.D, device_ids=ids)
         else:
             self.G_train, self.D_train = self.G, self.D
+        # the modules the step calls: compiled with --compile, else the same as G_train / D_train
+        self.G_step = compile_or_eager(self.G_train, c.compile, log if info.is_main else (lambda _m: None))
+        self.D_step = compile_or_eager(self.D_train, c.compile, lambda _m: None)
+        self.compiled = self.G_step is not self.G_train
 
         n_rank = len(self.labels) // info.world_size
         if n_rank < 1:
@@ -317,30 +339,62 @@ class TrainingRun:
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
     def train_step(self, real: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """One D update then one G update; returns [d_loss, g_loss, D(real), D(fake)] (on device)."""
-        G, D, scaler = self.G_train, self.D_train, self.scaler
+        """One D update then one G update; returns [d_loss, g_loss, D(real), D(fake)] (on device).
+
+        With --compile, a step that fails to compile is redone eagerly (same noise), and the run
+        stays eager from then on, after a one-line note.
+        """
+        if not self.compiled:
+            return self._step(real, labels)
+        noise_state = self.noise_gen.get_state()
+        try:
+            return self._step(real, labels)
+        except Exception as exc:  # inductor/dynamo errors have many types
+            if self.info.is_main:
+                self.log(f"note: --compile: the compiled step failed ({first_line(exc)}); training in eager mode")
+            self.G_step, self.D_step, self.compiled = self.G_train, self.D_train, False
+            self.noise_gen.set_state(noise_state)
+            return self._step(real, labels)
+
+    def _step(self, real: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The original's alternating step, with the redundant work taken out: D sees the real and the
+        generated batch as one batch (one pass, one spectral-norm power iteration), and D's second
+        pass in the G step neither computes D's weight gradients nor re-runs the power iteration
+        (D's weights are frozen and it runs in eval mode, using the estimate this step just made)."""
+        G, D, scaler, c = self.G_step, self.D_step, self.scaler, self.config
         b = real.shape[0]
-        ones = torch.ones(b, device=self.device)
-        zeros = torch.zeros(b, device=self.device)
         z = torch.randn(b, self.gen_config.z_dim, device=self.device, generator=self.noise_gen)
+        both_labels = torch.cat([labels, labels])
 
         with self._autocast():
             fake = G(z, labels)
-            real_logits = D(real, labels).float()
-            fake_logits = D(fake.detach(), labels).float()
-            loss_d = self.bce(real_logits, ones) + self.bce(fake_logits, zeros)
+        # D step: real and fake alike through the augmentation, then one pass of D over both
+        d_in = torch.cat([real.to(fake.dtype), fake.detach()])
+        if self.augment_policy:
+            d_in = diff_augment(d_in, self.augment_policy, self.noise_gen)
+        if c.channels_last:
+            d_in = d_in.contiguous(memory_format=torch.channels_last)
+        with self._autocast(), batch_groups(self.D, 2):
+            real_logits, fake_logits = D(d_in, both_labels).float().chunk(2)
+            loss_d = objectives.d_loss(c.loss, real_logits, fake_logits)
+        if c.r1 > 0 and self.step % c.r1_every == 0:
+            loss_d = loss_d + self._r1_term(d_in[:b].detach(), labels)
         self.opt_d.zero_grad(set_to_none=True)
         scaler.scale(loss_d).backward()
         scaler.step(self.opt_d)
 
-        # G step: D's weight gradients would be thrown away, so D is frozen and DDP told not to sync it
+        # G step: D frozen (its weight gradients would be thrown away; DDP told not to sync them)
+        # and in eval mode (spectral norm reuses this step's power iteration instead of another)
         self.D.requires_grad_(False)
-        no_sync = D.no_sync() if self.info.enabled else contextlib.nullcontext()
+        self.D_train.eval()
+        no_sync = self.D_train.no_sync() if self.info.enabled else contextlib.nullcontext()
+        g_in = diff_augment(fake, self.augment_policy, self.noise_gen) if self.augment_policy else fake
         with no_sync:
             with self._autocast():
-                loss_g = self.bce(D(fake, labels).float(), ones)
+                loss_g = objectives.g_loss(c.loss, D(g_in, labels).float())
             self.opt_g.zero_grad(set_to_none=True)
             scaler.scale(loss_g).backward()
+        self.D_train.train()
         self.D.requires_grad_(True)
         scaler.step(self.opt_g)
         scaler.update()
@@ -350,11 +404,22 @@ class TrainingRun:
             return torch.stack([loss_d.detach(), loss_g.detach(),
                                 torch.sigmoid(real_logits.detach()).mean(), torch.sigmoid(fake_logits.detach()).mean()])
 
+    def _r1_term(self, real: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """``gamma / 2 * r1_every * mean |grad D(x)|^2`` on (augmented) real images: lazy R1 as in StyleGAN2.
+
+        The bare eager D in fp32 always: compiled graphs and DDP's wrapper do not support the double
+        backward this needs (the penalty's weight gradients still join the D loss's one backward, synced
+        by DDP), and an fp16 input gradient, unscaled, could underflow."""
+        real = real.float().requires_grad_(True)
+        logits = self.D(real, labels).float()
+        penalty = objectives.r1_penalty(logits, real)
+        self.last_r1 = penalty.detach()
+        return penalty * (self.config.r1 / 2 * self.config.r1_every)
+
     @torch.no_grad()
     def _update_ema(self) -> None:
         decay = self.config.ema_decay
-        for e, p in zip(self.G_ema.parameters(), self.G.parameters()):
-            e.lerp_(p, 1.0 - decay)
+        torch._foreach_lerp_(list(self.G_ema.parameters()), list(self.G.parameters()), 1.0 - decay)
         for e, b in zip(self.G_ema.buffers(), self.G.buffers()):
             e.copy_(b)
 
@@ -399,8 +464,8 @@ class TrainingRun:
             raise CganError(f"{source} was trained on classes {state['class_names']}, the data now has "
                             f"{self.class_names}; resume with the same data")
         self._load_weights(state, ema_key="generator_ema")
-        self.opt_g.load_state_dict(state["opt_g"])
-        self.opt_d.load_state_dict(state["opt_d"])
+        load_optimizer_state(self.opt_g, state["opt_g"])
+        load_optimizer_state(self.opt_d, state["opt_d"])
         self.scaler.load_state_dict(state["scaler"])
         ckpt.restore_rng(state["rng"][self.info.rank])
         if state["noise_device"] == self.device.type:
@@ -468,7 +533,18 @@ class TrainingRun:
             "ema": f"true (decay {self.config.ema_decay}; 'model' holds the EMA weights)" if self.G_ema is not None
             else "false",
             **({"init_from": self.init_source} if self.init_source else {}),
+            "objective": self.objective(),
         }
+
+    def objective(self) -> str:
+        """The discriminator-side recipe in one line, e.g. ``bce; R1 gamma 1 every 16 steps; DiffAugment color``."""
+        c = self.config
+        parts = [c.loss]
+        if c.r1 > 0:
+            parts.append(f"R1 gamma {c.r1:g} every {c.r1_every} step{'s' if c.r1_every > 1 else ''}")
+        if self.augment_policy:
+            parts.append("DiffAugment " + ",".join(self.augment_policy))
+        return "; ".join(parts)
 
     def export_generator(self) -> nn.Module:
         return self.G_ema if self.G_ema is not None else self.G

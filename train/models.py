@@ -6,8 +6,10 @@ The Generator keeps the original's layer list and parameter names (``label_emb``
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import asdict, dataclass
+from typing import Iterator
 
 import torch
 from torch import nn
@@ -88,12 +90,38 @@ class MinibatchStd(nn.Module):
 
     The discriminator then sees how varied a whole batch is, so a generator that maps every z of a
     stage to one image is caught and pushed apart: the usual remedy for within-class mode collapse.
-    The real and the generated batches go through D separately, so each is judged on its own spread.
+    The real and the generated batches are judged each on its own spread: the training step runs
+    them through D as one batch with ``groups = 2`` (see :func:`batch_groups`), and then each
+    half gets the spread of its own images.
     """
 
+    groups = 1  # equal consecutive parts of the batch, each measured on its own
+
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        spread = h.float().std(dim=0, unbiased=False).mean() if h.shape[0] > 1 else h.new_zeros((), dtype=torch.float32)
-        return torch.cat([h, spread.to(h.dtype).expand(h.shape[0], 1, *h.shape[2:])], dim=1)
+        g = self.groups
+        if h.shape[0] % g:
+            raise ValueError(f"a batch of {h.shape[0]} cannot be split into {g} equal groups")
+        parts = h.float().view(g, h.shape[0] // g, *h.shape[1:])
+        if parts.shape[1] > 1:
+            spread = parts.std(dim=1, unbiased=False).flatten(1).mean(1)  # [g]
+        else:
+            spread = parts.new_zeros(g)
+        per_image = spread.repeat_interleave(h.shape[0] // g).to(h.dtype)
+        return torch.cat([h, per_image.view(-1, 1, 1, 1).expand(h.shape[0], 1, *h.shape[2:])], dim=1)
+
+
+@contextlib.contextmanager
+def batch_groups(module: nn.Module, groups: int) -> Iterator[None]:
+    """Within the block, every :class:`MinibatchStd` of ``module`` measures ``groups`` equal
+    consecutive parts of its batch separately (e.g. the real and the generated halves)."""
+    layers = [m for m in module.modules() if isinstance(m, MinibatchStd)]
+    for m in layers:
+        m.groups = groups
+    try:
+        yield
+    finally:
+        for m in layers:
+            m.groups = 1
 
 
 class ProjectionDiscriminator(nn.Module):

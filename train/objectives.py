@@ -1,0 +1,42 @@
+"""The adversarial losses (``--loss bce|hinge``) and the R1 gradient penalty (``--r1 GAMMA``).
+
+Every function takes D's raw logits. ``bce`` is the original notebook's (BCE with logits, real=1,
+fake=0; G against target 1, the non-saturating loss); ``hinge`` is the one of SAGAN/BigGAN:
+D minimises ``mean(relu(1 - D(x))) + mean(relu(1 + D(G(z))))``, G minimises ``-mean(D(G(z)))``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+LOSSES = ("bce", "hinge")
+
+
+def d_loss(kind: str, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """The discriminator's loss on one real and one generated batch."""
+    if kind == "bce":
+        # softplus(-x) = BCE(x, 1) and softplus(x) = BCE(x, 0), as BCEWithLogitsLoss computes them
+        return F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
+    if kind == "hinge":
+        return F.relu(1.0 - real_logits).mean() + F.relu(1.0 + fake_logits).mean()
+    raise ValueError(f"unknown loss {kind!r}; expected one of {', '.join(LOSSES)}")
+
+
+def g_loss(kind: str, fake_logits: torch.Tensor) -> torch.Tensor:
+    """The generator's loss on D's logits for its batch."""
+    if kind == "bce":
+        return F.softplus(-fake_logits).mean()
+    if kind == "hinge":
+        return -fake_logits.mean()
+    raise ValueError(f"unknown loss {kind!r}; expected one of {', '.join(LOSSES)}")
+
+
+def r1_penalty(real_logits: torch.Tensor, real_inputs: torch.Tensor) -> torch.Tensor:
+    """Mean over the batch of ``|grad_x D(x)|^2`` at the real images (Mescheder et al. 2018).
+
+    ``real_inputs`` must require grad and ``real_logits`` come from it; the graph is kept so the
+    penalty itself can be backpropagated into D's weights. Weight it by ``gamma / 2``.
+    """
+    (grad,) = torch.autograd.grad(real_logits.sum(), real_inputs, create_graph=True)
+    return grad.square().flatten(1).sum(1).mean()
