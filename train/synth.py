@@ -36,7 +36,7 @@ from cgan.runtime.contract import DISCLAIMER, OASIS_COUNTS, OASIS_FOLDERS
 from cgan.runtime.errors import CganError
 from cgan.runtime.writers import png_bytes
 
-from .synth_anatomy import TEMPLATE_NOTICE
+from .synth_anatomy import TEMPLATE_NOTICE, share_template, template_slabs
 from .synth_markers import MARKER_NAMES, estimate_markers  # noqa: F401  (re-exported for cgan-eval)
 from .synth_render import MARKERS, Subject, render, sample_subject, slice_levels
 
@@ -195,7 +195,8 @@ def _ranges(n: int, size: int = CHUNK) -> list[tuple[int, int]]:
 def _pool_map(fn: Callable, jobs: list, workers: int) -> Iterator:
     """Map in order, in worker processes when it pays.
 
-    Workers are spawned (safe even after torch started its threads). Where spawning cannot work
+    Workers are spawned (safe even after torch started its threads) and handed the template slabs
+    this process read, so they need not import nilearn. Where spawning cannot work
     (e.g. a script fed on stdin) the remaining jobs run in this process: the output is the same.
     """
     if workers <= 1 or len(jobs) <= 1:
@@ -203,7 +204,8 @@ def _pool_map(fn: Callable, jobs: list, workers: int) -> Iterator:
         return
     done = 0
     try:
-        with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=get_context("spawn")) as pool:
+        with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=get_context("spawn"),
+                                 initializer=share_template, initargs=(template_slabs(),)) as pool:
             for result in pool.map(fn, jobs):
                 yield result
                 done += 1

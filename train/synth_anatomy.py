@@ -85,9 +85,12 @@ class LevelMaps:
     mtl: np.ndarray
 
 
-@functools.lru_cache(maxsize=1)
-def template() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The 1-mm template volumes (T1 scaled to 0..1, GM, WM), float32 ``[x, y, z]``; read once per process."""
+LEVEL_PAD = 8  # levels beyond the sampled range that are kept too (tests, neighbours)
+_slabs: np.ndarray | None = None
+
+
+def _read_template() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The 1-mm template volumes (T1 scaled to 0..1, GM, WM), float32 ``[x, y, z]``, through nilearn."""
     try:
         from nilearn import datasets
     except ImportError:
@@ -104,9 +107,26 @@ def _axial(vol: np.ndarray, level: int) -> np.ndarray:
     return np.ascontiguousarray(vol[:, ::-1, level].T, dtype=np.float32)
 
 
+def template_slabs() -> np.ndarray:
+    """T1, GM and WM axial slices of levels LEVEL_MIN - LEVEL_PAD .. LEVEL_MAX + LEVEL_PAD: float32
+    ``[3, levels, H, W]``, read once per process (or handed over by :func:`share_template`)."""
+    global _slabs
+    if _slabs is None:
+        levels = range(LEVEL_MIN - LEVEL_PAD, LEVEL_MAX + LEVEL_PAD + 1)
+        _slabs = np.stack([np.stack([_axial(v, z) for z in levels]) for v in _read_template()])
+    return _slabs
+
+
+def share_template(slabs: np.ndarray) -> None:
+    """Use ``slabs`` (from :func:`template_slabs` of another process): worker processes get the
+    template this way instead of importing nilearn (seconds) each."""
+    global _slabs
+    _slabs = slabs
+
+
 def mni_to_pixel(x_mm: float, y_mm: float) -> tuple[float, float]:
     """(row, column) of MNI (x, y) on an axial slice image."""
-    height = template()[0].shape[1]
+    height = template_slabs().shape[2]
     return height - 1 - (y_mm + Y_ORIGIN), x_mm + X_ORIGIN
 
 
@@ -122,13 +142,13 @@ def _max_eigenvalue(field: np.ndarray) -> float:
 @functools.lru_cache(maxsize=None)
 def level_maps(level: int) -> LevelMaps:
     """The maps of template z index ``level`` (computed once per process and level)."""
-    if not LEVEL_MIN - 8 <= level <= LEVEL_MAX + 8:
-        raise ValueError(f"level must be within {LEVEL_MIN - 8}..{LEVEL_MAX + 8}, got {level}")
-    t1v, gmv, wmv = template()
-    t1 = np.clip(_axial(t1v, level), 0.0, 1.0)
+    if not LEVEL_MIN - LEVEL_PAD <= level <= LEVEL_MAX + LEVEL_PAD:
+        raise ValueError(f"level must be within {LEVEL_MIN - LEVEL_PAD}..{LEVEL_MAX + LEVEL_PAD}, got {level}")
+    slabs = template_slabs()[:, level - (LEVEL_MIN - LEVEL_PAD)]
+    t1 = np.clip(slabs[0], 0.0, 1.0)
     mask_b = ndi.binary_fill_holes(t1 > 0.1)
     mask = mask_b.astype(np.float32)
-    tissue = np.clip(_axial(gmv, level) + _axial(wmv, level), 0.0, 1.0) * mask
+    tissue = np.clip(slabs[1] + slabs[2], 0.0, 1.0) * mask
     csf = (mask - tissue).clip(0.0, 1.0)
     depth = ndi.distance_transform_edt(mask_b).astype(np.float32)  # mm from the outside
     vent_b = (csf > 0.5) & (depth > VENTRICLE_DEPTH_MM)
