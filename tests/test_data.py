@@ -284,7 +284,7 @@ def test_default_synthetic_set_built_once(tmp_path):
     assert images.class_counts().tolist() == synth.stage_counts(8000).tolist()
     assert images.images.shape == (8000, 32, 32)
     k = 123
-    np.testing.assert_array_equal(images.images[k], synth.synth_image(0, k, int(images.labels[k]), 32)[0])
+    np.testing.assert_array_equal(images.images[k], synth.synth_image(0, k, 8000, 32)[0])
     again, logs = _load(None, tmp_path, img_size=32)
     assert not again.rebuilt and again.cache_path == images.cache_path
     assert "using the built-in synthetic" in logs.text

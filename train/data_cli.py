@@ -29,13 +29,17 @@ def synth(
     workers: Optional[int] = typer.Option(None, "--workers", help="Worker processes (default: CPU count, at most 8); does not change the output."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --out."),
 ) -> None:
-    """Write a synthetic OASIS-like set of axial brain slices whose atrophy grows with the stage.
+    """Write a synthetic OASIS-like set: axial T1 slices of synthetic subjects built from the MNI template.
 
-    Layout: OUT/<Kaggle OASIS folder>/synth_s<seed>_<index>.png (folders
-    'Non Demented', 'Very mild Dementia', 'Mild Dementia', 'Moderate Dementia'), and OUT/labels.csv
-    with each image's stage and ground-truth parameters (ventricle scale, sulcal width, cortical
-    thickness, ...). Stage proportions follow OASIS with a floor of 2% per stage (at least
-    min(32, n/4) images). Synthetic images: research and education only, not medical images.
+    Each subject is the MNI ICBM152 2009 template (shipped with nilearn) under its own smooth random
+    deformation, pose and contrast, with a stage and a hidden severity that enlarges the ventricles,
+    thins the cortex, widens the sulci and shrinks the medial temporal lobe. Layout:
+    OUT/<Kaggle OASIS folder>/OAS1_<subject>_MR1_mpr-1_<level>.png (folders 'Non Demented',
+    'Very mild Dementia', 'Mild Dementia', 'Moderate Dementia'; several slices per subject: split by
+    subject), OUT/labels.csv (subject, stage, level, ground-truth parameters and measured CSF and
+    brain fractions per image) and OUT/README.md (with the template's attribution and licence).
+    Stage proportions follow OASIS with a floor of 2% per stage (at least min(32, n/4) images).
+    Synthetic images: research and education only, not medical images.
     """
     from .synth import make_synthetic_set
 
