@@ -97,3 +97,24 @@ def test_without_subjects_the_split_falls_back_to_images_and_says_so():
     assert split_image_set(named).kind == "image"
     with pytest.raises(SplitError, match="matches none"):
         split_image_set(named, group_regex=r"sub-(\d+)")
+
+
+def test_loaded_sets_carry_the_relative_paths_of_the_decoded_images(tmp_path):
+    """What the subject ids are parsed from: one path per decoded image, in image order, unreadable files left out."""
+    from PIL import Image
+
+    from cgan.train.data import load_image_set
+
+    for s, folder in enumerate(FOLDERS):
+        (tmp_path / "d" / folder).mkdir(parents=True)
+        for j in range(2):
+            Image.fromarray(np.full((8, 8), 60 * s + j, np.uint8)).save(tmp_path / "d" / folder / f"OAS1_{s:04d}_MR1_{j}.png")
+    (tmp_path / "d" / FOLDERS[1] / "OAS1_0001_MR1_9 (broken).png").write_bytes(b"not a png")
+    for _ in range(2):  # decoded, then from the cache
+        data = load_image_set(tmp_path / "d", img_size=8, cache_dir=tmp_path / "cache", log=lambda _m: None)
+        assert len(data.files) == len(data.labels) == 8
+        assert "OAS1_0001_MR1_9 (broken).png" not in " ".join(data.files)
+        for path, img in zip(data.files, np.asarray(data.images)):
+            s, j = FOLDERS.index(path.split("/")[0]), int(path[-5])
+            assert int(img[0, 0]) == 60 * s + j
+        assert split_image_set(data).kind == "subject"
