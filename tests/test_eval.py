@@ -1,7 +1,9 @@
-"""cgan-eval: the metrics (closed forms), the reference classifier, and whole evaluations on tiny real data.
+"""cgan-eval on tiny data: the judges (training, cache, resume, gate), whole evaluations with every
+figure per judge, the verdict over two judges and their disagreement, the leakage a subject-level split
+stops, and the augmentation experiment.
 
-The data is a small synthetic set rendered at 32 px; the classifier is trained for a few dozen steps,
-which is enough to tell the stages apart clearly better than chance on this set.
+Most data is the v1 synthetic set rendered at 32 px (no subjects: the split falls back to images);
+the leakage test writes its own set with several slices per subject under OASIS names.
 """
 
 from __future__ import annotations
@@ -13,35 +15,24 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from _subjects import write_subject_set  # noqa: E402
+
 from cgan.runtime.contract import OASIS_FOLDERS  # noqa: E402
 from cgan.train import synth  # noqa: E402
-from cgan.train.classifier import (  # noqa: E402
-    ClassifierConfig,
-    ClassifierError,
-    StageClassifier,
-    cache_file,
-    get_classifier,
-    stratified_split,
-    train_classifier,
-)
-from cgan.train.data import ImageSet  # noqa: E402
-from cgan.train.eval import (  # noqa: E402
-    CALIBRATION,
-    EvalConfig,
-    Source,
-    TorchSource,
-    evaluate,
-    frechet_distance,
-    frechet_features,
-    matched_frechet,
-    load_source,
-    mean_pairwise_distance,
-    moments,
-    perturb,
-    pixel_vectors,
-)
+from cgan.train.data import ImageSet, load_image_set  # noqa: E402
+from cgan.train.eval.augment import AugmentConfig, pool_sizes  # noqa: E402
+from cgan.train.eval.calibration import CALIBRATION, perturb  # noqa: E402
+from cgan.train.eval.evaluate import EvalConfig, evaluate  # noqa: E402
+from cgan.train.eval.judges import Judge, JudgeConfig, JudgeError, cache_file, get_judge, train_judge  # noqa: E402
+from cgan.train.eval.sources import Source, TorchSource, load_source  # noqa: E402
+from cgan.train.eval.splits import make_split, split_image_set  # noqa: E402
+from cgan.train.eval.verdict import disagreement  # noqa: E402
 
 K = len(OASIS_FOLDERS)
+CPU = torch.device("cpu")
+# gate 0.5: on 800 images the rarest stage has a handful of held-out images, so balanced accuracies vary
+SMALL = JudgeConfig(arch="small", input_size=16, epoch_images=1024, max_epochs=6, gate=0.5)
+DEEP = JudgeConfig(arch="deep", input_size=None, epoch_images=1024, max_epochs=6, gate=0.5)
 
 
 def _quiet(_msg: str) -> None:
@@ -50,170 +41,17 @@ def _quiet(_msg: str) -> None:
 
 @pytest.fixture(scope="module", autouse=True)
 def _one_thread():
-    # These models are tiny: on a busy shared CPU, torch's intra-op threads mostly wait on each other
-    # (a classifier step measured ~17x slower with 2 threads than with 1 while other jobs ran).
+    # tiny networks on a busy shared CPU: torch's intra-op threads mostly wait on each other
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
 
 
-# ---------------------------------------------------------------- Fréchet distance, closed forms
-
-def test_frechet_of_identical_gaussians_is_zero():
-    rng = np.random.default_rng(0)
-    a = rng.standard_normal((6, 6))
-    cov = a @ a.T + np.eye(6)
-    mu = rng.standard_normal(6)
-    assert frechet_distance(mu, cov, mu, cov) == pytest.approx(0.0, abs=1e-9)
-
-
-def test_frechet_one_dimensional_closed_form():
-    # N(m1, s1^2) vs N(m2, s2^2): (m1 - m2)^2 + (s1 - s2)^2
-    fd = frechet_distance(np.array([1.0]), np.array([[4.0]]), np.array([-2.0]), np.array([[0.25]]))
-    assert fd == pytest.approx(3.0**2 + (2.0 - 0.5) ** 2, rel=1e-12)
-
-
-def test_frechet_diagonal_closed_form():
-    s1 = np.array([1.0, 4.0, 9.0, 0.01])
-    s2 = np.array([4.0, 1.0, 9.0, 1.0])
-    mu1, mu2 = np.array([0.0, 1.0, 2.0, 3.0]), np.array([1.0, 1.0, 0.0, 3.0])
-    expected = np.sum((mu1 - mu2) ** 2) + np.sum((np.sqrt(s1) - np.sqrt(s2)) ** 2)
-    assert frechet_distance(mu1, np.diag(s1), mu2, np.diag(s2)) == pytest.approx(expected, rel=1e-10)
-
-
-@pytest.mark.parametrize("c", [0.25, 1.0, 3.0])
-def test_frechet_non_diagonal_scaled_covariance(c):
-    # C1 = c * C2 (full, non-diagonal): tr((C1 C2)^(1/2)) = sqrt(c) tr(C2), so FD = (1 - sqrt(c))^2 tr(C2)
-    rng = np.random.default_rng(1)
-    a = rng.standard_normal((5, 5))
-    c2 = a @ a.T + 0.1 * np.eye(5)
-    mu = rng.standard_normal(5)
-    expected = (1 - np.sqrt(c)) ** 2 * np.trace(c2)
-    assert frechet_distance(mu, c * c2, mu, c2) == pytest.approx(expected, rel=1e-8, abs=1e-10)
-
-
-def test_frechet_of_features_grows_with_mean_shift():
-    rng = np.random.default_rng(2)
-    x = rng.standard_normal((400, 16))
-    assert frechet_features(x, x) == pytest.approx(0.0, abs=1e-8)
-    previous = 0.0
-    for shift in (0.1, 0.5, 1.0, 2.0):
-        d = np.full(16, shift)
-        fd = frechet_features(x, x + d)
-        # the same samples shifted: identical covariance, so the FD is exactly |d|^2
-        assert fd == pytest.approx(float(d @ d), rel=1e-6)
-        assert fd > previous
-        previous = fd
-
-
-def test_frechet_is_symmetric_and_handles_singular_covariances():
-    rng = np.random.default_rng(3)
-    a, b = rng.standard_normal((10, 32)), rng.standard_normal((12, 32)) + 0.3  # fewer samples than dims
-    assert frechet_features(a, b) == pytest.approx(frechet_features(b, a), rel=1e-6)
-    assert frechet_features(a, b) > 0
-
-
-def test_matched_frechet_same_distribution_sits_near_one_and_shift_does_not():
-    rng = np.random.default_rng(6)
-    d = 8
-    centres = [rng.standard_normal(d) * 3 for _ in range(3)]
-
-    def draw(s, n, shift=0.0):
-        return centres[s] + shift + rng.standard_normal((n, d))
-
-    sizes = [(200, 600), (64, 30), (64, 12)]  # (generated n, held-out images): m = 200, 30, 12
-    ref = [draw(s, 1000) for s in range(3)]
-    same = matched_frechet([draw(s, g) for s, (g, _) in enumerate(sizes)],
-                           [draw(s, h) for s, (_, h) in enumerate(sizes)], ref)
-    shifted = matched_frechet([draw(s, g, shift=1.0) for s, (g, _) in enumerate(sizes)],
-                              [draw(s, h) for s, (_, h) in enumerate(sizes)], ref)
-    assert [p["m"] for p in same["per_stage"]] == [200, 30, 12]
-    assert [p["chunks_generated"] for p in same["per_stage"]] == [1, 2, 5]
-    assert [p["chunks_baseline"] for p in same["per_stage"]] == [3, 1, 1]
-    assert 0.3 < same["overall"]["ratio"] < 2.0
-    assert shifted["overall"]["ratio"] > 3 * same["overall"]["ratio"]
-    # a mean shift of 1 in every one of d dims adds about d to each per-stage FD
-    for p, q in zip(shifted["per_stage"], same["per_stage"]):
-        assert p["generated"] - q["generated"] == pytest.approx(d, rel=0.5)
-
-
-def test_weighted_moments():
-    rng = np.random.default_rng(4)
-    x = rng.standard_normal((50, 3))
-    mu, cov = moments(x, np.full(50, 7.0))
-    np.testing.assert_allclose(mu, x.mean(axis=0), rtol=1e-12)
-    np.testing.assert_allclose(cov, np.cov(x, rowvar=False), rtol=1e-10)
-    # integer weights move the mean like repeated rows
-    w = rng.integers(1, 4, size=50)
-    mu_w, _ = moments(x, w.astype(float))
-    np.testing.assert_allclose(mu_w, np.repeat(x, w, axis=0).mean(axis=0), rtol=1e-10)
-
-
-def test_mean_pairwise_distance_against_brute_force():
-    rng = np.random.default_rng(5)
-    x = rng.standard_normal((20, 7))
-    brute = np.mean([np.linalg.norm(x[i] - x[j]) for i in range(20) for j in range(i + 1, 20)])
-    assert mean_pairwise_distance(x) == pytest.approx(brute, rel=1e-9)
-    assert mean_pairwise_distance(np.repeat(x[:1], 10, axis=0)) == pytest.approx(0.0, abs=1e-6)
-
-
-def test_pixel_vectors_are_rms_differences():
-    a = np.zeros((1, 64, 64), np.uint8)
-    b = np.full((1, 64, 64), 255, np.uint8)
-    va, vb = pixel_vectors(a, 32), pixel_vectors(b, 32)
-    assert va.shape == (1, 32 * 32)
-    assert np.linalg.norm(va - vb) == pytest.approx(1.0)  # every pixel differs by the full range
-
-
-def test_perturb_blur_matches_a_direct_convolution():
-    rng = np.random.default_rng(2)
-    x = rng.integers(0, 256, (3, 32, 32), dtype=np.uint8)
-    sigma = 1.0
-    b = perturb(x, "blur", sigma)
-    assert b.dtype == np.uint8 and b.shape == x.shape
-    t = np.arange(-3, 4)
-    k1 = np.exp(-0.5 * (t / sigma) ** 2)
-    k2 = np.outer(k1, k1) / k1.sum() ** 2
-    for i, r, c in ((0, 10, 12), (1, 3, 3), (2, 28, 16)):  # interior pixels: no edge handling involved
-        direct = float((x[i, r - 3 : r + 4, c - 3 : c + 4].astype(np.float64) * k2).sum())
-        assert abs(int(b[i, r, c]) - direct) <= 0.51
-    flat = np.full((2, 32, 32), 100, np.uint8)
-    assert np.array_equal(perturb(flat, "blur", 1.0), flat)  # reflected edges: a constant image stays constant
-    assert b.astype(float).std() < 0.5 * x.astype(float).std()
-    assert np.array_equal(perturb(x, "blur", 0.0), x)
-
-
-def test_perturb_noise_and_contrast():
-    flat = np.full((4, 64, 64), 128, np.uint8)
-    a, b = perturb(flat, "noise", 0.02, seed=3), perturb(flat, "noise", 0.02, seed=3)
-    assert np.array_equal(a, b) and not np.array_equal(a, perturb(flat, "noise", 0.02, seed=4))
-    assert a.astype(float).std() == pytest.approx(0.02 * 255, rel=0.05)
-    assert abs(a.astype(float).mean() - 128) < 0.2
-    x = np.array([[[0, 64, 128, 255]]], np.uint8)
-    # (v/255 - 0.5) * 1.1 + 0.5, back to 0..255, rounded and clipped
-    expected = [0, round(((64 / 255 - 0.5) * 1.1 + 0.5) * 255), 128, 255]
-    assert perturb(x, "contrast", 0.1)[0, 0].tolist() == expected
-    with pytest.raises(ValueError, match="unknown perturbation"):
-        perturb(x, "sharpen", 1.0)
-
-
-def test_stratified_split():
-    labels = np.repeat(np.arange(4), [100, 40, 10, 3])
-    train, held = stratified_split(labels, 0.2, seed=0)
-    assert len(np.intersect1d(train, held)) == 0
-    assert sorted(np.concatenate([train, held]).tolist()) == list(range(len(labels)))
-    assert np.bincount(labels[held], minlength=4).tolist() == [20, 8, 2, 1]
-    again, _ = stratified_split(labels, 0.2, seed=0)
-    other, _ = stratified_split(labels, 0.2, seed=1)
-    assert np.array_equal(train, again)
-    assert not np.array_equal(train, other)
-
-
-# ---------------------------------------------------------------- tiny real data and classifier
-
 def _synthetic(n: int, seed: int) -> ImageSet:
-    images, labels = synth.render_set(n, seed=seed, img_size=32, workers=1)
+    """v1 synthetic images at 32 px, n / 4 of every stage (the rare stages too, so per-stage figures are steady)."""
+    labels = np.repeat(np.arange(K), n // K)
+    images = np.stack([synth.synth_image(seed, i, int(s), 32)[0] for i, s in enumerate(labels)])
     return ImageSet(images=images, labels=labels, class_names=list(OASIS_FOLDERS),
                     description=f"synthetic OASIS-like set (n={n}, seed={seed}, test)")
 
@@ -229,37 +67,65 @@ def other_real_set() -> ImageSet:
     return _synthetic(400, seed=12)
 
 
-CLF_CONFIG = ClassifierConfig(input_size=32, epochs=4, batch_size=32, lr=3e-3)
+@pytest.fixture(scope="module")
+def balanced_set() -> ImageSet:
+    """Unseen real images, 80 of every stage (the rare stages too, so per-stage figures are steady)."""
+    stages = np.repeat(np.arange(K), 80)
+    images = np.stack([synth.synth_image(13, i, int(s), 32)[0] for i, s in enumerate(stages)])
+    return ImageSet(images=images, labels=stages, class_names=list(OASIS_FOLDERS), description="balanced (test)")
 
 
 @pytest.fixture(scope="module")
-def classifier(real_set) -> StageClassifier:
-    torch.manual_seed(0)
-    return train_classifier(real_set, CLF_CONFIG, device="cpu", log=_quiet)
+def split(real_set):
+    return split_image_set(real_set, seed=0)
+
+
+@pytest.fixture(scope="module")
+def judges(real_set, split):
+    return [train_judge(real_set, split, cfg, device=CPU, log=_quiet) for cfg in (SMALL, DEEP)]
 
 
 class RealSource(Source):
     """A 'generator' that returns real images of the asked stage (stage-faithful by construction)."""
 
-    def __init__(self, image_set: ImageSet) -> None:
+    def __init__(self, image_set: ImageSet, transform=None) -> None:
         self.set = image_set
+        self.transform = transform
         self.description, self.kind = "real images", "test"
         self.img_size = image_set.images.shape[-1]
         self.num_classes = len(image_set.class_names)
         self.stage_names = tuple(image_set.class_names)
 
-    def generate(self, stage: int, n: int, seed: int) -> np.ndarray:
+    def pick(self, stage: int, n: int, seed: int) -> np.ndarray:
         idx = np.flatnonzero(self.set.labels == stage)
-        idx = np.random.default_rng(seed).choice(idx, size=n, replace=len(idx) < n)
-        return np.asarray(self.set.images[idx])
+        return idx[np.random.default_rng([seed, stage]).choice(len(idx), size=n, replace=len(idx) < n)]
+
+    def generate(self, stage: int, n: int, seed: int) -> np.ndarray:
+        out = np.asarray(self.set.images[self.pick(stage, n, seed)])
+        return out if self.transform is None else self.transform(out, stage, seed)
 
 
 class NoiseSource(RealSource):
-    """Uniform noise images: nothing like a brain slice."""
+    def generate(self, stage: int, n: int, seed: int) -> np.ndarray:
+        return np.random.default_rng([seed, stage]).integers(0, 256, size=(n, self.img_size, self.img_size), dtype=np.uint8)
+
+
+class CollapsedSource(RealSource):
+    """One real image per stage, over and over with a grey level of noise: realistic, no coverage."""
 
     def generate(self, stage: int, n: int, seed: int) -> np.ndarray:
-        rng = np.random.default_rng([seed, stage])
-        return rng.integers(0, 256, size=(n, self.img_size, self.img_size), dtype=np.uint8)
+        one = np.asarray(self.set.images[self.pick(stage, 1, seed)])
+        return perturb(np.repeat(one, n, axis=0), "noise", 0.004, seed=seed)
+
+
+def _texture_of_another_stage(images: np.ndarray, stage: int, seed: int, donor: ImageSet) -> np.ndarray:
+    """Each image's coarse anatomy (blurred) with the fine texture of an image two stages away."""
+    other = (stage + 2) % K
+    idx = np.flatnonzero(donor.labels == other)
+    pick = np.asarray(donor.images[np.random.default_rng([seed, 7]).choice(idx, size=len(images))])
+    low = perturb(images, "blur", 1.5).astype(np.float64)
+    high = pick.astype(np.float64) - perturb(pick, "blur", 1.5).astype(np.float64)
+    return np.clip(np.rint(low + high), 0, 255).astype(np.uint8)
 
 
 def _stage_blind_generator():
@@ -279,120 +145,227 @@ def _stage_blind_generator():
     return g.eval()
 
 
+def _eval(tmp_path, source, real_set, judges, n=48, **kw):
+    config = EvalConfig(n=n, seed=0, out=tmp_path / "eval", device="cpu", **kw)
+    return evaluate(config, source=source, image_set=real_set, judges=judges, log=_quiet).report
+
+
+# ---------------------------------------------------------------- judges
+
 @pytest.mark.slow
-def test_classifier_beats_chance_on_held_out(classifier):
-    held = classifier.metrics["held_out"]
-    assert held["balanced_accuracy"] > 0.5  # chance is 0.25
-    m = np.asarray(held["confusion"])
-    assert m.sum() == classifier.metrics["n_held_out"]
+def test_both_judges_beat_chance_on_held_out_real_images(judges, split):
+    for j in judges:
+        held = j.held_out
+        assert held["balanced_accuracy"] > 0.6, (j.name, held)  # chance is 0.25
+        assert np.asarray(held["confusion"]).sum() == len(split.held)
+        assert j.metrics["fit"]["epochs"] >= SMALL.min_epochs
+    assert [j.name for j in judges] == ["small (16 px)", "deep (32 px)"]
 
 
 @pytest.mark.slow
-def test_classifier_round_trip_and_cache(tmp_path, real_set, classifier):
-    path = classifier.save(tmp_path / "clf.pt")
-    loaded = StageClassifier.load(path)
-    x = np.asarray(real_set.images[:16])
-    np.testing.assert_allclose(loaded.embed(x)[1], classifier.embed(x)[1], rtol=1e-5, atol=1e-5)
-    assert loaded.metrics["held_out"]["accuracy"] == classifier.metrics["held_out"]["accuracy"]
+def test_judge_cache_reuse_and_resume_after_an_interrupt(tmp_path, real_set, split):
+    cfg = JudgeConfig(arch="small", input_size=16, epoch_images=256, max_epochs=3, min_epochs=3)
+    path = cache_file(tmp_path, real_set, split, cfg)
+    partial = path.with_suffix(".partial.pt")
 
-    # get_classifier: trains and caches once per (dataset, config), then reuses the file
-    cfg = ClassifierConfig(input_size=32, epochs=1, max_steps=2, batch_size=16)
+    def stop_after_epoch_2(msg: str) -> None:
+        if "epoch 2/3" in msg:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        get_judge(real_set, split, cfg, cache_dir=tmp_path, device=CPU, log=stop_after_epoch_2)
+    assert partial.is_file() and not path.exists()  # the finished epochs are kept, no judge yet
     logs: list[str] = []
-    first = get_classifier(real_set, cfg, cache_dir=tmp_path, device="cpu", log=logs.append)
-    cached = cache_file(tmp_path, real_set, cfg)
-    assert cached.is_file() and first.path == cached
-    stamp = cached.stat().st_mtime_ns
-    second = get_classifier(real_set, cfg, cache_dir=tmp_path, device="cpu", log=logs.append)
-    assert cached.stat().st_mtime_ns == stamp
-    assert any(line.startswith("using the reference classifier") for line in logs)
-    np.testing.assert_array_equal(second.predict(x), first.predict(x))
-    # another config is another file
-    assert cache_file(tmp_path, real_set, ClassifierConfig(input_size=32, epochs=2)) != cached
+    resumed = get_judge(real_set, split, cfg, cache_dir=tmp_path, device=CPU, log=logs.append)
+    assert any("resuming an interrupted fit after epoch 2" in m for m in logs)
+    assert sum("epoch 3/3" in m for m in logs) == 1 and not any("epoch 1/3" in m for m in logs)
+    assert path.is_file() and not partial.exists()
+    # the resumed judge is the one an uninterrupted run trains
+    whole = train_judge(real_set, split, cfg, device=CPU, log=_quiet)
+    x = np.asarray(real_set.images[:32])
+    np.testing.assert_allclose(resumed.embed(x)[1], whole.embed(x)[1], rtol=1e-5, atol=1e-5)
+    # cached: loaded, not trained again; another config is another file
+    stamp = path.stat().st_mtime_ns
+    logs.clear()
+    again = get_judge(real_set, split, cfg, cache_dir=tmp_path, device=CPU, log=logs.append)
+    assert path.stat().st_mtime_ns == stamp and any(m.startswith("using the cached judge") for m in logs)
+    np.testing.assert_array_equal(again.predict(x), resumed.predict(x))
+    assert cache_file(tmp_path, real_set, split, JudgeConfig(arch="deep", input_size=None)) != path
+    assert cache_file(tmp_path, real_set, make_split(real_set.labels, None, seed=1), cfg) != path
 
 
-def test_classifier_refuses_foreign_files(tmp_path):
-    bad = tmp_path / "not_a_classifier.pt"
+def test_judge_refuses_foreign_files(tmp_path):
+    bad = tmp_path / "not_a_judge.pt"
     torch.save({"model": {}}, bad)
-    with pytest.raises(ClassifierError, match="not a cgan-eval classifier"):
-        StageClassifier.load(bad)
+    with pytest.raises(JudgeError, match="not a cgan-eval judge"):
+        Judge.load(bad)
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a torch file")
-    with pytest.raises(ClassifierError, match="corrupt"):
-        StageClassifier.load(junk)
+    with pytest.raises(JudgeError, match="corrupt"):
+        Judge.load(junk)
+
+
+@pytest.mark.slow
+def test_an_image_level_split_leaks_and_a_subject_level_split_does_not(tmp_path):
+    """Stage folders drawn at random per subject: the image carries no stage, only the subject does.
+    Held out by image, slices of training subjects score far above chance; held out by subject, chance."""
+    root = write_subject_set(tmp_path / "data", subjects_per_stage=(12, 12, 12, 12), slices=6, img_size=32,
+                             seed=3, random_labels=True)
+    data = load_image_set(root, img_size=32, cache_dir=tmp_path / "cache", log=_quiet)
+    cfg = JudgeConfig(arch="small", input_size=32, epoch_images=1024, max_epochs=8, patience=8)
+    by_subject = split_image_set(data, seed=0)
+    by_image = make_split(data.labels, None, seed=0)
+    assert by_subject.kind == "subject" and by_image.kind == "image"
+    leaky = train_judge(data, by_image, cfg, device=CPU, log=_quiet).held_out["balanced_accuracy"]
+    clean = train_judge(data, by_subject, cfg, device=CPU, log=_quiet).held_out["balanced_accuracy"]
+    assert leaky > clean + 0.25, (leaky, clean)
+    assert clean < 0.5, clean
 
 
 # ---------------------------------------------------------------- whole evaluations
 
-def _eval(tmp_path, source, real_set, classifier, n=48, **kw):
-    config = EvalConfig(n=n, seed=0, out=tmp_path / "eval", device="cpu", **kw)
-    return evaluate(config, source=source, image_set=real_set, classifier=classifier, log=_quiet).report
-
-
 @pytest.mark.slow
-def test_real_vs_real_sits_near_the_baseline_and_noise_does_not(tmp_path, real_set, other_real_set, classifier):
-    real = _eval(tmp_path / "real", RealSource(other_real_set), real_set, classifier)
-    noise = _eval(tmp_path / "noise", NoiseSource(other_real_set), real_set, classifier)
-    r, z = real["frechet"]["overall"], noise["frechet"]["overall"]
-    assert r["ratio"] < 2.0
-    assert z["ratio"] > 10 * r["ratio"]
-    assert z["generated"] > 10 * r["generated"]
-    # unseen real images are classified about as well as the held-out ones (the ceiling)
-    assert real["conditional_accuracy"]["overall"] > real["classifier"]["held_out"]["balanced_accuracy"] - 0.2
-    assert real["conditional_accuracy"]["overall"] > 0.5
-    # real diversity matches real diversity (on stages with enough held-out images to say)
-    enough = [s for s, p in enumerate(real["frechet"]["per_stage"]) if p["m"] >= 20]
-    assert enough
-    for space in ("feature", "pixel"):
-        ratios = real["diversity"][space]["ratio"]
-        assert all(0.6 < ratios[s] < 1.6 for s in enough), (space, ratios)
-    # the calibration rows: degraded real images score worse than unseen real ones, more so the stronger
-    # the blur; and the markdown report shows them beside the model's ratio
-    calib = {(row["kind"], row["amount"]): row["ratio"] for row in real["frechet"]["calibration"]["rows"]}
-    assert set(calib) == {(kind, amount) for kind, amount, _ in CALIBRATION}
-    assert calib[("blur", 1.0)] > calib[("blur", 0.5)]
-    assert calib[("blur", 1.0)] > 2 * r["ratio"]
+def test_real_vs_real_sits_near_its_baselines_per_judge_and_noise_does_not(tmp_path, real_set, other_real_set, judges):
+    real = _eval(tmp_path / "real", RealSource(other_real_set), real_set, judges)
+    noise = _eval(tmp_path / "noise", NoiseSource(other_real_set), real_set, judges)
+    assert real["split"]["kind"] == "image" and "no subjects" in real["split"]["note"]
+    assert len(real["judges"]) == 2
+    for r, z in zip(real["judges"], noise["judges"]):
+        assert r["frechet"]["overall"]["ratio"] < 2.0
+        assert z["frechet"]["overall"]["ratio"] > 10 * r["frechet"]["overall"]["ratio"]
+        assert r["conditional_accuracy"]["overall"] > r["held_out"]["balanced_accuracy"] - 0.2
+        assert z["conditional_accuracy"]["overall"] < 0.5
+        # KID of unseen real images: the real-vs-real baseline's within their errors, on every stage the
+        # source has 48 distinct images of (it repeats images of the rare stages, which are no sample)
+        distinct = [s for s in range(K) if (other_real_set.labels == s).sum() >= 48]
+        assert distinct
+        for s in distinct:
+            x, b = r["kid"]["per_stage"][s]["generated"], r["kid"]["per_stage"][s]["baseline"]
+            assert abs(x["kid"]) < 3 * x["se"] and abs(b["kid"]) < 3 * b["se"], (r["judge"], s, x, b)
+            zk = z["kid"]["per_stage"][s]["generated"]
+            assert zk["kid"] - 3 * zk["se"] > abs(x["kid"]) + 3 * x["se"], (r["judge"], s, zk, x)
+        # precision and recall of real vs real: high (same stages as KID)
+        for s in distinct:
+            pr = r["precision_recall"]["per_stage"][s]
+            assert pr["generated"]["precision"] > 0.6 and pr["generated"]["recall"] > 0.6, (r["judge"], s, pr)
+        # calibration rows for every metric; a stronger blur scores worse
+        calib = {(row["kind"], row["amount"]): row for row in r["calibration"]}
+        assert set(calib) == {(kind, amount) for kind, amount, _ in CALIBRATION}
+        assert calib[("blur", 1.0)]["fd_ratio"] > calib[("blur", 0.5)]["fd_ratio"]
+        assert {"accuracy", "fd_ratio", "kid", "precision", "recall"} <= set(calib[("blur", 1.0)])
+    assert real["passes_bar"]["verdict"] == "not met"  # n=48 is below the bar's 256
     md = (tmp_path / "real" / "eval" / "report.md").read_text()
-    assert "## What an FD ratio means on this data" in md and "Gaussian blur, sigma 1 px" in md
-    # noise is nothing like the real images: one predicted stage for all of it
-    assert noise["conditional_accuracy"]["overall"] < 0.5
-    for c in real["passes_bar"]["criteria"]:
-        if c["name"] == "n_per_stage":
-            assert not c["met"]  # n=48 is below the bar's 256
-    assert not real["passes_bar"]["all_met"]
+    assert "## Judge small (16 px)" in md and "## Judge deep (32 px)" in md and "KID" in md and "split: **image-level**" in md
 
 
 @pytest.mark.slow
-def test_stage_blind_generator_scores_chance(tmp_path, real_set, classifier):
-    """An exported Generator with equal label embeddings makes the same images for every stage:
-    every confusion row is the same, so the conditional accuracy is exactly 1/K."""
+def test_a_collapsed_generator_has_low_recall(tmp_path, real_set, other_real_set, judges):
+    report = _eval(tmp_path, CollapsedSource(other_real_set), real_set, judges, n=64)
+    for j in report["judges"]:
+        pr = j["precision_recall"]
+        assert pr["recall"] < 0.15 < pr["baseline_recall"] - 0.3, (j["judge"], pr)
+        assert min(j["diversity"]["ratio"]) < 0.2
+
+
+@pytest.mark.slow
+def test_real_images_pass_both_judges_and_texture_from_another_stage_makes_them_disagree(
+        tmp_path, real_set, balanced_set, judges):
+    real = _eval(tmp_path / "real", RealSource(balanced_set), real_set, judges, margin=0.25)
+    for j in real["judges"]:
+        assert j["competent"] and j["conditional_accuracy"]["overall"] > 0.7
+    swap = RealSource(balanced_set, transform=lambda x, s, seed: _texture_of_another_stage(x, s, seed, balanced_set))
+    mixed = _eval(tmp_path / "swap", swap, real_set, judges, margin=0.25)
+    d = mixed["disagreement"]
+    assert not real["disagreement"]["flag"], real["disagreement"]
+    assert d["flag"], d
+    assert "judges disagree" in d["sentence"] and "worse judge" in d["sentence"]
+    assert d["sentence"] in (tmp_path / "swap" / "eval" / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_a_judge_below_its_gate_gives_no_verdict(tmp_path, real_set, other_real_set, split, judges):
+    dud = train_judge(real_set, split, JudgeConfig(arch="deep", input_size=None, max_steps=1, gate=0.9),
+                      device=CPU, log=_quiet)
+    assert not dud.competent
+    report = _eval(tmp_path, RealSource(other_real_set), real_set, [judges[0], dud], n=256)
+    bar = report["passes_bar"]
+    assert bar["verdict"] == "no verdict" and not bar["all_met"]
+    assert "deep (32 px) is below its competence gate" in bar["reason"]
+    assert bar["judges_counted"] == ["small (16 px)"]
+    assert all(c["judge"] in ("small (16 px)", "-") for c in bar["criteria"])
+    assert "no verdict" in (tmp_path / "eval" / "report.md").read_text()
+
+
+def test_disagreement_needs_two_competent_judges_and_a_gap_above_the_margin():
+    def judge(name, accs, competent=True, ceiling=(0.95, 0.95, 0.9, 0.9)):
+        return {"judge": name, "competent": competent,
+                "held_out": {"per_class": list(ceiling), "balanced_accuracy": float(np.mean(ceiling))},
+                "conditional_accuracy": {"overall": float(np.mean(accs)), "per_stage": accs}}
+
+    names = ["a", "b", "c", "d"]
+    close = disagreement([judge("x", [0.9, 0.9, 0.8, 0.8]), judge("y", [0.85, 0.95, 0.75, 0.8])], names, 0.1)
+    assert not close["flag"] and close["sentence"] == ""
+    apart = disagreement([judge("x", [0.9, 0.9, 0.8, 0.8]), judge("y", [0.9, 0.9, 0.4, 0.8])], names, 0.1)
+    assert apart["flag"] and apart["stages"] == [2] and "c (x 0.80 vs y 0.40)" in apart["sentence"]
+    assert apart["sentence"].startswith("The judges disagree by more than 0.10: y reads")
+    # judges that read real images differently (ceilings) and generated ones alike relative to them: no flag
+    shifted = disagreement([judge("x", [0.9, 0.9, 0.8, 0.8]),
+                            judge("y", [0.7, 0.9, 0.6, 0.8], ceiling=(0.75, 0.95, 0.7, 0.9))], names, 0.1)
+    assert not shifted["flag"]
+    one = disagreement([judge("x", [0.9] * 4), judge("y", [0.1] * 4, competent=False)], names, 0.1)
+    assert not one["flag"]
+
+
+@pytest.mark.slow
+def test_stage_blind_generator_scores_chance_with_every_judge(tmp_path, real_set, judges):
     from cgan.export.api import export_generator
-    from cgan.runtime import load
 
     onnx_path = tmp_path / "blind.onnx"
     export_generator(_stage_blind_generator(), onnx_path, model_card=False, provenance={"training_data": "none (test)"})
     n = 40
     source = load_source(onnx_path, device="cpu")
-    assert source.kind == "onnx" and load(onnx_path).info.img_size == 32
-    report = _eval(tmp_path, source, real_set, classifier, n=n)
-    cm = np.asarray(report["conditional_accuracy"]["confusion"])
-    assert cm.shape == (K, K)
-    assert cm.sum(axis=1).tolist() == [n] * K
-    assert all(np.array_equal(cm[0], row) for row in cm)
-    assert report["conditional_accuracy"]["overall"] == pytest.approx(1.0 / K)
-    assert not report["passes_bar"]["all_met"]
-    # the report files
+    report = _eval(tmp_path, source, real_set, judges, n=n)
+    for j in report["judges"]:
+        cm = np.asarray(j["conditional_accuracy"]["confusion"])
+        assert cm.sum(axis=1).tolist() == [n] * K
+        assert all(np.array_equal(cm[0], row) for row in cm)
+        assert j["conditional_accuracy"]["overall"] == pytest.approx(1.0 / K)
     out = tmp_path / "eval"
     data = json.loads((out / "report.json").read_text())
-    assert data["conditional_accuracy"]["confusion"] == cm.tolist()
-    assert {c["name"] for c in data["passes_bar"]["criteria"]} >= {
-        "real_held_out_accuracy", "conditional_accuracy_overall", "conditional_accuracy_min_stage",
-        "fd_ratio_overall", "diversity_ratio_min"}
-    md = (out / "report.md").read_text()
-    assert "| stage |" in md and "Confusion matrix" in md and "samples.png" in md
+    assert data["judges"][1]["conditional_accuracy"]["confusion"] == report["judges"][1]["conditional_accuracy"]["confusion"]
     from PIL import Image
 
     with Image.open(out / "samples.png") as im:
         assert im.mode == "L" and im.size[1] > K * 32
+
+
+# ---------------------------------------------------------------- the augmentation experiment
+
+def test_pool_sizes_top_up_to_the_largest_or_a_ratio():
+    counts = np.array([100, 40, 10, 3])
+    assert pool_sizes(counts, AugmentConfig()) == ([0, 60, 90, 97], [100] * 4)
+    assert pool_sizes(counts, AugmentConfig(ratio=0.5)) == ([50, 20, 5, 2], [100] * 4)
+    assert pool_sizes(counts, AugmentConfig(max_per_stage=50)) == ([0, 50, 50, 50], [50] * 4)
+
+
+@pytest.mark.slow
+def test_augment_arm_a_reproduces_the_judge_and_a_stage_blind_generator_makes_arm_c_chance(tmp_path, real_set, judges):
+    from cgan.export.api import export_generator
+
+    onnx_path = tmp_path / "blind.onnx"
+    export_generator(_stage_blind_generator(), onnx_path, model_card=False, provenance={"training_data": "none (test)"})
+    source = load_source(onnx_path, device="cpu")
+    aug = AugmentConfig(repeats=1, max_per_stage=120, reuse_judge=False)
+    report = _eval(tmp_path, source, real_set, judges[:1], n=16, augment=aug)["augment"]
+    arms = report["per_judge"][0]["arms"]
+    # (a) trained again from scratch on the same data with the same seed: the judge's own held-out figure
+    assert arms["a"]["runs"][0]["balanced_accuracy"] == pytest.approx(judges[0].held_out["balanced_accuracy"], abs=1e-9)
+    assert arms["a"]["recall_mean"] == pytest.approx(judges[0].held_out["per_class"], abs=1e-9)
+    # (c) images that carry no stage: a classifier trained on them alone reads real images at chance
+    assert arms["c"]["balanced_accuracy_mean"] < 0.4, arms["c"]
+    assert set(arms) == {"a", "b", "c"}
+    assert (tmp_path / "eval" / "augment.png").is_file()
+    assert "## Augmentation experiment" in (tmp_path / "eval" / "report.md").read_text()
 
 
 @pytest.mark.slow
@@ -414,14 +387,12 @@ def test_checkpoint_and_onnx_generate_the_same_images(tmp_path):
 
 
 @pytest.mark.slow
-def test_markers_on_the_synthetic_set(tmp_path, real_set, other_real_set, classifier):
-    report = _eval(tmp_path, RealSource(other_real_set), real_set, classifier, n=32, markers=True)
+def test_markers_on_the_synthetic_set(tmp_path, real_set, other_real_set, judges):
+    report = _eval(tmp_path, RealSource(other_real_set), real_set, judges[:1], n=32, markers=True)
     markers = report["markers"]
     for name in synth.MARKER_NAMES:
         row = markers[name]
-        assert len(row["generated_mean"]) == K and len(row["real_std"]) == K
-        # real images against real images: no marker is off by more than a real standard deviation
+        assert len(row["generated_mean"]) == K
         assert all(abs(d) < 1.0 for d in row["effect_size"]), (name, row["effect_size"])
-    # the markers follow the stages on real images: ventricles grow from stage 0 to stage 3
     assert markers["ventricle_fraction"]["real_mean"][3] > markers["ventricle_fraction"]["real_mean"][0]
     assert "Atrophy markers" in (tmp_path / "eval" / "report.md").read_text()

@@ -26,7 +26,7 @@ def _one_error_line(result) -> str:
 
 def _invoke(*args: str) -> str:
     """Run cgan-eval in this process (torch is already imported here, so it is quick); its one error line."""
-    from cgan.train.eval_cli import app
+    from cgan.train.eval.cli import app
 
     result = CliRunner().invoke(app, list(args))
     assert result.exit_code == 1, (result.exit_code, result.stdout, result.stderr)
@@ -42,7 +42,8 @@ def test_help_without_torch_says_why_not_inception():
     assert result.returncode == 0, result.stderr
     text = " ".join(result.stdout.split())
     assert "Inception" in text and "conditional accuracy" in text
-    assert "--classifier" in text and "--n" in text
+    assert "--group-regex" in text and "--augment" in text and "--n" in text and "by subject" in text
+    assert "issue" not in text.lower()  # the help explains itself, not the project's history
     assert " ".join(DISCLAIMER.split()) in text
     assert not torch_loaded(result)
 
@@ -86,7 +87,11 @@ def test_not_onnx_is_one_line(tmp_path):
         (["--n", "1"], "--n"),
         (["--device", "tpu"], "--device"),
         (["--seed", "-3"], "--seed"),
-        (["--classifier-size", "4"], "--classifier-size"),
+        (["--judges", "huge"], "--judges"),
+        (["--gate", "2"], "--gate"),
+        (["--augment", "--repeats", "0"], "--repeats"),
+        (["--augment", "--ratio", "-1"], "--ratio"),
+        (["--holdout", "0.9"], "--holdout"),
     ],
 )
 def test_bad_settings_are_one_line(tmp_path, args, words):
@@ -102,49 +107,61 @@ def test_missing_data_folder_is_one_line(tmp_path):
                                 "--out", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache"), "--device", "cpu")
 
 
-def test_corrupt_classifier_is_one_line(tmp_path):
+def test_corrupt_judge_is_one_line(tmp_path):
     from _models import model_file
 
+    from cgan.train.data import load_image_set
+    from cgan.train.eval.judges import cache_file, default_judges
+    from cgan.train.eval.splits import split_image_set
     from cgan.train.synth import make_synthetic_set
 
     data = make_synthetic_set(tmp_path / "data", n=160, seed=3, img_size=32, log=lambda _m: None, workers=1)
-    bad = tmp_path / "clf.pt"
+    image_set = load_image_set(data, img_size=32, cache_dir=tmp_path / "cache", log=lambda _m: None)
+    bad = cache_file(tmp_path / "cache", image_set, split_image_set(image_set), default_judges()[0])
+    bad.parent.mkdir(parents=True)
     bad.write_bytes(b"garbage")
-    assert "clf.pt" in _invoke(str(model_file("gen32")), "--data", str(data), "--classifier", str(bad),
-                               "--out", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache"), "--device", "cpu")
+    line = _invoke(str(model_file("gen32")), "--data", str(data), "--judges", "small", "--out", str(tmp_path / "out"),
+                   "--cache-dir", str(tmp_path / "cache"), "--device", "cpu")
+    assert bad.name in line and "delete it to retrain" in line
 
 
 @pytest.mark.slow
-def test_whole_run_on_tiny_data_and_classifier_reuse(tmp_path):
+def test_whole_run_with_subjects_the_augmentation_experiment_and_judge_reuse(tmp_path):
     from _models import model_file
+    from _subjects import write_subject_set
 
-    from cgan.train.synth import make_synthetic_set
-
-    data = make_synthetic_set(tmp_path / "data", n=300, seed=3, img_size=32, log=lambda _m: None, workers=1)
-    clf = tmp_path / "clf.pt"
+    data = write_subject_set(tmp_path / "data", subjects_per_stage=(6, 5, 5, 4), slices=4, img_size=32)
     out = tmp_path / "out"
-    args = [str(model_file("gen32")), "--data", str(data), "--n", "16", "--out", str(out), "--classifier", str(clf),
-            "--classifier-epochs", "1", "--classifier-size", "32", "--cache-dir", str(tmp_path / "cache"), *FAST]
-    first = run_script("cgan-eval", *args)
+    args = [str(model_file("gen32")), "--data", str(data), "--n", "16", "--out", str(out), "--judge-epochs", "1",
+            "--cache-dir", str(tmp_path / "cache"), *FAST]
+    first = run_script("cgan-eval", *args, "--augment", "--repeats", "2", "--augment-max-per-stage", "12")
     assert first.returncode == 0, first.stderr
-    assert "training the reference classifier" in first.stdout
-    assert "| stage |" in first.stdout and "bar: not all criteria met" in first.stdout
-    assert clf.is_file()
+    assert "split by subject" in first.stdout
+    assert "training judge small (64 px)" in first.stdout and "training judge deep (32 px)" in first.stdout
+    assert "img/s" in first.stdout  # progress with rates
+    assert "verdict:" in first.stdout and "augmentation experiment" in first.stdout
     report = json.loads((out / "report.json").read_text())
-    assert report["settings"]["n_per_stage"] == 16
-    assert [sum(row) for row in report["conditional_accuracy"]["confusion"]] == [16] * 4
+    assert report["split"]["kind"] == "subject"
+    assert [a + b + c for a, b, c in zip(report["split"]["subjects_fit"], report["split"]["subjects_validation"],
+                                         report["split"]["subjects_held_out"])] == [6, 5, 5, 4]
+    assert [j["judge"] for j in report["judges"]] == ["small (64 px)", "deep (32 px)"]
+    for j in report["judges"]:
+        assert [sum(row) for row in j["conditional_accuracy"]["confusion"]] == [16] * 4
+        assert len(j["kid"]["per_stage"]) == 4 and len(j["precision_recall"]["per_stage"]) == 4
+    aug = report["augment"]["per_judge"]
+    assert [len(j["arms"]["c"]["runs"]) for j in aug] == [2, 2]
     assert report["markers"] is None  # real folder data: the synthetic markers are not reported
-    assert report["classifier"]["clean_held_out"] is True
-    assert (out / "report.md").is_file() and (out / "samples.png").is_file()
+    for name in ("report.md", "samples.png", "augment.png"):
+        assert (out / name).is_file()
 
     second = run_script("cgan-eval", *args)
     assert second.returncode == 0, second.stderr
-    assert "using the reference classifier" in second.stdout
-    assert "training the reference classifier" not in second.stdout
+    assert second.stdout.count("using the cached judge") == 2 and "training judge" not in second.stdout
     again = json.loads((out / "report.json").read_text())
-    # same seed, same classifier: the same measurements
-    assert again["conditional_accuracy"] == report["conditional_accuracy"]
-    assert again["frechet"]["overall"]["generated"] == pytest.approx(report["frechet"]["overall"]["generated"])
+    # same seed, same judges: the same measurements
+    for a, b in zip(again["judges"], report["judges"]):
+        assert a["conditional_accuracy"] == b["conditional_accuracy"]
+        assert a["frechet"]["overall"]["generated"] == pytest.approx(b["frechet"]["overall"]["generated"])
 
 
 def test_default_model_is_the_last_export(tmp_path, monkeypatch):
@@ -153,7 +170,7 @@ def test_default_model_is_the_last_export(tmp_path, monkeypatch):
 
     from _models import model_file
 
-    from cgan.train.eval import load_source
+    from cgan.train.eval.sources import load_source
 
     (tmp_path / "model_output").mkdir()
     shutil.copy(model_file("gen32"), tmp_path / "model_output" / "cDCGAN_generator.onnx")

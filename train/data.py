@@ -64,6 +64,7 @@ class ImageSet:
     skipped: list[str] = field(default_factory=list)  # files that failed to decode (relative paths)
     cache_path: Path | None = None  # the .npy the images are mapped from
     rebuilt: bool = False  # whether this call decoded the images (False: read from the cache)
+    files: list[str] | None = None  # each image's path relative to the data root (subject ids come from it)
 
     def class_counts(self) -> np.ndarray:
         return np.bincount(self.labels, minlength=len(self.class_names)).astype(np.int64)
@@ -388,7 +389,14 @@ def load_image_set(data: Path | None, *, img_size: int = 128, classes: list[str]
     desc = f"{kind} at {root} ({len(kept):,} images)"
     log(f"{desc}: " + ", ".join(f"{n}: {int(c):,}" for n, c in zip(names, counts)))
     return ImageSet(images=images, labels=kept, class_names=names, description=desc, skipped=skipped,
-                    cache_path=cache, rebuilt=rebuilt)
+                    cache_path=cache, rebuilt=rebuilt, files=_kept_files(flat, layout.root, skipped))
+
+
+def _kept_files(flat: Sequence[Path], root: Path, skipped: Sequence[str]) -> list[str]:
+    """Relative paths of the decoded images, in cache order (``skipped`` entries read ``"<path> (<error>)"``)."""
+    gone = {entry[:i] for entry in skipped for i in range(len(entry)) if entry.startswith(" (", i)}
+    rel = (f.relative_to(root).as_posix() for f in flat)
+    return [r for r in rel if r not in gone]
 
 
 def _synthetic_set(img_size: int, cache_dir: Path, log: Log, n: int = DEFAULT_SYNTH_N,

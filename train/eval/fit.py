@@ -1,0 +1,144 @@
+"""Fitting a judge network fast on a CPU: cached uint8 arrays, channels_last, class-balanced draws,
+early stopping on a subject-held-out validation part (after ``min_epochs``), progress with rates, and a checkpoint after
+every epoch so an interrupted fit resumes where it stopped.
+
+An "epoch" is ``epoch_images`` class-balanced draws (weight 1/stage count, with
+replacement), so a fit costs the same whatever pool it draws from (real, real + generated, generated).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from cgan.runtime.fileio import atomic_path
+
+from .metrics import accuracy_summary, confusion
+
+Log = Callable[[str], object]
+
+
+def resize_u8(images: np.ndarray, size: int, *, chunk: int = 1024) -> np.ndarray:
+    """uint8 ``[N, H, W]`` -> uint8 ``[N, size, size]`` (bilinear, antialiased; always a copy)."""
+    if images.ndim == 4 and images.shape[1] == 1:
+        images = images[:, 0]
+    if images.ndim != 3:
+        raise ValueError(f"images must be uint8 [N, H, W], got shape {images.shape}")
+    out = np.empty((len(images), size, size), dtype=np.uint8)
+    for s in range(0, len(images), chunk):
+        part = np.array(images[s : s + chunk], dtype=np.uint8)  # writable (memmaps are read-only)
+        if part.shape[1:] == (size, size):
+            out[s : s + len(part)] = part
+            continue
+        x = F.interpolate(torch.from_numpy(part).float().unsqueeze(1), size=(size, size), mode="bilinear",
+                          antialias=True, align_corners=False)
+        out[s : s + len(part)] = x.round_().clamp_(0, 255).to(torch.uint8).squeeze(1).numpy()
+    return out
+
+
+def to_input(u8: np.ndarray, device: torch.device) -> torch.Tensor:
+    """uint8 ``[B, S, S]`` -> float32 ``[B, 1, S, S]`` in [-1, 1], channels_last."""
+    u8 = np.ascontiguousarray(u8, dtype=np.uint8)
+    if not u8.flags.writeable:  # a memmap view: torch wants writable memory
+        u8 = u8.copy()
+    x = torch.from_numpy(u8).to(device).unsqueeze(1).float()
+    return x.mul_(2.0 / 255.0).sub_(1.0).contiguous(memory_format=torch.channels_last)
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, x_u8: np.ndarray, device: torch.device, batch_size: int = 256) -> np.ndarray:
+    model.eval()
+    out = [model(to_input(x_u8[s : s + batch_size], device)).argmax(1).cpu().numpy()
+           for s in range(0, len(x_u8), batch_size)]
+    return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
+
+
+def fit(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, *,
+        num_classes: int, config: Any, device: torch.device, name: str, checkpoint: Path | None = None,
+        ident: str = "", log: Log = print) -> dict[str, Any]:
+    """Fit ``model`` in place on uint8 ``x`` (already at the network's size) and labels ``y``; keep the
+    epoch with the best validation balanced accuracy (stop after ``config.patience`` epochs without a
+    gain). With ``checkpoint``, the state after every epoch is saved there and a matching one (same
+    ``ident``) is resumed. Returns the history."""
+    from cgan.train.synth import progress_bar
+
+    torch.manual_seed(config.seed)
+    model.to(device).to(memory_format=torch.channels_last)
+    counts = np.bincount(y, minlength=num_classes)
+    draws = config.epoch_images
+    steps_per_epoch = max(1, math.ceil(draws / config.batch_size))
+    total = steps_per_epoch * config.max_epochs
+    if config.max_steps is not None:
+        total = min(total, config.max_steps)
+    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=total, pct_start=0.2)
+    weights = np.where(counts[y] > 0, 1.0 / np.maximum(counts[y], 1), 0.0)
+    weights = weights / weights.sum()
+    state = {"epoch": 0, "step": 0, "best": -1.0, "best_epoch": 0, "best_state": None, "history": []}
+    if checkpoint is not None and checkpoint.is_file():
+        try:
+            saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        except Exception:  # a torn or foreign file: start over (it is only a cache)
+            saved = None
+        if isinstance(saved, dict) and saved.get("ident") == ident:
+            model.load_state_dict(saved["model"])
+            opt.load_state_dict(saved["opt"])
+            sched.load_state_dict(saved["sched"])
+            state = saved["state"]
+            log(f"{name}: resuming an interrupted fit after epoch {state['epoch']} ({checkpoint})")
+    step = state["step"]
+    with progress_bar(f"{name}") as bar:
+        task = bar.add_task("", total=total, completed=step)
+        while state["epoch"] < config.max_epochs and step < total:
+            epoch = state["epoch"]
+            rng = np.random.default_rng([config.seed, epoch, 0xC1A5])
+            order = rng.choice(len(y), size=draws, replace=True, p=weights)
+            model.train()
+            t0, loss_sum, seen = time.perf_counter(), 0.0, 0
+            for s in range(0, draws, config.batch_size):
+                if step >= total:
+                    break
+                idx = np.sort(order[s : s + config.batch_size])
+                loss = F.cross_entropy(model(to_input(x[idx], device)), torch.from_numpy(y[idx]).to(device))
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                step += 1
+                loss_sum += loss.item() * len(idx)
+                seen += len(idx)
+                bar.advance(task)
+            seconds = time.perf_counter() - t0
+            val = accuracy_summary(confusion(y_val, predict(model, x_val, device), num_classes))["balanced_accuracy"]
+            state["epoch"] = epoch + 1
+            state["step"] = step
+            state["history"].append({"epoch": epoch + 1, "loss": loss_sum / max(seen, 1), "val_balanced_accuracy": val,
+                                     "seconds": round(seconds, 2)})
+            if val > state["best"]:
+                state.update(best=val, best_epoch=epoch + 1,
+                             best_state={k: v.detach().cpu().clone() for k, v in model.state_dict().items()})
+            if checkpoint is not None:
+                checkpoint.parent.mkdir(parents=True, exist_ok=True)
+                with atomic_path(checkpoint) as tmp:
+                    torch.save({"ident": ident, "model": model.state_dict(), "opt": opt.state_dict(),
+                                "sched": sched.state_dict(), "state": state}, tmp)
+            log(f"{name} epoch {epoch + 1}/{config.max_epochs}: loss {loss_sum / max(seen, 1):.4f}, validation "
+                f"balanced accuracy {val:.3f} (best {state['best']:.3f} at {state['best_epoch']}); "
+                f"{seen:,} images in {seconds:.1f} s ({seen / max(seconds, 1e-9):,.0f} img/s)")
+            # not before min_epochs: early on, at the schedule's peak learning rate, BatchNorm's running
+            # statistics lag the weights and the validation accuracy says little
+            if state["epoch"] >= config.min_epochs and state["epoch"] - state["best_epoch"] >= config.patience:
+                log(f"{name}: stopping early, no validation gain for {config.patience} epochs")
+                break
+    if state["best_state"] is not None:
+        model.load_state_dict(state["best_state"])
+    model.eval()
+    return {"epochs": state["epoch"], "best_epoch": state["best_epoch"], "steps": step,
+            "val_balanced_accuracy": state["best"], "history": copy.deepcopy(state["history"])}
