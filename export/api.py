@@ -8,8 +8,6 @@
 from __future__ import annotations
 
 import copy
-import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -24,6 +22,7 @@ from cgan.runtime.fileio import atomic_path, atomic_write_text
 from .card import CARD_NAME, render_card
 from .checkpoints import _EMA_KEYS, load_generator
 from .errors import ExportError
+from .outputs import check_output as _check_output
 from .onnx_export import DEFAULT_OPSET, build_inference_module, check_graph, check_opset, trace_to_onnx
 from .validate import BATCH_SIZES, compare_with_torch, default_tolerance, validation_providers
 
@@ -219,20 +218,3 @@ def _set_metadata(model: Any, info: ModelInfo) -> None:
         f"dementia-cgan conditional DCGAN generator: (z [N, {info.z_dim}] float32, stage [N] int64) -> "
         f"image [N, {info.channels}, {info.img_size}, {info.img_size}] float32 in [-1, 1]. {DISCLAIMER}"
     )
-
-
-def _check_output(out: Path, *, overwrite: bool) -> None:
-    """Fail before the slow part if ``out`` cannot be written."""
-    if out.is_dir():
-        raise ExportError(f"output {out} is a directory; give a file name such as {out / 'cDCGAN_generator.onnx'}")
-    if out.exists() and not overwrite:
-        raise ExportError(f"output {out} already exists; pass --overwrite to replace it")
-    if out.suffix.lower() != ".onnx":
-        raise ExportError(f"output {out} should end in .onnx")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=".probe", dir=out.parent)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        raise ExportError(f"cannot write to {out.parent} ({exc.strerror or exc}); choose another --out") from None

@@ -80,7 +80,7 @@ class Int8Result:
     model: Any  # onnx.ModelProto, metadata set
     fidelity: Fidelity
     fp32_layers: tuple[str, ...]
-    sensitivity: dict[str, Fidelity]  # each layer quantized alone
+    sensitivity: dict[str, Fidelity]  # each layer quantized alone (measured only when every layer in int8 misses the bar)
     rewrite: RewriteReport
     rewrite_max_abs_err: float
     tried: list[tuple[tuple[str, ...], Fidelity]] = field(default_factory=list)
@@ -151,8 +151,16 @@ def quantize_int8(
         raise ExportError(f"--int8 needs an fp32 model to start from; this one is {info.precision}")
     calibration = list(calibration) if calibration is not None else stage_feeds(info, CALIBRATION_PER_STAGE, CALIBRATION_SEED)
     validation = list(validation) if validation is not None else stage_feeds(info, VALIDATION_PER_STAGE, VALIDATION_SEED)
-    if not calibration:
-        raise ExportError("the calibration set is empty; give at least one batch of (z, stage)")
+    for what, feeds in (("calibration", calibration), ("validation", validation)):
+        if not feeds:
+            raise ExportError(f"the {what} set is empty; give at least one batch of (z, stage)")
+        for z, stages in feeds:
+            z, stages = np.asarray(z), np.asarray(stages)
+            if z.ndim != 2 or z.shape[1] != info.z_dim or stages.shape != (len(z),) or not ((stages >= 0) & (stages < info.num_classes)).all():
+                raise ExportError(
+                    f"a {what} batch has z {z.shape} and stage {stages.shape}; expected z [n, {info.z_dim}] and stage [n] "
+                    f"with values 0..{info.num_classes - 1}"
+                )
 
     reference = _session(fp32_model.SerializeToString())
     rewritten, report = rewrite_for_int8(fp32_model, kernel=kernel)
@@ -174,21 +182,26 @@ def quantize_int8(
             model = _quantize(source, Path(tmp) / "q.onnx", calibration, exclude=list(fp32))
             return model, measure_fidelity(reference, _session(model.SerializeToString()), validation, info.num_classes)
 
-        say(f"calibrating on {sum(len(s) for _, s in calibration)} images over every stage; measuring each layer quantized alone")
-        sensitivity = {}
-        for name in layers:
-            sensitivity[name] = attempt([other for other in layers if other != name])[1]
-            say(f"  {name} alone in int8: {sensitivity[name].line()}")
-        ranked = sorted(layers, key=lambda name: -sensitivity[name].mse)
-        tried = []
-        for k in range(0, min(max_fp32_layers, len(layers)) + 1):
-            keep = tuple(ranked[:k])
-            model, fid = attempt(keep)
-            tried.append((keep, fid))
-            say(f"  fp32 layers {list(keep) or 'none'}: {fid.line()}")
-            if fid.meets(min_psnr_db, max_mae_grey):
-                break
-        else:
+        say(f"calibrating on {sum(len(s) for _, s in calibration)} images over every stage")
+        keep: tuple[str, ...] = ()
+        model, fid = attempt(keep)
+        tried = [(keep, fid)]
+        say(f"  every layer in int8: {fid.line()}")
+        sensitivity: dict[str, Fidelity] = {}
+        if not fid.meets(min_psnr_db, max_mae_grey) and max_fp32_layers > 0:
+            say("  below the bar; measuring what quantizing each layer alone costs")
+            for name in layers:
+                sensitivity[name] = attempt([other for other in layers if other != name])[1]
+                say(f"  {name} alone in int8: {sensitivity[name].line()}")
+            ranked = sorted(layers, key=lambda name: -sensitivity[name].mse)
+            for k in range(1, min(max_fp32_layers, len(layers)) + 1):
+                keep = tuple(ranked[:k])
+                model, fid = attempt(keep)
+                tried.append((keep, fid))
+                say(f"  fp32 layers {list(keep)}: {fid.line()}")
+                if fid.meets(min_psnr_db, max_mae_grey):
+                    break
+        if not fid.meets(min_psnr_db, max_mae_grey):
             best_keep, best = max(tried, key=lambda t: t[1].worst_psnr_db)
             raise FidelityError(
                 f"no int8 model meets the bar (PSNR >= {min_psnr_db:g} dB and MAE <= {max_mae_grey:g} grey levels on every stage) "

@@ -20,6 +20,7 @@ from cgan.runtime.fileio import atomic_path, atomic_write_text
 from .card import CARD_NAME, render_card
 from .errors import ExportError
 from .int8 import Fidelity, Int8Result, quantize_int8
+from .outputs import check_output
 
 DEFAULT_OUT_INT8 = Path("model_output/cDCGAN_generator_int8.onnx")
 
@@ -53,21 +54,21 @@ def export_int8(
     overwrite: bool = True,
     max_fp32_layers: int | None = None,
     calibration: Any = None,
+    kernel: Any = None,
     log: Callable[[str], None] | None = None,
     **checkpoint_kwargs: Any,
 ) -> Int8Report:
     """Quantize ``source`` (an fp32 ``.onnx`` from cgan-export, or a checkpoint exported to fp32 first) to ``out``.
 
+    ``calibration`` and ``kernel``: see :func:`~cgan.export.int8.quantize_int8`.
     Raises a :class:`CganError` (a :class:`~cgan.export.int8.FidelityError` below the bar) and writes nothing on failure.
     """
     import onnx
 
-    from .api import _check_output, export_checkpoint
-
     say = log or (lambda _msg: None)
     started = time.perf_counter()
     source, out = Path(source), Path(out)
-    _check_output(out, overwrite=overwrite)
+    check_output(out, overwrite=overwrite)
     if source.resolve() == out.resolve():
         raise ExportError(f"--out {out} is the fp32 model being quantized; choose another name")
     with tempfile.TemporaryDirectory(prefix="cgan-int8-src-") as tmp:
@@ -77,13 +78,15 @@ def export_int8(
             read_metadata(source)  # the runtime's contract first: a foreign file is refused with its reason
             fp32_path = source
         else:
+            from .api import export_checkpoint  # torch: only for a checkpoint
+
             fp32_path = Path(tmp) / "fp32.onnx"
             say(f"exporting {source} to fp32 first")
             export_checkpoint(source, fp32_path, model_card=False, log=say, **checkpoint_kwargs)
         data = fp32_path.read_bytes()
     fp32_model = onnx.load_from_string(data)
     kwargs = {} if max_fp32_layers is None else {"max_fp32_layers": max_fp32_layers}
-    result = quantize_int8(fp32_model, calibration=calibration, source_sha256=hashlib.sha256(data).hexdigest(), log=say, **kwargs)
+    result = quantize_int8(fp32_model, calibration=calibration, kernel=kernel, source_sha256=hashlib.sha256(data).hexdigest(), log=say, **kwargs)
 
     blob = result.model.SerializeToString()
     try:
