@@ -141,7 +141,8 @@ def quantize_int8(
     """Quantize ``fp32_model`` (an ``onnx.ModelProto`` written by cgan-export) to a validated int8 QDQ model.
 
     ``calibration`` / ``validation``: batches of (z, stage); by default 32 images per stage each, on
-    different noise seeds. ``source_sha256``: of the fp32 file, recorded in the metadata. ``kernel`` replaces the rewrite's kernel mapping (tests use a wrong one).
+    different noise seeds. ``source_sha256``: of the fp32 file, recorded in the metadata. ``kernel``
+    replaces the rewrite's kernel mapping (tests use a wrong one).
     Raises :class:`ValidationError` if the rewrite changes the fp32 output, :class:`FidelityError` if no
     choice of at most ``max_fp32_layers`` float32 layers meets the bar.
     """
@@ -206,11 +207,11 @@ def quantize_int8(
             raise FidelityError(
                 f"no int8 model meets the bar (PSNR >= {min_psnr_db:g} dB and MAE <= {max_mae_grey:g} grey levels on every stage) "
                 f"with at most {max_fp32_layers} layers in fp32; best: {best.line()} with {list(best_keep) or 'no'} fp32 layers. "
-                "Nothing was written; calibrate on more images or allow more fp32 layers"
+                "Nothing was written; calibrate on more images or allow more fp32 layers (--max-fp32-layers)"
             )
 
     sha = source_sha256 or hashlib.sha256(fp32_model.SerializeToString()).hexdigest()
-    _set_metadata(model, fp32_model, info, keep, fid, calibration, report, err, sha)
+    _set_metadata(model, fp32_model, info, keep, fid, calibration, report, err, sha, sensitivity)
     return Int8Result(model, fid, keep, sensitivity, report, err, tried)
 
 
@@ -256,7 +257,7 @@ def _quantize(source: Path, out: Path, calibration: Feeds, *, exclude: list[str]
     from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     reader = type("CalibrationReader", (_Reader, CalibrationDataReader), {})(calibration)
-    with _quiet():
+    with _quiet(), _as_export_error("onnxruntime.quantization could not quantize the model"):
         quantize_static(
             str(source), str(out), reader,
             quant_format=QuantFormat.QDQ,
@@ -273,6 +274,17 @@ def _quantize(source: Path, out: Path, calibration: Feeds, *, exclude: list[str]
 
 
 @contextlib.contextmanager
+def _as_export_error(what: str):
+    try:
+        yield
+    except ExportError:
+        raise
+    except Exception as exc:  # the quantizer and onnxruntime raise many types of their own
+        lines = [line for line in str(exc).strip().splitlines() if line.strip()]
+        raise ExportError(f"{what} ({lines[0][:300] if lines else type(exc).__name__}); nothing was written") from None
+
+
+@contextlib.contextmanager
 def _quiet():
     """The quantizer logs a pre-processing hint at WARNING on the root logger on every call."""
     root = logging.getLogger()
@@ -285,7 +297,7 @@ def _quiet():
 
 
 def _set_metadata(model: Any, fp32_model: Any, info: ModelInfo, keep: Sequence[str], fid: Fidelity, calibration: Feeds,
-                  report: RewriteReport, rewrite_err: float, source_sha256: str) -> None:
+                  report: RewriteReport, rewrite_err: float, source_sha256: str, sensitivity: dict[str, Fidelity]) -> None:
     meta = {p.key: p.value for p in fp32_model.metadata_props}
     meta[Key.PRECISION] = "int8"
     meta[QUANT_KEY] = json.dumps({
@@ -296,6 +308,7 @@ def _set_metadata(model: Any, fp32_model: Any, info: ModelInfo, keep: Sequence[s
         "rewrite": {"conv_depth_to_space": list(report.to_conv), "gemm": list(report.to_matmul),
                     "max_abs_err_fp32": float(f"{rewrite_err:.3e}")},
         "bar": {"min_psnr_db": MIN_PSNR_DB, "max_mae_grey": MAX_MAE_GREY},
+        "sensitivity_psnr_db": {name: round(f.worst_psnr_db, 2) for name, f in sensitivity.items()},  # each layer alone in int8
         "psnr_db_per_stage": [round(v, 2) for v in fid.psnr_db],
         "mae_grey_per_stage": [round(v, 3) for v in fid.mae_grey],
     }, sort_keys=True)
