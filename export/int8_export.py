@@ -42,7 +42,7 @@ class Int8Report:
         kept = ", ".join(self.fp32_layers) or "none"
         return (
             f"exported {self.path} (int8 QDQ, {self.size_bytes / 1e6:.2f} MB, {self.source_size_bytes / self.size_bytes:.1f}x smaller "
-            f"than {self.source.name}) in {self.seconds:.0f} s; against the fp32 model: {self.fidelity.line()}; fp32 layers: {kept}"
+            f"than the fp32 model) in {self.seconds:.0f} s; against the fp32 model: {self.fidelity.line()}; fp32 layers: {kept}"
         )
 
 
