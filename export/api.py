@@ -8,8 +8,6 @@
 from __future__ import annotations
 
 import copy
-import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -19,13 +17,13 @@ from typing import Any, Callable, Mapping
 from cgan.runtime import __version__
 from cgan.runtime.contract import DISCLAIMER, REQUIRED_KEYS, STAGE_NAMES, Key, ModelInfo, read_metadata
 from cgan.runtime.errors import CganError
-from cgan.runtime.errors import DiskFullError, OutputError
+from cgan.runtime.errors import DiskFullError
 from cgan.runtime.fileio import atomic_path, atomic_write_text
-from cgan.runtime.outputs import check_free, clean_dead_temps
 
 from .card import card_path_for, render_card
 from .checkpoints import _EMA_KEYS, load_generator
 from .errors import ExportError
+from .outputs import check_output as _check_output
 from .onnx_export import DEFAULT_OPSET, build_inference_module, check_graph, check_opset, trace_to_onnx
 from .validate import BATCH_SIZES, compare_with_torch, default_tolerance, validation_providers
 
@@ -223,23 +221,3 @@ def _set_metadata(model: Any, info: ModelInfo) -> None:
         f"dementia-cgan conditional DCGAN generator: (z [N, {info.z_dim}] float32, stage [N] int64) -> "
         f"image [N, {info.channels}, {info.img_size}, {info.img_size}] float32 in [-1, 1]. {DISCLAIMER}"
     )
-
-
-def _check_output(out: Path, *, overwrite: bool, card: bool = True) -> None:
-    """Fail before the slow part if ``out`` (or its card) cannot be written; clear killed runs' temporary files."""
-    if out.is_dir():
-        raise ExportError(f"output {out} is a directory; give a file name such as {out / 'cDCGAN_generator.onnx'}")
-    if out.suffix.lower() != ".onnx":
-        raise ExportError(f"output {out} should end in .onnx")
-    try:
-        check_free({out.parent: [out.name] + ([card_path_for(out).name] if card else [])}, overwrite=overwrite)
-    except OutputError as exc:
-        raise ExportError(str(exc)) from None
-    clean_dead_temps(out.parent)
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=".probe", dir=out.parent)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        raise ExportError(f"cannot write to {out.parent} ({exc.strerror or exc}); choose another --out") from None

@@ -33,7 +33,7 @@ def render_card(info: ModelInfo, model_file: str, *, repo_id: str | None = None)
         "\nThis is a float16 model for GPUs: ONNX Runtime's CPU provider runs it in float32 with the"
         "\nfloat16-rounded weights; on CUDA the arithmetic is float16."
         if info.precision == "fp16" else ""
-    )
+    ) + _int8_note(info)
     return f"""---
 license: mit
 library_name: onnx
@@ -122,3 +122,31 @@ on fresh random inputs at batch sizes 1, 7 and 64 and every stage: max abs error
 Trained on a small, imbalanced set (few Moderate-stage images): later stages are less varied and
 less reliable. The generator can produce implausible anatomy. {DISCLAIMER}
 """
+
+
+def _int8_note(info: ModelInfo) -> str:
+    """For an int8 model: how it was quantized and how far it is from its fp32 source."""
+    if info.precision != "int8":
+        return ""
+    import json
+
+    from .int8 import INT8_MAE_KEY, INT8_PSNR_KEY, QUANT_KEY, SOURCE_SHA_KEY
+
+    prov = info.provenance
+    try:
+        quant = json.loads(prov.get(QUANT_KEY, "{}"))
+    except json.JSONDecodeError:
+        quant = {}
+    kept = ", ".join(f"`{name}`" for name in quant.get("fp32_layers", [])) or "none"
+    psnr = ", ".join(f"{v:g}" for v in quant.get("psnr_db_per_stage", []))
+    mae = ", ".join(f"{v:g}" for v in quant.get("mae_grey_per_stage", []))
+    return f"""
+
+The parity above is the fp32 model's, against PyTorch. This is its **int8** version (`cgan-export --int8`):
+{quant.get("scheme", "static QDQ")}, calibrated on {quant.get("calibration", {}).get("images", "?")} of the
+generator's own images over every stage; layers kept in fp32: {kept}. The ConvTranspose layers were
+rewritten as Conv + DepthToSpace + crop (and the first as a Gemm) so that int8 kernels run them.
+Against the fp32 model (sha256 `{prov.get(SOURCE_SHA_KEY, "not recorded")[:16]}...`) on fresh images of
+every stage: worst-stage PSNR **{prov.get(INT8_PSNR_KEY, "?")} dB** over the output range (per stage: {psnr}) and
+mean absolute error **{prov.get(INT8_MAE_KEY, "?")}** grey levels of 255 (per stage: {mae}); the bar is
+≥ {quant.get("bar", {}).get("min_psnr_db", 40):g} dB and ≤ {quant.get("bar", {}).get("max_mae_grey", 1.5):g} levels on every stage."""

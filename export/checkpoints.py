@@ -16,7 +16,6 @@ checkpoint needs nothing beside its weights; sizes it declares are cross-checked
 from __future__ import annotations
 
 import hashlib
-import pickle
 import re
 from pathlib import Path
 from typing import Any, Mapping
@@ -43,7 +42,6 @@ def sha256_file(path: Path) -> str:
 
 def read_checkpoint(path: Path) -> Any:
     """``torch.load(path, weights_only=True)`` with one-line errors for missing, corrupt or code-carrying files."""
-    import torch
 
     path = Path(path)
     if not path.exists():

@@ -207,12 +207,15 @@ def load(
     threads: int | None = None,
     cwd: str | os.PathLike | None = None,
     log: Callable[[str], object] | None = None,
+    prepack: bool | str = True,
 ) -> OnnxGenerator:
     """Load a generator model: ``model`` is a path, ``"hf:OWNER/REPO[/FILE]"`` or None (the last export
     ``model_output/cDCGAN_generator.onnx``, else the embedded default). ``provider``: ``auto``, ``cpu``,
-    ``cuda`` or any ORT provider name; ``log`` hears when the Hub is contacted. Raises a :class:`CganError` that says what to do on failure."""
+    ``cuda`` or any ORT provider name; ``log`` hears when the Hub is contacted. ``prepack``: see
+    :class:`SessionSettings` (``"auto"`` for a process that makes one image per stage and exits). Raises a
+    :class:`CganError` that says what to do on failure."""
     resolved = resolve_model(model, cwd=cwd, log=log)
-    settings = SessionSettings(provider=provider, threads=threads)
+    settings = SessionSettings(provider=provider, threads=threads, prepack=prepack)
     return OnnxGenerator(open_session(resolved.path, settings, source=resolved.description), resolved)
 
 

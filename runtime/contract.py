@@ -15,7 +15,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from .errors import ModelError, StageError
-from .noise import NOISE_VERSION, NOISE_VERSIONS, check_version, noise_v1, noise_v2
+from .noise import NOISE_VERSION, check_version, noise_v1, noise_v2
 
 FORMAT_VERSION = "1"
 SUPPORTED_FORMAT_VERSIONS = ("1",)
