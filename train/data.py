@@ -407,7 +407,7 @@ def _synthetic_set(img_size: int, cache_dir: Path, log: Log, n: int = DEFAULT_SY
     entry = _entry_dir(cache_dir, "synth", f"{n}-{seed}-{img_size}")
     cache = entry / f"images-{key}.npy"
     meta = _read_meta(entry)
-    desc = f"synthetic OASIS-like set (n={n}, seed={seed})"
+    desc = f"synthetic OASIS-like set v{synth.SYNTH_VERSION}, MNI ICBM152 2009 anatomy (n={n}, seed={seed})"
     rebuilt = False
     if not (meta and meta.get("key") == key and cache.is_file()):
         log(f"no --data given: rendering the built-in {desc} at {img_size} px into {entry} (once) ...")
