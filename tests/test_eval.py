@@ -213,7 +213,8 @@ def test_stratified_split():
 # ---------------------------------------------------------------- tiny real data and classifier
 
 def _synthetic(n: int, seed: int) -> ImageSet:
-    images, labels = synth.render_set(n, seed=seed, img_size=32, workers=1)
+    # one slice per subject: independent images, as the evaluator's by-image split assumes
+    images, labels = synth.render_set(n, seed=seed, img_size=32, workers=1, slices_per_subject=1)
     return ImageSet(images=images, labels=labels, class_names=list(OASIS_FOLDERS),
                     description=f"synthetic OASIS-like set (n={n}, seed={seed}, test)")
 

@@ -120,6 +120,10 @@ def test_set_plan_whole_subjects_and_seeded_order():
     assert np.array_equal(plan.subject[:-1] <= plan.subject[1:], np.ones(999, bool))
     other = synth.set_plan(1000, 1)
     assert not np.array_equal(plan.stage, other.stage)  # stages are shuffled by subject with the seed
+    single = synth.set_plan(1000, 0, 1)  # one slice per subject: independent images
+    assert single.subjects == 1000 and set(single.slices.tolist()) == {1}
+    with pytest.raises(CganError, match="at least 1"):
+        synth.set_plan(10, 0, 0)
 
 
 def test_stage_counts_follow_oasis_with_floor():
