@@ -2,7 +2,8 @@
 figure per judge, the verdict over two judges and their disagreement, the leakage a subject-level split
 stops, and the augmentation experiment.
 
-Most data is the v1 synthetic set rendered at 32 px (no subjects: the split falls back to images);
+Most data is drawn from the synthetic set's renderer at 32 px, one subject per image (no subject ids
+in the names: the split falls back to images);
 the leakage test writes its own set with several slices per subject under OASIS names.
 """
 
@@ -15,7 +16,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from _subjects import write_subject_set  # noqa: E402
+from _subjects import stage_images, write_subject_set  # noqa: E402
 
 from cgan.runtime.contract import OASIS_FOLDERS  # noqa: E402
 from cgan.train import synth  # noqa: E402
@@ -49,9 +50,10 @@ def _one_thread():
 
 
 def _synthetic(n: int, seed: int) -> ImageSet:
-    """v1 synthetic images at 32 px, n / 4 of every stage (the rare stages too, so per-stage figures are steady)."""
+    """Synthetic (v2) images at 32 px, one subject each, n / 4 of every stage (the rare stages too, so
+    per-stage figures are steady)."""
     labels = np.repeat(np.arange(K), n // K)
-    images = np.stack([synth.synth_image(seed, i, int(s), 32)[0] for i, s in enumerate(labels)])
+    images = stage_images(seed, labels, 32)
     return ImageSet(images=images, labels=labels, class_names=list(OASIS_FOLDERS),
                     description=f"synthetic OASIS-like set (n={n}, seed={seed}, test)")
 
@@ -71,7 +73,7 @@ def other_real_set() -> ImageSet:
 def balanced_set() -> ImageSet:
     """Unseen real images, 80 of every stage (the rare stages too, so per-stage figures are steady)."""
     stages = np.repeat(np.arange(K), 80)
-    images = np.stack([synth.synth_image(13, i, int(s), 32)[0] for i, s in enumerate(stages)])
+    images = stage_images(13, stages, 32)
     return ImageSet(images=images, labels=stages, class_names=list(OASIS_FOLDERS), description="balanced (test)")
 
 

@@ -108,6 +108,19 @@ def test_subjects_in_oasis_names(tmp_path):
     assert synth.oasis_subject("synth_s0_000001.png") is None
 
 
+def test_set_files_name_every_image_as_written_and_the_built_in_set_carries_them(tmp_path):
+    """The built-in set (rendered straight into the cache) names its images as cgan-data synth writes
+    them, so cgan-eval can split it by subject."""
+    from cgan.train.data import _synthetic_set
+    from cgan.train.eval.splits import split_image_set
+
+    out = synth.make_synthetic_set(tmp_path / "set", n=150, seed=2, img_size=16, log=_quiet)
+    assert synth.set_files(150, 2) == [r["path"] for r in synth.read_labels(out / synth.LABELS_CSV)]
+    builtin = _synthetic_set(16, tmp_path / "cache", _quiet, n=150, seed=2)
+    assert builtin.files == synth.set_files(150, 2)
+    assert split_image_set(builtin).kind == "subject"
+
+
 def test_set_plan_whole_subjects_and_seeded_order():
     plan = synth.set_plan(1000, 0)
     assert np.bincount(plan.stage, minlength=4).tolist() == synth.stage_counts(1000).tolist()
@@ -120,6 +133,10 @@ def test_set_plan_whole_subjects_and_seeded_order():
     assert np.array_equal(plan.subject[:-1] <= plan.subject[1:], np.ones(999, bool))
     other = synth.set_plan(1000, 1)
     assert not np.array_equal(plan.stage, other.stage)  # stages are shuffled by subject with the seed
+    single = synth.set_plan(1000, 0, 1)  # one slice per subject: independent images
+    assert single.subjects == 1000 and set(single.slices.tolist()) == {1}
+    with pytest.raises(CganError, match="at least 1"):
+        synth.set_plan(10, 0, 0)
 
 
 def test_stage_counts_follow_oasis_with_floor():

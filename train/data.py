@@ -428,7 +428,7 @@ def _synthetic_set(img_size: int, cache_dir: Path, log: Log, n: int = DEFAULT_SY
     counts = np.bincount(labels, minlength=len(names))
     log(f"no --data given: using the built-in {desc}: " + ", ".join(f"{a}: {int(c):,}" for a, c in zip(names, counts)))
     return ImageSet(images=np.load(cache, mmap_mode="r"), labels=labels, class_names=names, description=desc,
-                    cache_path=cache, rebuilt=rebuilt)
+                    cache_path=cache, rebuilt=rebuilt, files=synth.set_files(n, seed))
 
 
 def remove_cache(cache_dir: Path | None = None) -> Path:

@@ -101,12 +101,14 @@ class SetPlan:
 
 
 @functools.lru_cache(maxsize=8)
-def set_plan(n: int, seed: int) -> SetPlan:
-    """Split every stage's images (:func:`stage_counts`) into subjects of up to SLICES_PER_SUBJECT
+def set_plan(n: int, seed: int, slices_per_subject: int = SLICES_PER_SUBJECT) -> SetPlan:
+    """Split every stage's images (:func:`stage_counts`) into subjects of up to ``slices_per_subject``
     slices, shuffle the subjects with ``seed`` and number them 1, 2, ... in that order."""
+    if slices_per_subject < 1:
+        raise CganError(f"slices per subject must be at least 1, got {slices_per_subject}")
     groups: list[tuple[int, int]] = []  # (stage, slice count)
     for stage, count in enumerate(stage_counts(n)):
-        k = -(-int(count) // SLICES_PER_SUBJECT)
+        k = -(-int(count) // slices_per_subject)
         groups += [(stage, int(count) // k + (1 if i < int(count) % k else 0)) for i in range(k)]
     order = np.random.default_rng([seed, 0x5EED]).permutation(len(groups))
     stage, subject, slot, slices = [], [], [], []
@@ -120,9 +122,9 @@ def set_plan(n: int, seed: int) -> SetPlan:
     return SetPlan(as64(stage), as64(subject), as64(slot), as64(slices))
 
 
-def stage_of_index(n: int, seed: int) -> np.ndarray:
+def stage_of_index(n: int, seed: int, slices_per_subject: int = SLICES_PER_SUBJECT) -> np.ndarray:
     """The stage of each image 0..n-1 of a set with ``seed``."""
-    return set_plan(n, seed).stage
+    return set_plan(n, seed, slices_per_subject).stage
 
 
 def subject_name(number: int) -> str:
@@ -147,9 +149,24 @@ def image_relpath(stage: int, subject: int, level: int) -> str:
     return f"{OASIS_FOLDERS[stage]}/{subject_name(subject)}_MR1_mpr-1_{level}{IMAGE_SUFFIX}"
 
 
-def synth_image(seed: int, index: int, n: int, img_size: int) -> tuple[np.ndarray, dict]:
+def set_files(n: int, seed: int, slices_per_subject: int = SLICES_PER_SUBJECT) -> list[str]:
+    """The relative path (Kaggle folder / OASIS-style name) of every image 0..n-1 of the set (n, seed), as
+    ``cgan-data synth`` writes them, without rendering: what tools group by subject on."""
+    plan = set_plan(n, seed, slices_per_subject)
+    levels: dict[int, list[int]] = {}
+    out = []
+    for i in range(n):
+        number, stage = int(plan.subject[i]), int(plan.stage[i])
+        if number not in levels:
+            levels[number] = make_subject(seed, number, stage, int(plan.slices[i]))[1]
+        out.append(image_relpath(stage, number, levels[number][int(plan.slot[i])]))
+    return out
+
+
+def synth_image(seed: int, index: int, n: int, img_size: int,
+                slices_per_subject: int = SLICES_PER_SUBJECT) -> tuple[np.ndarray, dict]:
     """Image ``index`` of the set (n, seed) and its ``labels.csv`` row: a pure function of its arguments."""
-    plan = set_plan(n, seed)
+    plan = set_plan(n, seed, slices_per_subject)
     number, stage = int(plan.subject[index]), int(plan.stage[index])
     subj, levels = make_subject(seed, number, stage, int(plan.slices[index]))
     level = levels[int(plan.slot[index])]
@@ -172,11 +189,11 @@ def _write_chunk(job: tuple[Path, int, int, int, int, int]) -> list[dict]:
     return rows
 
 
-def _array_chunk(job: tuple[int, int, int, int, int]) -> np.ndarray:
-    seed, n, img_size, start, stop = job
+def _array_chunk(job: tuple[int, int, int, int, int, int]) -> np.ndarray:
+    seed, n, img_size, start, stop, slices = job
     out = np.empty((stop - start, img_size, img_size), dtype=np.uint8)
     for k in range(start, stop):
-        out[k - start] = synth_image(seed, k, n, img_size)[0]
+        out[k - start] = synth_image(seed, k, n, img_size, slices)[0]
     return out
 
 
@@ -230,16 +247,20 @@ def progress_bar(description: str):
 
 
 def render_set(n: int, *, seed: int, img_size: int = 128, workers: int | None = None,
-               out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """The images of the synthetic set (n, seed) in memory (or into ``out``, e.g. a memmap), and labels."""
+               out: np.ndarray | None = None, slices_per_subject: int = SLICES_PER_SUBJECT
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """The images of the synthetic set (n, seed) in memory (or into ``out``, e.g. a memmap), and labels.
+
+    ``slices_per_subject=1`` gives one slice per subject: images independent of each other (for
+    tools that split by image)."""
     _check_set_args(n, seed, img_size)
-    stages = stage_of_index(n, seed)
+    stages = stage_of_index(n, seed, slices_per_subject)
     images = out if out is not None else np.empty((n, img_size, img_size), dtype=np.uint8)
     workers = default_workers() if workers is None else workers
-    jobs = [(seed, n, img_size, a, b) for a, b in _ranges(n)]
+    jobs = [(seed, n, img_size, a, b, slices_per_subject) for a, b in _ranges(n)]
     with progress_bar("rendering synthetic set") as bar:
         task = bar.add_task("", total=n)
-        for (_, _, _, a, b), arr in zip(jobs, _pool_map(_array_chunk, jobs, workers if n >= POOL_MIN else 1)):
+        for (_, _, _, a, b, _), arr in zip(jobs, _pool_map(_array_chunk, jobs, workers if n >= POOL_MIN else 1)):
             images[a:b] = arr
             bar.advance(task, b - a)
     return images, stages

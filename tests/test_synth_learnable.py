@@ -1,0 +1,33 @@
+"""The synthetic set is learnable, but not trivially: cgan-eval's judge, held out by subject."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from cgan.runtime.contract import OASIS_FOLDERS  # noqa: E402
+from cgan.train import synth  # noqa: E402
+from cgan.train.data import ImageSet  # noqa: E402
+from cgan.train.eval.judges import JudgeConfig, train_judge  # noqa: E402
+from cgan.train.eval.splits import split_image_set  # noqa: E402
+
+
+@pytest.mark.slow
+def test_judge_with_a_subject_split_is_good_but_not_perfect():
+    n, seed = 1600, 21
+    images, stages = synth.render_set(n, seed=seed, img_size=64)
+    image_set = ImageSet(images=images, labels=stages, class_names=list(OASIS_FOLDERS),
+                         description="synthetic set (test)", files=synth.set_files(n, seed))
+    split = split_image_set(image_set, holdout=0.25, seed=0)
+    assert split.kind == "subject"
+    subjects = np.asarray(split.groups, dtype=object)
+    assert not set(subjects[split.held]) & set(subjects[split.train])  # no subject on both sides
+    judge = train_judge(image_set, split, JudgeConfig(arch="small", input_size=64, max_epochs=5, min_epochs=5),
+                        device=torch.device("cpu"), log=lambda _m: None)
+    summary = judge.held_out
+    # the issue's band is roughly 80-95% (reached on the 8,000-image set, see README); this small set
+    # (about 1,000 training images, a few Moderate subjects) and short run sit a little lower
+    assert 0.70 <= summary["accuracy"] <= 0.97, summary
+    assert summary["balanced_accuracy"] > 0.4, summary  # chance is 0.25
