@@ -233,7 +233,7 @@ def test_real_vs_real_sits_near_its_baselines_per_judge_and_noise_does_not(tmp_p
     assert real["split"]["kind"] == "image" and "no subjects" in real["split"]["note"]
     assert len(real["judges"]) == 2
     for r, z in zip(real["judges"], noise["judges"]):
-        assert r["frechet"]["overall"]["ratio"] < 2.0
+        assert r["frechet"]["overall"]["ratio"] < 3.0  # ~1 in expectation; 48 images a stage leave it noisy
         assert z["frechet"]["overall"]["ratio"] > 10 * r["frechet"]["overall"]["ratio"]
         assert r["conditional_accuracy"]["overall"] > r["held_out"]["balanced_accuracy"] - 0.2
         assert z["conditional_accuracy"]["overall"] < 0.5
