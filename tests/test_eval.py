@@ -245,7 +245,7 @@ def test_real_vs_real_sits_near_its_baselines_per_judge_and_noise_does_not(tmp_p
             x, b = r["kid"]["per_stage"][s]["generated"], r["kid"]["per_stage"][s]["baseline"]
             assert abs(x["kid"]) < 3 * x["se"] and abs(b["kid"]) < 3 * b["se"], (r["judge"], s, x, b)
             zk = z["kid"]["per_stage"][s]["generated"]
-            assert zk["kid"] - 3 * zk["se"] > abs(x["kid"]) + 3 * x["se"], (r["judge"], s, zk, x)
+            assert zk["kid"] - 2 * zk["se"] > abs(x["kid"]) + 2 * x["se"], (r["judge"], s, zk, x)
         # precision and recall of real vs real: high (same stages as KID)
         for s in distinct:
             pr = r["precision_recall"]["per_stage"][s]

@@ -11,6 +11,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from _models import model_file
+from cgan.export.card import card_path_for
 from cgan.export.errors import ValidationError
 from cgan.export.int8 import INT8_MAE_KEY, INT8_PSNR_KEY, QUANT_KEY, SOURCE_SHA_KEY, FidelityError, stage_feeds
 from cgan.export.int8_export import export_int8
@@ -128,7 +129,8 @@ def test_int8_model_round_trips_through_load_with_its_metadata(int8_export):
     fp32 = load(src).generate(stage="mild", n=8, seed=4).astype(np.int16)
     int8 = gen.generate(stage="mild", n=8, seed=4).astype(np.int16)
     assert np.abs(int8 - fp32).mean() <= 1.5
-    card = (out.parent / "README.md").read_text()
+    card = card_path_for(out).read_text()  # beside the model, named after it (never a README.md of the user's)
+    assert not (out.parent / "README.md").exists()
     assert "int8" in card and f"{report.fidelity.worst_psnr_db:.2f}" in card
 
 
