@@ -46,7 +46,7 @@ def find_session(obj) -> ort.InferenceSession:
     raise LookupError(f"no onnxruntime.InferenceSession inside {type(obj).__name__}")
 
 
-def runtime_generator(path: Path, provider: str = "cpu"):
+def runtime_generator(path: Path, provider: str = "cpu", **options):
     """``cgan.runtime.load(path, provider=...)``; skips the benchmark when the runtime has no ``load`` yet."""
     try:
         from cgan.runtime import load
@@ -57,7 +57,7 @@ def runtime_generator(path: Path, provider: str = "cpu"):
             import pytest
 
             pytest.skip(f"cgan.runtime.load is not available: {exc}")
-    return load(path, provider=provider)
+    return load(path, provider=provider, **options)
 
 
 def runtime_session(path: Path, provider: str = "cpu") -> ort.InferenceSession:

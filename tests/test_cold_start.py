@@ -74,3 +74,17 @@ def test_single_image_runs_skip_weight_prepacking_for_fp32_only_with_the_same_im
     assert np.abs(a - b).max() < 1e-5
     int8 = export_int8(src, tmp_path / "q.onnx", model_card=False, calibration=stage_feeds(read_metadata(src), 8, seed=3)).path
     assert load(int8, prepack="auto").settings.prepack is True  # int8 kernels are 4x slower unpacked: always packed
+
+
+def test_latency_mode_lets_worker_threads_spin_and_gives_the_same_images():
+    import numpy as np
+
+    from cgan.runtime import load
+
+    src = model_file("gen32")
+    plain, fast = load(src), load(src, latency=True)
+    assert plain.settings.spin is False and fast.settings.spin is True
+    spin = lambda g: g._session.session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning")  # noqa: E731
+    assert spin(plain) == "0" and spin(fast) == "1"
+    for stage in range(4):
+        assert np.array_equal(plain.generate(stage=stage, n=1, seed=5), fast.generate(stage=stage, n=1, seed=5))
