@@ -528,6 +528,8 @@ class TrainingRun:
             "discriminator": f"{self.config.disc} (width {self.config.disc_width}"
                              f"{', minibatch std' if self.config.minibatch_std else ''})",
             "precision": self.precision,
+            "device": self.device_name(),
+            "lr": f"G {self.config.lr_g:g}, D {self.config.lr_d:g}",
             "batch_size": str(self.config.batch_size),
             "world_size": str(self.info.world_size),
             "ema": f"true (decay {self.config.ema_decay}; 'model' holds the EMA weights)" if self.G_ema is not None
@@ -535,6 +537,12 @@ class TrainingRun:
             **({"init_from": self.init_source} if self.init_source else {}),
             "objective": self.objective(),
         }
+
+    def device_name(self) -> str:
+        """``cpu`` or ``cuda (NVIDIA H200)``: where the weights were trained (GPU runs are not bit-exact)."""
+        if self.device.type == "cuda":
+            return f"cuda ({torch.cuda.get_device_name(self.device)})"
+        return self.device.type
 
     def objective(self) -> str:
         """The discriminator-side recipe in one line, e.g. ``bce; R1 gamma 1 every 16 steps; DiffAugment color``."""

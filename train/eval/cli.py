@@ -25,12 +25,12 @@ HELP = (
     "built-in synthetic OASIS-like set.\n\n"
     "Split: by subject, never by image. The subject is parsed from OASIS file names (OAS1_0001_MR1... -> "
     "OAS1_0001) or by --group-regex; 20% of each stage's subjects are held out, and 15% of the rest are a "
-    "validation part for early stopping. Where no subject is found (the built-in v1 synthetic set) the split "
+    "validation part that picks each judge's best epoch. Where no subject is found (the built-in v1 synthetic set) the split "
     "falls back to images and says so; the report records the split and the subjects per stage on each side.\n\n"
     "Judges: two reference networks of different design, trained on the same split and cached under the data "
     "cache (keyed on the data, the split and the settings; an interrupted training resumes from its last "
     "epoch): 'small' (images resized to 64 px, global pooling) and 'deep' (the full resolution, a spatial map "
-    "before its head). Each must reach --gate balanced accuracy on the held-out real subjects, or it gives no "
+    "before its head), each trained --judge-epochs epochs with small shifts and intensity jitter. Each must reach --gate balanced accuracy on the held-out real subjects, or it gives no "
     "verdict. Per judge: conditional accuracy and confusion (higher is better; the judge's held-out accuracy is "
     "the ceiling), Fréchet distance / real-vs-real baseline (lower is better, 1 = as close as unseen real "
     "images), KID (unbiased, x1000, with its standard error; lower is better, real-vs-real sits near 0), "
@@ -60,7 +60,7 @@ def evaluate(
     group_regex: Optional[str] = typer.Option(None, "--group-regex", help="Regular expression whose first group (or whole match) in a file's relative path is its subject (default: OASIS names, OAS1_0001_MR1... -> OAS1_0001)."),
     holdout: float = typer.Option(0.2, "--holdout", help="Share of each stage's subjects held out."),
     judges: str = typer.Option("small,deep", "--judges", help="Judges to use, comma-separated: small, deep."),
-    judge_epochs: int = typer.Option(8, "--judge-epochs", help="Most epochs a judge trains (it stops earlier when its validation accuracy stalls)."),
+    judge_epochs: int = typer.Option(30, "--judge-epochs", help="Epochs a judge trains (one learning-rate cycle; the epoch with the best validation accuracy is kept)."),
     gate: float = typer.Option(0.8, "--gate", help="Competence gate: held-out balanced accuracy a judge needs to give a verdict."),
     margin: float = typer.Option(0.10, "--margin", help="Conditional-accuracy gap between judges that is flagged as a disagreement."),
     retrain: bool = typer.Option(False, "--retrain-judges", help="Train the judges again even if cached ones exist."),

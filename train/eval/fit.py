@@ -43,6 +43,36 @@ def resize_u8(images: np.ndarray, size: int, *, chunk: int = 1024) -> np.ndarray
     return out
 
 
+def augment_batch(x: torch.Tensor, policy: str, gen: torch.Generator) -> torch.Tensor:
+    """Label-preserving jitter of a judge's training batch ``x`` (float ``[B, 1, S, S]`` in [-1, 1]).
+
+    ``shift``: a translation of up to 1/16 of the side in each direction (the uncovered border black);
+    ``intensity``: contrast x U(0.9, 1.1) and brightness + U(-0.05, 0.05) of the range, clipped. No flips:
+    left and right are not interchangeable in anatomy. Draws come from ``gen`` (CPU), so a fit stays
+    reproducible per seed on every device.
+    """
+    if not policy:
+        return x
+    b, _, s, _ = x.shape
+    parts = set(policy.split(","))
+    if "shift" in parts:
+        m = max(1, s // 16)
+        offsets = torch.randint(0, 2 * m + 1, (2, b), generator=gen).to(x.device)
+        padded = F.pad(x, (m, m, m, m), value=-1.0)
+        ar = torch.arange(s, device=x.device)
+        rows = (offsets[0][:, None] + ar)[:, :, None]
+        cols = (offsets[1][:, None] + ar)[:, None, :]
+        x = padded[torch.arange(b, device=x.device)[:, None, None], 0, rows, cols].unsqueeze(1)
+    if "intensity" in parts:
+        c = (0.9 + 0.2 * torch.rand(b, generator=gen)).to(x.device).view(b, 1, 1, 1)
+        d = (0.1 * torch.rand(b, generator=gen) - 0.05).to(x.device).view(b, 1, 1, 1)
+        x = (x * c + d).clamp_(-1.0, 1.0)
+    return x.contiguous(memory_format=torch.channels_last)
+
+
+JUDGE_AUGMENTS = ("shift", "intensity")
+
+
 def to_input(u8: np.ndarray, device: torch.device) -> torch.Tensor:
     """uint8 ``[B, S, S]`` -> float32 ``[B, 1, S, S]`` in [-1, 1], channels_last."""
     u8 = np.ascontiguousarray(u8, dtype=np.uint8)
@@ -94,6 +124,7 @@ def fit(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, x_val: np.ndarray,
             state = saved["state"]
             log(f"{name}: resuming an interrupted fit after epoch {state['epoch']} ({checkpoint})")
     step = state["step"]
+    policy = getattr(config, "augment", "") or ""
     with progress_bar(f"{name}") as bar:
         task = bar.add_task("", total=total, completed=step)
         while state["epoch"] < config.max_epochs and step < total:
@@ -101,12 +132,14 @@ def fit(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, x_val: np.ndarray,
             rng = np.random.default_rng([config.seed, epoch, 0xC1A5])
             order = rng.choice(len(y), size=draws, replace=True, p=weights)
             model.train()
+            jitter = torch.Generator().manual_seed(int(config.seed) * 1_000_003 + epoch)
             t0, loss_sum, seen = time.perf_counter(), 0.0, 0
             for s in range(0, draws, config.batch_size):
                 if step >= total:
                     break
                 idx = np.sort(order[s : s + config.batch_size])
-                loss = F.cross_entropy(model(to_input(x[idx], device)), torch.from_numpy(y[idx]).to(device))
+                batch = augment_batch(to_input(x[idx], device), policy, jitter)
+                loss = F.cross_entropy(model(batch), torch.from_numpy(y[idx]).to(device))
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()

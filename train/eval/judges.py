@@ -61,6 +61,7 @@ class JudgeConfig:
     seed: int = 0
     max_steps: int | None = None  # stop early (tests); None: max_epochs
     gate: float = DEFAULT_GATE  # competence gate: held-out balanced accuracy needed to give a verdict
+    augment: str = ""  # training jitter, comma-separated: shift, intensity (see fit.augment_batch); "": none
 
     def validate(self) -> None:
         if self.arch not in ARCHS:
@@ -72,6 +73,11 @@ class JudgeConfig:
                 raise JudgeError(f"judge {name} must be >= 1, got {getattr(self, name)}")
         if self.max_steps is not None and self.max_steps < 1:
             raise JudgeError(f"judge max_steps must be >= 1, got {self.max_steps}")
+        from .fit import JUDGE_AUGMENTS
+
+        unknown = [a for a in self.augment.split(",") if a and a not in JUDGE_AUGMENTS]
+        if unknown:
+            raise JudgeError(f"judge augmentation {unknown[0]!r} is unknown; choose from {', '.join(JUDGE_AUGMENTS)}")
         if not 0.0 <= self.gate <= 1.0:
             raise JudgeError(f"the competence gate must be within 0..1, got {self.gate}")
 
@@ -87,10 +93,23 @@ class JudgeConfig:
         return cls(**{k: v for k, v in d.items() if k in names})
 
 
-def default_judges(*, seed: int = 0, gate: float = DEFAULT_GATE, max_epochs: int = 8) -> list[JudgeConfig]:
-    """The two judges of a default evaluation: small at 64 px, deep at full resolution."""
-    return [JudgeConfig(arch="small", input_size=64, seed=seed, gate=gate, max_epochs=max_epochs),
-            JudgeConfig(arch="deep", input_size=None, seed=seed, gate=gate, max_epochs=max_epochs)]
+DEFAULT_EPOCHS = 30
+DEFAULT_AUGMENT = "shift,intensity"
+
+
+def default_judges(*, seed: int = 0, gate: float = DEFAULT_GATE, max_epochs: int = DEFAULT_EPOCHS) -> list[JudgeConfig]:
+    """The two judges of a default evaluation: small at 64 px, deep at full resolution.
+
+    Each trains its whole one-cycle schedule (no early stop: ``min_epochs = max_epochs``) with shift and
+    intensity jitter, keeping the epoch with the best validation accuracy. Measured on the built-in v2 set
+    (subject split, seed 0; cgan-eval's judge grid on a GPU): 8 epochs with early stopping and no jitter
+    reached 0.44 (small) and 0.44 (deep) held-out balanced accuracy, 30 epochs without jitter 0.69 (small,
+    CPU), 30 epochs with jitter 0.81 and 0.81. A judge that memorises the few subjects of a rare stage reads
+    new subjects badly; the jitter and the full schedule are what let it pass the gate.
+    """
+    common = dict(seed=seed, gate=gate, max_epochs=max_epochs, min_epochs=max_epochs, augment=DEFAULT_AUGMENT)
+    return [JudgeConfig(arch="small", input_size=64, **common),
+            JudgeConfig(arch="deep", input_size=None, **common)]
 
 
 def judge_name(config: JudgeConfig, img_size: int) -> str:
