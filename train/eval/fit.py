@@ -167,7 +167,8 @@ def fit(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, x_val: np.ndarray,
                 f"{seen:,} images in {seconds:.1f} s ({seen / max(seconds, 1e-9):,.0f} img/s)")
             # not before min_epochs: early on, at the schedule's peak learning rate, BatchNorm's running
             # statistics lag the weights and the validation accuracy says little
-            if state["epoch"] >= config.min_epochs and state["epoch"] - state["best_epoch"] >= config.patience:
+            if (config.min_epochs <= state["epoch"] < config.max_epochs
+                    and state["epoch"] - state["best_epoch"] >= config.patience):
                 log(f"{name}: stopping early, no validation gain for {config.patience} epochs")
                 break
     if state["best_state"] is not None:

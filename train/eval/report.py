@@ -91,6 +91,20 @@ def augment_table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def rare_stage_line(report: dict[str, Any]) -> str:
+    """One sentence: the rarest stage's recall on real held-out subjects, arm (b) against arm (a), per judge."""
+    from .verdict import rare_stage_recall
+
+    aug, names = report["augment"], report["model"]["stage_names"]
+    rows = rare_stage_recall(aug, aug["settings"]["fit_counts"])
+    if not rows:
+        return ""
+    stage = names[rows[0]["stage"]]
+    parts = [f"{r['judge']} {r['recall_a']:.3f} → {r['recall_b']:.3f}" for r in rows]
+    return (f"Rare stage ({stage}, fewest real training images): recall on held-out real subjects, real only (a) → "
+            f"real + generated (b): {'; '.join(parts)}.")
+
+
 def summary(report: dict[str, Any]) -> str:
     """What the CLI prints at the end: each judge's table, the verdict, the augmentation table."""
     parts = []
@@ -99,7 +113,8 @@ def summary(report: dict[str, Any]) -> str:
         parts += [f"judge {j['judge']} ({gate} its competence gate {j['gate']:.2f}):", judge_table(report, j), ""]
     parts += bar_lines(report)
     if report.get("augment"):
-        parts += ["", "augmentation experiment (held-out real subjects, mean ± sd over repeats):", augment_table(report)]
+        parts += ["", "augmentation experiment (held-out real subjects, mean ± sd over repeats):", augment_table(report),
+                  rare_stage_line(report)]
     return "\n".join(parts)
 
 
@@ -128,7 +143,8 @@ def markdown(report: dict[str, Any]) -> str:
                       calibration_table(j, names)]
         parts.append("")
     if report.get("augment"):
-        parts += ["## Augmentation experiment", "", augment_table(report), "", "![augmentation](augment.png)", ""]
+        parts += ["## Augmentation experiment", "", augment_table(report), "", rare_stage_line(report), "",
+                  "![augmentation](augment.png)", ""]
     markers = report.get("markers")
     if markers:
         parts += ["## Atrophy markers (synthetic set)", "", markers["_note"], "",
