@@ -122,7 +122,7 @@ def test_generator_file_is_the_originals_format_with_provenance(short_run):
     for key in ("training_data", "epochs", "steps", "created", "tool_version", "seed", "discriminator", "precision"):
         assert prov[key], key
     assert prov["steps"] == "5" and prov["seed"] == "42" and prov["discriminator"].startswith("projection")
-    assert prov["device"] == "cpu" and prov["lr"] == "G 0.0002, D 5e-05"  # where and how fast it learned
+    assert prov["train_device"] == "cpu" and prov["lr"] == "G 0.0002, D 5e-05"  # where and how fast it learned
     assert "synthetic" not in prov["training_data"] and "OASIS layout" in prov["training_data"]
     assert prov["ema"].startswith("true")
 

@@ -528,7 +528,7 @@ class TrainingRun:
             "discriminator": f"{self.config.disc} (width {self.config.disc_width}"
                              f"{', minibatch std' if self.config.minibatch_std else ''})",
             "precision": self.precision,
-            "device": self.device_name(),
+            "train_device": self.device_name(),
             "lr": f"G {self.config.lr_g:g}, D {self.config.lr_d:g}",
             "batch_size": str(self.config.batch_size),
             "world_size": str(self.info.world_size),
