@@ -11,15 +11,11 @@ Resolution order (design.md, "Default chain"):
 
 from __future__ import annotations
 
-import logging
 import os
 import re
-import socket
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
-from urllib.parse import urlsplit
 
 from .errors import ModelError
 
@@ -97,6 +93,10 @@ def _check_local(path: Path, what: str) -> None:
 def hub_reachable(timeout: float = HUB_PROBE_S) -> bool:
     """Whether the Hub's endpoint (``HF_ENDPOINT``, else huggingface.co) accepts a TCP connection within
     ``timeout`` seconds, name lookup included. Offline, huggingface_hub would retry for half a minute."""
+    import socket  # here, not at the top: a local model's start does not pay for the network modules
+    import threading
+    from urllib.parse import urlsplit
+
     if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")):
         return True  # through a proxy a direct connection says nothing: leave it to huggingface_hub
     url = urlsplit(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
@@ -125,6 +125,8 @@ def _from_hub(spec: HubSpec, log: Callable[[str], object] | None = None) -> Reso
         from huggingface_hub import hf_hub_download  # local: only Hub users pay for the import
     except ImportError:  # pragma: no cover - a base dependency; only a broken install lacks it
         raise ModelError("huggingface_hub is not installed; `pip install huggingface_hub` to use hf: models") from None
+    import logging
+
     # The library logs every retry of an unreachable Hub as a warning; the outcome is reported here, in one line.
     hub_logger = logging.getLogger("huggingface_hub")
     level = hub_logger.level
