@@ -87,6 +87,10 @@ def load_generator(checkpoint: Path, weights: str = "auto") -> tuple[Any, dict]:
         "provenance": _provenance(declared, fmt),
         "path": str(checkpoint),
     }
+    # a generator file says by its own flag which weights it holds; its provenance may have been copied
+    # from a training run that also kept an EMA copy (e.g. raw weights taken out of a training checkpoint)
+    if fmt == "generator" and declared.get("ema") is False and str(meta["provenance"].get("ema", "")).startswith("true"):
+        meta["provenance"]["ema"] = "false (the file holds the raw weights; its run also kept an EMA copy)"
     return generator, meta
 
 

@@ -40,6 +40,20 @@ def test_raw_export_says_so_in_the_metadata(tmp_path):
     assert prov["cgan.ema"].startswith("false")
 
 
+def test_a_generator_file_of_raw_weights_is_exported_as_raw_even_if_its_run_kept_an_ema_copy(tmp_path):
+    """The raw weights taken out of a training checkpoint into a generator file keep the run's provenance,
+    which says the run had EMA; the file's own flag decides what the model's metadata says."""
+    from cgan.train.checkpoint import generator_payload, save_generator
+
+    path, raw, _ = _checkpoint(tmp_path)
+    state = torch.load(path, weights_only=True)
+    gen_file = save_generator(tmp_path / "cDCGAN_generator.pth",
+                              generator_payload(state["generator"], state["config"], state["provenance"], ema=False))
+    report = export_checkpoint(gen_file, tmp_path / "raw.onnx", model_card=False)
+    assert read_metadata(report.path).provenance["cgan.ema"].startswith("false")
+    assert _same(load_generator(gen_file)[0], raw)
+
+
 def test_refusals(tmp_path):
     path, raw, _ = _checkpoint(tmp_path)
     with pytest.raises(CheckpointError, match="unknown"):
