@@ -1,0 +1,65 @@
+"""The sampler and the batches: which images an epoch draws (a pure function of seed and epoch, so a
+resumed run repeats an uninterrupted one), gathered from the uint8 memory-mapped cache, and mapped to
+the model's input in torch."""
+
+from __future__ import annotations
+
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from typing import Iterator
+
+import numpy as np
+import torch
+
+
+def epoch_order(labels: np.ndarray, num_classes: int, *, seed: int, epoch: int, balance: bool,
+                rank: int = 0, world_size: int = 1) -> np.ndarray:
+    """This rank's image indices for ``epoch``: a pure function of (labels, seed, epoch, rank).
+
+    Balanced (the original's WeightedRandomSampler): len(labels) draws with replacement, image
+    weight 1/count of its class. Unbalanced: a permutation. Rank r takes draws r, r+W, r+2W...,
+    trimmed so every rank has the same number (DDP needs equal step counts).
+    """
+    n = len(labels)
+    rng = np.random.default_rng([seed, epoch])
+    if balance:
+        counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
+        weights = 1.0 / counts[labels]
+        draws = rng.choice(n, size=n, replace=True, p=weights / weights.sum())
+    else:
+        draws = rng.permutation(n)
+    return draws[rank::world_size][: n // world_size]
+
+
+def iter_batches(images: np.ndarray, labels: np.ndarray, order: np.ndarray, batch_size: int, start: int,
+                 workers: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(uint8 images, int64 labels) of batches ``start``.. of ``order``, gathered from the memmap."""
+    spans = [order[i : i + batch_size] for i in range(start * batch_size, len(order), batch_size)]
+
+    def gather(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return np.ascontiguousarray(images[idx]), labels[idx]
+
+    if workers == 0:
+        yield from map(gather, spans)
+        return
+    with ThreadPoolExecutor(workers, thread_name_prefix="cgan-batch") as pool:
+        pending: deque = deque()
+        todo = iter(spans)
+        for idx in todo:
+            pending.append(pool.submit(gather, idx))
+            if len(pending) >= 2 * workers:
+                break
+        while pending:
+            yield pending.popleft().result()
+            nxt = next(todo, None)
+            if nxt is not None:
+                pending.append(pool.submit(gather, nxt))
+
+
+def to_model_input(u8: np.ndarray, device: torch.device, channels_last: bool = False) -> torch.Tensor:
+    """uint8 ``[B, H, W]`` -> float32 ``[B, 1, H, W]`` on ``device``, ``x * 2/255 - 1`` as
+    :func:`cgan.runtime.contract.from_uint8` (done in torch, after the 4x smaller uint8 transfer)."""
+    if not u8.flags.writeable:  # e.g. a slice of the read-only memmap; torch wants writable memory
+        u8 = u8.copy()
+    x = torch.from_numpy(u8).to(device, non_blocking=True).unsqueeze(1).float().mul_(2.0 / 255.0).sub_(1.0)
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
