@@ -347,7 +347,7 @@ def test_init_from_starts_from_the_checkpoints_weights_and_resumes_exactly(short
     # a learning rate of 1e-12 leaves the weights where they started: the checkpoint's, not a fresh seed-42 init
     tuned = train(TrainConfig(out=tmp_path / "tuned", max_steps=1, init_from=source, lr_g=1e-12, lr_d=1e-12, **base),
                   image_set=images, log=quiet)
-    fresh = train(TrainConfig(out=tmp_path / "fresh", max_steps=1, lr_g=1e-12, lr_d=1e-12, **base), image_set=images, log=quiet)
+    train(TrainConfig(out=tmp_path / "fresh", max_steps=1, lr_g=1e-12, lr_d=1e-12, **base), image_set=images, log=quiet)
     start, got, scratch = saved["generator"], _generator_weights(tmp_path / "tuned"), _generator_weights(tmp_path / "fresh")
     weights = [k for k in start if k.endswith("weight")]
     for key in weights:
