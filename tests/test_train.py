@@ -23,37 +23,22 @@ from typer.testing import CliRunner
 from conftest import run_script
 from cgan.runtime.contract import from_uint8
 from cgan.train.cli import app
-from cgan.train.data import load_image_set
 from cgan.train.loop import TrainConfig, epoch_order, iter_batches, to_model_input, train
 from cgan.train.models import Generator, GeneratorConfig, MinibatchStd, build_discriminator
 from cgan.train.synth import make_synthetic_set
 
-IMG = 32
-BATCH = 8
-N_IMAGES = 32  # 8 per stage: 4 steps per epoch at batch 8
-WIDTH = 64  # a narrow generator keeps the steps cheap; the architecture is otherwise the original's
-DISC_WIDTH = 16  # likewise for the discriminator
-
-
-def quiet(_msg: str) -> None:
-    pass
+from _train_setup import BATCH, DISC_WIDTH, IMG, N_IMAGES, WIDTH, quiet, tiny_training_set, torch_threads_kept
 
 
 @pytest.fixture(autouse=True)
 def _keep_torch_threads():
-    """In-process runs set torch's thread count (--threads 1 here: tiny models on a shared machine); restore it."""
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
+    with torch_threads_kept():
+        yield
 
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
-    root = tmp_path_factory.mktemp("train_data")
-    data = make_synthetic_set(root / "syn", n=N_IMAGES, seed=3, img_size=IMG, log=quiet)
-    cache = root / "cache"
-    images = load_image_set(data, img_size=IMG, cache_dir=cache, log=quiet)
-    return data, cache, images
+    return tiny_training_set(tmp_path_factory.mktemp("train_data"))
 
 
 def cli_args(dataset, out: Path, *extra: str) -> list[str]:

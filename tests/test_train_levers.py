@@ -13,37 +13,23 @@ from typer.testing import CliRunner
 from cgan.train import ddp
 from cgan.train.augment import AUGMENTS, cutout, diff_augment, parse_policy, translation
 from cgan.train.cli import app
-from cgan.train.data import load_image_set
 from cgan.train.fast import compile_or_eager
 from cgan.train.loop import TrainConfig, TrainingRun, to_model_input, train
 from cgan.train.models import MinibatchStd, batch_groups
 from cgan.train.objectives import d_loss, g_loss, r1_penalty
-from cgan.train.synth import make_synthetic_set
 
-IMG = 32
-BATCH = 8
-N_IMAGES = 32
-WIDTH = 64
-DISC_WIDTH = 16
-
-
-def quiet(_msg: str) -> None:
-    pass
+from _train_setup import BATCH, DISC_WIDTH, IMG, WIDTH, quiet, tiny_training_set, torch_threads_kept
 
 
 @pytest.fixture(autouse=True)
 def _keep_torch_threads():
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
+    with torch_threads_kept():
+        yield
 
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
-    root = tmp_path_factory.mktemp("levers_data")
-    data = make_synthetic_set(root / "syn", n=N_IMAGES, seed=3, img_size=IMG, log=quiet)
-    cache = root / "cache"
-    return data, cache, load_image_set(data, img_size=IMG, cache_dir=cache, log=quiet)
+    return tiny_training_set(tmp_path_factory.mktemp("levers_data"))
 
 
 def make_run(images, **overrides) -> TrainingRun:
