@@ -22,7 +22,7 @@ except SystemExit as exc:
     code = exc.code
 else:
     code = 0
-heavy = ("rich", "huggingface_hub", "torch", "pydantic", "onnx", "PIL")
+heavy = ("rich", "huggingface_hub", "torch", "pydantic", "onnx", "PIL", "typer", "click")
 print(json.dumps({"code": code, "loaded": sorted(m for m in heavy if m in sys.modules)}))
 """
 
@@ -33,7 +33,7 @@ def _loaded(args: list[str], cwd) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def test_one_image_run_imports_no_progress_bar_hub_client_or_image_library(tmp_path):
+def test_one_image_run_imports_no_progress_bar_hub_client_image_library_or_cli_framework(tmp_path):
     got = _loaded(["--model", str(model_file("gen32")), "--n", "1", "--stage", "0", "--out", str(tmp_path / "out")], tmp_path)
     assert got == {"code": 0, "loaded": []}
     assert (tmp_path / "out" / "stage0_seed0_00000000.png").is_file()

@@ -7,12 +7,12 @@ import json
 import numpy as np
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
 
+from _cli import call_main
 from _models import model_file
 from cgan.runtime import load
 from cgan.runtime.api import GenerateError
-from cgan.runtime.cli import app
+from cgan.runtime.cli import main
 from cgan.runtime.contract import noise
 
 
@@ -43,7 +43,7 @@ def test_api_default_is_version_2(gen):
 
 
 def _run(*args):
-    return CliRunner().invoke(app, [*args, "--model", str(model_file("gen32")), "--quiet"])
+    return call_main(main, [*args, "--model", str(model_file("gen32")), "--quiet"])
 
 
 def test_cgan_run_records_the_version_and_regenerates_version_1(tmp_path, gen):

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
+from _cli import call_main
 from _models import model_file
-from cgan.runtime.cli import app
+from cgan.runtime.cli import main
 from cgan.runtime.writers import planned_files
 from conftest import dead_pid, run_script, stderr_lines
 
@@ -28,8 +28,8 @@ def model() -> str:
     return str(model_file("gen32"))
 
 
-def invoke(*args: str, **kwargs):
-    return CliRunner().invoke(app, list(args), **kwargs)
+def invoke(*args: str):
+    return call_main(main, args)
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:

@@ -1,4 +1,4 @@
-"""cgan-run end to end: in a child interpreter where torch cannot be imported, and through CliRunner for bad input."""
+"""cgan-run end to end: in a child interpreter where torch cannot be imported, and in process for bad input."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
 
+from _cli import call_main
 from _models import TRAINING_DATA, model_file
 from cgan.runtime import load
-from cgan.runtime.cli import app
+from cgan.runtime.cli import main
 from cgan.runtime.contract import OASIS_FOLDERS, STAGE_NAMES
 from conftest import run_script, stderr_lines, torch_loaded
 
@@ -107,7 +107,7 @@ def test_split_job_equals_one_run(tmp_path, model):
 # ---------------------------------------------------------------- outputs (in process: faster)
 
 def invoke(*args: str):
-    return CliRunner().invoke(app, list(args))
+    return call_main(main, args)
 
 
 def test_stage_lists_and_all(tmp_path, model):
@@ -200,6 +200,39 @@ def test_bad_arguments(tmp_path, model, args, words):
     assert not out.exists()
 
 
+BAD_SYNTAX = [
+    (["--n", "abc"], "argument --n/-n: expected a whole number, got 'abc'"),
+    (["--seed", "1.5"], "argument --seed: expected a whole number, got '1.5'"),
+    (["--n"], "argument --n/-n: expected one argument"),
+    (["--colour", "red"], "unrecognized arguments: --colour red"),
+    (["--ove"], "unrecognized arguments: --ove"),  # no silent prefix matching of --overwrite
+]
+
+
+@pytest.mark.parametrize("args, words", BAD_SYNTAX, ids=[" ".join(a) for a, _ in BAD_SYNTAX])
+def test_malformed_command_lines_get_one_line_and_exit_2(tmp_path, model, args, words):
+    out = tmp_path / "out"
+    result = invoke("--model", model, "--out", str(out), *args)
+    assert result.exit_code == 2, result.output
+    assert result.stdout == ""
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("error: ") and words in line and "cgan-run --help" in line, line
+    assert not out.exists()
+
+
+def test_help_and_version_exit_0_and_name_every_option():
+    shown = invoke("--help")
+    assert shown.exit_code == 0 and shown.stderr == ""
+    for flag in ("--stage", "--n", "--out", "--layout", "--format", "--grid", "--progression", "--seed", "--start",
+                 "--batch-size", "--model", "--provider", "--threads", "--writers", "--overwrite", "--noise-version", "--quiet"):
+        assert flag in shown.stdout, flag
+    assert "never for clinical" in shown.stdout.replace("\n", " ")
+    from cgan.runtime import __version__
+
+    version = invoke("--version")
+    assert version.exit_code == 0 and version.stdout.strip() == f"cgan-run {__version__}"
+
+
 @pytest.mark.parametrize(
     "kind, words",
     [
@@ -244,6 +277,25 @@ def test_bad_input_in_a_child_has_no_traceback(tmp_path):
     lines = stderr_lines(result)
     assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in result.stderr
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.slow
+def test_a_reader_that_leaves_early_does_not_stop_the_run(tmp_path, model):
+    """`cgan-run ... | head -1`: the pipe closes before the first line; images are still written, no traceback."""
+    import subprocess
+    import sys
+
+    exe = Path(sys.executable).with_name("cgan-run")
+    if not exe.exists():
+        pytest.skip("the cgan-run console script is not installed (pip install -e .)")
+    out = tmp_path / "out"
+    proc = subprocess.Popen([str(exe), "--model", model, "--n", "2", "--stage", "0,1", "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # the reader is gone before the run prints anything to stdout
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err.decode()
+    assert b"Traceback" not in err and b"BrokenPipe" not in err
+    assert sorted(p.name for p in out.iterdir()) == [f"stage{s}_seed0_0000000{k}.png" for s in (0, 1) for k in (0, 1)]
 
 
 # ---------------------------------------------------------------- Hugging Face Hub, through a cache the test builds
