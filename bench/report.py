@@ -272,7 +272,10 @@ def _edge_goals(benches: list[dict]) -> list[tuple[str, str, bool | None]]:
         ms = e["median_ms"]
         for name in ("fp32 runtime session", "int8 runtime session"):
             if name in ms:
-                goals.append((f"one image ≤ {GOAL_ONE_IMAGE_MS:g} ms, interleaved: {name}", f"{ms[name]:.2f} ms", ms[name] <= GOAL_ONE_IMAGE_MS))
+                # 12 settings alternate call by call, each after the others pushed its weights out of the
+                # caches: it ranks the settings; the goal's case (one model, call after call) is the row below
+                goals.append((f"one image, {len(ms)} session settings interleaved call by call (cold caches; ranks the settings): {name}",
+                              f"{ms[name]:.2f} ms", None))
     for b in _by_kind(benches, "one_image_mode"):
         ms = b["extra_info"]["median_ms"]
         for name in ("fp32 latency", "int8 latency"):

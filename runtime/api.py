@@ -215,10 +215,9 @@ def load(
     ``cuda`` or any ORT provider name; ``log`` hears when the Hub is contacted. ``prepack``: see
     :class:`SessionSettings` (``"auto"`` for a process that makes one image per stage and exits).
     ``latency``: tune the session for one image per call (interactive use): ONNX Runtime's worker threads
-    spin between calls instead of sleeping, so a call does not wait for them to wake. Measured on the
-    2-core machine, idle, one image of the default model: 2.1-2.4 ms against 2.6-3.0 ms (fp32), 1.3 ms
-    against 1.4 ms (int8). The price is CPU burnt while the program waits between calls; leave it off for
-    batches and for programs that do other work beside generating. Raises a :class:`CganError` that says
+    keep spinning between calls (by default they spin only during a call), so a call does not wait for
+    them to wake; measured side by side in bench/RESULTS.md. The price is CPU burnt while the program
+    waits between calls; leave it off for batches and for programs that do other work beside generating. Raises a :class:`CganError` that says
     what to do on failure."""
     resolved = resolve_model(model, cwd=cwd, log=log)
     settings = SessionSettings(provider=provider, threads=threads, prepack=prepack, spin=bool(latency))

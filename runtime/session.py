@@ -52,7 +52,12 @@ class SessionSettings:
 
     provider: str = "auto"
     threads: int | None = None  # CPU intra-op threads; None: onnxruntime's default (one per physical core)
-    spin: bool = False  # let idle ORT worker threads spin; off, so writer threads get the cores they need
+    # ONNX Runtime's worker threads always spin between the operators of a run: waking them for every
+    # operator costs more (default model, measured side by side on 2 idle cores: batch 64 136 vs 171 ms,
+    # batch 1 1.97 vs 2.18 ms, cgan-run --n 512 to PNG 5.2-6.0 vs 6.2 s). ``spin``: they also keep
+    # spinning between runs (one image per call, see load(latency=True)); off by default, so they stop the
+    # moment a run returns and leave the cores to the PNG writer threads and the rest of the program.
+    spin: bool = False
     # Pre-pack weights at session creation. "auto": on, except for a float32 model that will run a
     # single image (see cgan-run): measured on the 2-core machine, packing the fp32 default model's
     # 14.6 MB costs ~60 ms of a ~0.1 s session start and saves ~13 ms per batch-1 call; an int8 model
@@ -144,7 +149,8 @@ def session_options(settings: SessionSettings) -> Any:
             raise CganError(f"threads must be >= 1, got {settings.threads}")
         opts.intra_op_num_threads = settings.threads
     opts.inter_op_num_threads = 1
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if settings.spin else "0")
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "1")
+    opts.add_session_config_entry("session.force_spinning_stop", "0" if settings.spin else "1")
     opts.log_severity_level = 4  # fatal only: its errors come back as exceptions, reported in one line (not twice)
     if settings.prepack is False:
         opts.add_session_config_entry("session.disable_prepacking", "1")

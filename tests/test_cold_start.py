@@ -76,7 +76,7 @@ def test_single_image_runs_skip_weight_prepacking_for_fp32_only_with_the_same_im
     assert load(int8, prepack="auto").settings.prepack is True  # int8 kernels are 4x slower unpacked: always packed
 
 
-def test_latency_mode_lets_worker_threads_spin_and_gives_the_same_images():
+def test_latency_mode_keeps_worker_threads_spinning_between_calls_and_gives_the_same_images():
     import numpy as np
 
     from cgan.runtime import load
@@ -84,7 +84,11 @@ def test_latency_mode_lets_worker_threads_spin_and_gives_the_same_images():
     src = model_file("gen32")
     plain, fast = load(src), load(src, latency=True)
     assert plain.settings.spin is False and fast.settings.spin is True
-    spin = lambda g: g._session.session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning")  # noqa: E731
-    assert spin(plain) == "0" and spin(fast) == "1"
+    def entry(g, key):
+        return g._session.session.get_session_options().get_session_config_entry(key)
+
+    # both spin inside a run; only the latency session keeps spinning once a run has returned
+    assert entry(plain, "session.intra_op.allow_spinning") == "1" and entry(fast, "session.intra_op.allow_spinning") == "1"
+    assert entry(plain, "session.force_spinning_stop") == "1" and entry(fast, "session.force_spinning_stop") == "0"
     for stage in range(4):
         assert np.array_equal(plain.generate(stage=stage, n=1, seed=5), fast.generate(stage=stage, n=1, seed=5))
