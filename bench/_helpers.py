@@ -111,3 +111,20 @@ class Worker:
                 self.proc.wait()
         for f in (self.proc.stdin, self.proc.stdout, self.stderr):
             f.close()
+
+
+def cpu_peak_gflops() -> dict[str, float]:
+    """fp32 peak of the cores this process may use: clock x 2 FMA units x lanes x 2 flops, AVX2 (8 lanes) and,
+    where the CPU has it, AVX-512 (16 lanes)."""
+    mhz, flags = 0.0, set()
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("cpu MHz") and not mhz:
+            mhz = float(line.split(":")[1])
+        elif line.startswith("flags") and not flags:
+            flags = set(line.split(":")[1].split())
+    cores = len(os.sched_getaffinity(0))
+    per_lane = mhz / 1e3 * 2 * 2 * cores  # GHz x 2 FMA units x 2 flops per FMA x cores
+    out = {"clock_ghz": round(mhz / 1e3, 3), "cores": cores, "avx2_gflops": round(per_lane * 8, 1)}
+    if "avx512f" in flags:
+        out["avx512_gflops"] = round(per_lane * 16, 1)
+    return out

@@ -31,6 +31,8 @@ GOAL_E2E_SHARE = 0.7
 GOAL_INT8_MB = 4.5
 GOAL_INT8_PSNR_DB = 40.0
 GOAL_INT8_MAE_GREY = 1.5
+GOAL_TRAIN_VS_PRESENT = 1.5  # issue 15: cgan-train's CPU step against the step before it
+GOAL_TRAIN_VS_ORIGINAL = 2.0  # and against the original notebook's loop
 
 
 def _median(b: dict) -> float:
@@ -175,6 +177,12 @@ def build_report(data: dict) -> str:
                       f"{share:.0%} ({_fmt_ips(e['images_per_s'])} vs {_fmt_ips(e['bare_images_per_s'])} images/s)" if share else "?",
                       None if share is None else share >= GOAL_E2E_SHARE))
     goals += _edge_goals(benches)
+    for b in _by_kind(training, "train_ratio"):
+        e = b["extra_info"]
+        for key, name, goal in (("present", "the present step", GOAL_TRAIN_VS_PRESENT), ("original", "the original loop", GOAL_TRAIN_VS_ORIGINAL)):
+            work = f", same arithmetic speed would give {e['work_ratio_' + key]:.2f}×" if "work_ratio_" + key in e else ""
+            goals.append((f"training step ≥ {goal:g}× {name}, CPU fp32 eager, batch {e['batch']}, interleaved",
+                          f"{e['speedup_vs_' + key]:.2f}×{work}", e["speedup_vs_" + key] >= goal))
     if goals:
         lines += ["## Goals of this round", "", "| goal | measured | |", "| --- | --- | --- |"]
         lines += [f"| {g} | {m} | {_met(ok)} |" for g, m, ok in goals]
@@ -242,6 +250,33 @@ def build_report(data: dict) -> str:
                 else:
                     lines.append(f"- {key.replace('_', ' ')}: {value}")
             lines.append("")
+
+    # ---- the training step: speed ratios (issue 15's goal) and the work behind them
+    ratios = _by_kind(training, "train_ratio")
+    if ratios:
+        lines += ["## Training step on CPU: speed and work (original loop, present step, cgan-train; interleaved step by step)", "",
+                  f"Goal: cgan-train ≥ {GOAL_TRAIN_VS_PRESENT:g}× the present step and ≥ {GOAL_TRAIN_VS_ORIGINAL:g}× the original loop, "
+                  "fp32 eager. GFLOP per image as torch counts them (FlopCounterMode: forward and backward convolutions "
+                  "and matrix products, 2 flops per multiply-add); the work ratio is what a loop could gain at equal "
+                  "arithmetic speed.", "",
+                  "| batch | loop | GFLOP / image | images/s | GFLOP/s | of AVX-512 peak | speedup of cgan-train | work ratio | goal |",
+                  "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+        for b in ratios:
+            e = b["extra_info"]
+            if "cgan_train_gflop_per_image" not in e:
+                continue
+            for key, name, goal in (("original", "original loop", GOAL_TRAIN_VS_ORIGINAL), ("present", "present step", GOAL_TRAIN_VS_PRESENT),
+                                    ("cgan_train", "cgan-train", None)):
+                frac = e.get(f"{key}_fraction_of_avx512_peak")
+                cells = [str(e["batch"]), name, f"{e[key + '_gflop_per_image']:.2f}", f"{e[key + '_images_per_s']:.1f}",
+                         f"{e[key + '_gflops']:.0f}", "—" if frac is None else f"{frac:.0%}"]
+                if goal is None:
+                    cells += ["", "", ""]
+                else:
+                    speed = e[f"speedup_vs_{key}"]
+                    cells += [f"{speed:.2f}×", f"{e['work_ratio_' + key]:.2f}×", _met(speed >= goal)]
+                lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
 
     # ---- training (bench/test_bench_train.py, the trainer's) and anything else
     known = {"throughput", "ratio", "parity", "latency", "cold_start", "e2e", "profile", *EDGE_KINDS}

@@ -26,6 +26,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bench._helpers import cpu_peak_gflops
+
 IMG = 128
 BATCHES = (16, 32)
 N_IMAGES = 64
@@ -207,6 +209,16 @@ def test_train_throughput(benchmark, image_files, torch_threads, variant, batch)
                                 images_per_s=round(STEPS * batch / median, 3))
 
 
+def step_gflop(steps) -> float:
+    """GFLOP of one call of ``steps`` as torch counts them (convolutions and matrix products, forward and backward)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        steps()
+    return counter.get_total_flops() / 1e9
+
+
 @pytest.mark.parametrize("batch", BATCHES)
 def test_train_interleaved_ratio(benchmark, image_files, torch_threads, capsys, batch):
     """The original loop, the present step and cgan-train alternating step by step; speedups are
@@ -218,6 +230,7 @@ def test_train_interleaved_ratio(benchmark, image_files, torch_threads, capsys, 
         fn()  # warm-up: allocators, oneDNN primitives
         if "compile" in name:
             fn()  # the G step's D (eval mode) compiles at the first call too
+    gflop = {name: step_gflop(fn) / (batch * STEPS) for name, fn in loops.items() if "compile" not in name}
     times: dict[str, list[float]] = {name: [] for name in loops}
 
     def one_round() -> None:
@@ -237,6 +250,16 @@ def test_train_interleaved_ratio(benchmark, image_files, torch_threads, capsys, 
                 cgan_train_images_per_s=round(batch * STEPS / new, 3),
                 speedup_vs_present=round(med[PRESENT] / new, 3),
                 speedup_vs_original=round(med[ORIGINAL] / new, 3))
+    # The work of a step, counted by torch (FlopCounterMode: 2 flops per multiply-add, every forward and
+    # backward kernel): what a loop may gain at equal arithmetic speed is the ratio of the work.
+    peak = cpu_peak_gflops()
+    for key, name in (("original", ORIGINAL), ("present", PRESENT), ("cgan_train", "cgan-train fp32 (defaults)")):
+        achieved = gflop[name] * batch * STEPS / med[name]
+        info[f"{key}_gflop_per_image"] = round(gflop[name], 3)
+        info[f"{key}_gflops"] = round(achieved, 1)
+        info[f"{key}_fraction_of_avx512_peak"] = round(achieved / peak["avx512_gflops"], 3) if "avx512_gflops" in peak else None
+    info.update(work_ratio_present=round(gflop[PRESENT] / gflop["cgan-train fp32 (defaults)"], 3),
+                work_ratio_original=round(gflop[ORIGINAL] / gflop["cgan-train fp32 (defaults)"], 3), peak=peak)
     if COMPILE:
         compiled = med["cgan-train fp32 --compile"]
         info.update(compiled_images_per_s=round(batch * STEPS / compiled, 3),

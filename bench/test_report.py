@@ -52,6 +52,33 @@ def test_report_ratios_goals_and_file(tmp_path):
     assert "Training throughput" in text and "test_train_step" in text
 
 
+def test_report_grades_the_training_step_and_shows_its_work(tmp_path):
+    data = _data()
+    # cgan-train 30 img/s against 20 (present) and 12 (original): 1.50x and 2.50x, both goals met at batch 16;
+    # at batch 32 1.40x the present step misses its 1.5x
+    for batch, present, speedup_present in ((16, 20.0, 1.5), (32, 21.43, 1.4)):
+        data["benchmarks"].append({
+            "name": f"test_train_interleaved_ratio[{batch}]", "fullname": f"bench/test_bench_train.py::test_train_interleaved_ratio[{batch}]",
+            "stats": {"median": 3.0, "min": 2.9, "rounds": 3},
+            "extra_info": dict(kind="train_ratio", batch=batch, original_images_per_s=12.0, present_images_per_s=present,
+                               cgan_train_images_per_s=30.0, speedup_vs_present=speedup_present, speedup_vs_original=2.5,
+                               original_gflop_per_image=8.0, present_gflop_per_image=6.0, cgan_train_gflop_per_image=4.0,
+                               original_gflops=96.0, present_gflops=120.0, cgan_train_gflops=120.0,
+                               original_fraction_of_avx512_peak=0.4, present_fraction_of_avx512_peak=0.5,
+                               cgan_train_fraction_of_avx512_peak=0.5, work_ratio_present=1.5, work_ratio_original=2.0)})
+    src = tmp_path / "b.json"
+    src.write_text(json.dumps(data))
+    done = subprocess.run([sys.executable, "-m", "bench.report", "--json", str(src), "--no-write"],
+                          cwd=REPO, env=python_env(), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    text = done.stdout
+    assert "| training step ≥ 1.5× the present step, CPU fp32 eager, batch 16, interleaved | 1.50×, same arithmetic speed would give 1.50× | met |" in text
+    assert "| training step ≥ 2× the original loop, CPU fp32 eager, batch 16, interleaved | 2.50×, same arithmetic speed would give 2.00× | met |" in text
+    assert "| training step ≥ 1.5× the present step, CPU fp32 eager, batch 32, interleaved | 1.40×, same arithmetic speed would give 1.50× | **not met** |" in text
+    assert "| 16 | present step | 6.00 | 20.0 | 120 | 50% | 1.50× | 1.50× | met |" in text
+    assert "| 32 | cgan-train | 4.00 | 30.0 | 120 | 50% |  |  |  |" in text
+
+
 def test_report_missing_json_is_one_line_error(tmp_path):
     done = subprocess.run([sys.executable, "-m", "bench.report", "--json", str(tmp_path / "none.json"), "--no-write"],
                           cwd=REPO, env=python_env(), capture_output=True, text=True)
