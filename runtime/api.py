@@ -217,8 +217,8 @@ def load(
     ``latency``: tune the session for one image per call (interactive use): ONNX Runtime's worker threads
     keep spinning between calls (by default they spin only during a call), so a call does not wait for
     them to wake; measured side by side in bench/RESULTS.md. The price is CPU burnt while the program
-    waits between calls; leave it off for batches and for programs that do other work beside generating. Raises a :class:`CganError` that says
-    what to do on failure."""
+    waits between calls; leave it off for batches and for programs that do other work beside generating.
+    Raises a :class:`CganError` that says what to do on failure."""
     resolved = resolve_model(model, cwd=cwd, log=log)
     settings = SessionSettings(provider=provider, threads=threads, prepack=prepack, spin=bool(latency))
     return OnnxGenerator(open_session(resolved.path, settings, source=resolved.description), resolved)
