@@ -22,7 +22,7 @@ except SystemExit as exc:
     code = exc.code
 else:
     code = 0
-heavy = ("rich", "huggingface_hub", "torch", "pydantic", "onnx", "PIL", "typer", "click")
+heavy = ("rich", "huggingface_hub", "torch", "pydantic", "onnx", "PIL", "typer", "click", "socket")
 print(json.dumps({"code": code, "loaded": sorted(m for m in heavy if m in sys.modules)}))
 """
 
