@@ -1,14 +1,9 @@
 """Training images: find a dataset's layout, decode every image once into an on-disk uint8 cache.
 
-Layouts, tried in this order on ``DIR`` and then on ``DIR/Data``:
-
-- explicit classes (``classes=["a", "b", ...]``): one sub-folder per class, in that stage order;
-- the Kaggle OASIS layout: the four folders of :data:`cgan.runtime.contract.OASIS_FOLDERS`;
-- ``stage0 ... stageK``.
-
-Folder names match case-insensitively (and ignoring spaces, ``_`` and ``-``). Images (PNG, JPEG,
-BMP, TIFF, any mode, any size) are found recursively in each class folder, converted to grayscale
-and resized to a square ``img_size`` (PIL bilinear, which filters when shrinking, as the original's
+The layouts (explicit classes, the Kaggle OASIS folders, ``stage0 ... stageK``, in ``DIR`` or
+``DIR/Data``) are recognised by :mod:`cgan.runtime.layout`, shared with ``cgan-run --balance``.
+Images (PNG, JPEG, BMP, TIFF, any mode, any size) are found recursively in each class folder,
+converted to grayscale and resized to a square ``img_size`` (PIL bilinear, which filters when shrinking, as the original's
 torchvision ``Resize`` did). Other files are ignored; images that fail to decode are skipped,
 counted and named (``strict=True`` raises instead).
 
@@ -24,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -35,22 +29,19 @@ from typing import Callable, Sequence
 import numpy as np
 
 from cgan.runtime.contract import OASIS_FOLDERS
-from cgan.runtime.errors import CganError, DiskFullError
+from cgan.runtime.errors import DiskFullError
 from cgan.runtime.fileio import atomic_path, atomic_write_text, preallocated_npy
+# the layout logic lives in the runtime (cgan-run --balance reads the same layouts); re-exported here
+from cgan.runtime.layout import IMAGE_EXTENSIONS, DataError, Layout, find_layout, list_images  # noqa: F401
 from cgan.runtime.outputs import clean_dead_temps
 
 from . import synth
 
 CACHE_VERSION = "1"
-IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
 DEFAULT_SYNTH_N = 8000
 DEFAULT_SYNTH_SEED = 0
 
 Log = Callable[[str], object]
-
-
-class DataError(CganError):
-    """A dataset folder that is missing, unrecognisable, empty or unreadable."""
 
 
 @dataclass
@@ -79,130 +70,6 @@ def default_cache_dir() -> Path:
         return Path(os.environ["CGAN_CACHE"]).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base).expanduser() / "dementia-cgan"
-
-
-# ---------------------------------------------------------------- layout
-
-def _norm(name: str) -> str:
-    return re.sub(r"[\s_\-]+", "", name.lower())
-
-
-@dataclass
-class Layout:
-    kind: str  # "oasis" | "stages" | "classes"
-    root: Path  # the folder holding the class folders
-    class_dirs: list[Path]
-
-    @property
-    def class_names(self) -> list[str]:
-        return [d.name for d in self.class_dirs]
-
-
-def _subdirs(folder: Path) -> list[Path]:
-    try:
-        return sorted(d for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
-    except OSError as exc:
-        raise DataError(f"cannot read {folder}: {exc.strerror or exc}") from None
-
-
-def _match(folder: Path, wanted: Sequence[str]) -> tuple[list[Path | None], list[Path]]:
-    """Sub-folders of ``folder`` matching ``wanted`` names (normalised), in ``wanted`` order, and all sub-folders."""
-    subs = _subdirs(folder)
-    by_norm: dict[str, list[Path]] = {}
-    for d in subs:
-        by_norm.setdefault(_norm(d.name), []).append(d)
-    found: list[Path | None] = []
-    for name in wanted:
-        hits = by_norm.get(_norm(name), [])
-        exact = [d for d in hits if d.name == name]
-        if len(hits) > 1 and not exact:
-            raise DataError(f"{folder} has several folders matching {name!r}: {', '.join(d.name for d in hits)}")
-        found.append(exact[0] if exact else hits[0] if hits else None)
-    return found, subs
-
-
-def _candidates(data: Path) -> list[Path]:
-    out = [data]
-    out += [d for d in _subdirs(data) if d.name.lower() == "data"]
-    return out
-
-
-def find_layout(data: Path, classes: Sequence[str] | None = None) -> Layout:
-    """Recognise the layout of ``data`` (see the module doc) or raise :class:`DataError` saying what was expected."""
-    data = Path(data).expanduser()
-    if not data.exists():
-        raise DataError(f"data folder {data} does not exist")
-    if not data.is_dir():
-        raise DataError(f"--data {data} is not a folder; give the folder holding the class folders")
-    roots = _candidates(data)
-    if classes is not None:
-        classes = [c.strip() for c in classes]
-        if not classes or any(not c for c in classes):
-            raise DataError(f"--classes needs a comma list of folder names, got {classes!r}")
-        if len({_norm(c) for c in classes}) != len(classes):
-            raise DataError(f"--classes has duplicates: {', '.join(classes)}")
-        best: tuple[int, Path, list[Path | None], list[Path]] | None = None
-        for root in roots:
-            found, subs = _match(root, classes)
-            if all(found):
-                return Layout("classes", root, [d for d in found if d is not None])
-            hits = sum(d is not None for d in found)
-            if best is None or hits > best[0]:
-                best = (hits, root, found, subs)
-        assert best is not None
-        _, root, found, subs = best
-        missing = [c for c, d in zip(classes, found) if d is None]
-        raise DataError(
-            f"unknown class folder(s) {', '.join(repr(m) for m in missing)} in {root}; "
-            f"found: {_listing(subs)}"
-        )
-    found_names: list[str] = []
-    for root in roots:
-        found, subs = _match(root, OASIS_FOLDERS)
-        if all(found):
-            return Layout("oasis", root, [d for d in found if d is not None])
-        if any(found):
-            missing = [c for c, d in zip(OASIS_FOLDERS, found) if d is None]
-            raise DataError(
-                f"{root} looks like the OASIS layout but lacks {', '.join(repr(m) for m in missing)}; "
-                f"found: {_listing(subs)} (pass --classes to use other folders)"
-            )
-        stage_dirs = {int(m.group(1)): d for d in subs if (m := re.fullmatch(r"stage(\d+)", _norm(d.name)))}
-        if stage_dirs:
-            k = max(stage_dirs) + 1
-            missing = [f"stage{i}" for i in range(k) if i not in stage_dirs]
-            if missing:
-                raise DataError(f"{root} has stage folders but lacks {', '.join(missing)}; found: {_listing(subs)}")
-            return Layout("stages", root, [stage_dirs[i] for i in range(k)])
-        found_names += [d.name for d in subs]
-    expected = ", ".join(repr(f) for f in OASIS_FOLDERS)
-    raise DataError(
-        f"no dataset layout recognised in {data}: expected the Kaggle OASIS folders {expected} "
-        f"(in it or in its Data/), or stage0..stage3, or name your class folders with --classes; "
-        f"found: {_listing([Path(n) for n in found_names])}"
-    )
-
-
-def _listing(dirs: Sequence[Path]) -> str:
-    names = [d.name for d in dirs]
-    if not names:
-        return "no sub-folders"
-    shown = ", ".join(repr(n) for n in names[:12])
-    return shown + (f" and {len(names) - 12} more" if len(names) > 12 else "")
-
-
-def list_images(layout: Layout) -> list[list[Path]]:
-    """Image files per class (recursive, sorted, hidden files and non-image extensions skipped)."""
-    out = []
-    for d in layout.class_dirs:
-        files = []
-        for dirpath, dirnames, filenames in os.walk(d):
-            dirnames[:] = sorted(n for n in dirnames if not n.startswith("."))
-            for name in filenames:
-                if not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS:
-                    files.append(Path(dirpath) / name)
-        out.append(sorted(files))
-    return out
 
 
 # ---------------------------------------------------------------- decoding
