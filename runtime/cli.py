@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import NoReturn, Optional, Sequence
 
 from .contract import DISCLAIMER, parse_stages
+from .manifest import MANIFEST_NAME
 from .noise import NOISE_VERSION, NOISE_VERSIONS
 from .errors import CganError, user_errors_exit
 
@@ -118,6 +119,12 @@ def build_parser() -> argparse.ArgumentParser:
     opt("--overwrite", action="store_true", help="Replace files that already exist.")
     opt("--noise-version", type=_whole, default=NOISE_VERSION, metavar="V",
         help="Noise contract: 2 (default; portable Philox, the browser page draws the same), or 1 (numpy default_rng, to regenerate images of runs made before version 2).")
+    opt("--balance", type=Path, default=None, metavar="DATA",
+        help="Balance the dataset folder DATA (OASIS class folders or stage0..stageK, as cgan-train reads): count each stage, print the plan, "
+             "then write the generated images that bring every stage to the largest stage's count, in DATA's layout under --out, "
+             f"with a manifest {MANIFEST_NAME}. A second run writes only what is missing.")
+    opt("--ratio", default=None, metavar="R", help="With --balance: generate floor(R x real) images per stage instead.")
+    opt("--target", type=_whole, default=None, metavar="N", help="With --balance: bring every stage to N images (real + generated) instead.")
     opt("--quiet", "-q", action="store_true", help="Only the one line naming the model and provider (on stderr), and errors.")
     opt("--version", action="version", version=f"%(prog)s {_version()}")
     return parser  # fmt: skip
@@ -160,10 +167,17 @@ def run(
     writers: Optional[int] = None,
     overwrite: bool = False,
     noise_version: int = NOISE_VERSION,
+    balance: Optional[Path] = None,
+    ratio: Optional[str] = None,
+    target: Optional[int] = None,
     quiet: bool = False,
 ) -> None:
     """Generate images (see _HELP)."""
     out_dir = out if out is not None else DEFAULT_OUT
+    if balance is None and (ratio is not None or target is not None):
+        raise CganError("--ratio and --target plan a --balance run; give --balance DATA too")
+    if balance is not None:
+        _check_balance_args(balance, ratio=ratio, target=target, layout=layout, fmt=fmt, grid=grid, progression=progression, start=start)
     _check_args(n=n, seed=seed, start=start, batch_size=batch_size, threads=threads, writers=writers, layout=layout, fmt=fmt)
     if noise_version not in NOISE_VERSIONS:
         raise CganError(f"unknown --noise-version {noise_version}; expected one of {', '.join(map(str, NOISE_VERSIONS))}")
@@ -179,6 +193,18 @@ def run(
     gen = load(model, provider=provider, threads=threads, prepack="auto" if n == 1 else True,
                log=None if quiet else (lambda msg: _echo(msg, err=True)))
     stages = tuple(parse_stages(stage, gen.info.stage_names))
+    if balance is not None:
+        from .balance import run_balance
+
+        _echo(gen.describe(), err=True)
+        summary = run_balance(
+            gen, balance, out_dir, seed=seed, noise_version=noise_version, ratio=ratio, target=target,
+            stages=stages if stage != "all" else None, batch_size=batch_size, writers=writers, overwrite=overwrite,
+            echo=(lambda msg: None) if quiet else _echo, progress=None if quiet else _progress,
+        )  # fmt: skip
+        if not quiet:
+            _echo(summary)
+        return
     check_layout(layout, gen.info.num_classes)
     config = RunConfig(
         model=model or f"{gen.model.kind}:{gen.path}", stages=stages, n=n, seed=seed, start=start, out=str(out_dir), layout=layout, format=fmt,
@@ -212,6 +238,25 @@ def _check_args(*, n: int, seed: int, start: int, batch_size: Optional[int], thr
         raise CganError(f"unknown --layout {layout!r}; expected one of {', '.join(LAYOUTS)}")
     if fmt not in FORMATS:
         raise CganError(f"unknown --format {fmt!r}; expected one of {', '.join(FORMATS)}")
+
+
+def _check_balance_args(data: Path, *, ratio: Optional[str], target: Optional[int], layout: str, fmt: str, grid: Optional[Path],
+                        progression: bool, start: int) -> None:
+    """--balance writes PNGs in the dataset's own layout, its indices continuing from its manifest (checked before the model loads)."""
+    from .balance import plan_counts
+
+    plan_counts([0], ratio=ratio, target=target)  # the one-line errors for a bad --ratio or --target
+    if not data.is_dir():
+        raise CganError(f"--balance {data}: {'not a folder' if data.exists() else 'no such folder'}; "
+                        "give a dataset folder (OASIS class folders or stage0..stageK)")
+    if layout != "flat":
+        raise CganError("--layout does not apply to --balance: it writes the dataset's own layout (its class-folder names)")
+    if fmt != "png":
+        raise CganError(f"--balance writes PNG images; --format {fmt} does not apply")
+    if grid is not None or progression:
+        raise CganError("--grid and --progression do not apply to --balance; make a contact sheet with a plain cgan-run")
+    if start != 0:
+        raise CganError("--start does not apply to --balance: each stage's indices start at 0 and continue from its manifest")
 
 
 def generate_to_disk(gen, config: RunConfig, *, quiet: bool = False) -> str:

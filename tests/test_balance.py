@@ -1,0 +1,195 @@
+"""cgan-run --balance: the plan, the files it writes, the manifest, re-runs and grown plans."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from _cli import call_main
+from _models import model_file
+from cgan.runtime import load
+from cgan.runtime.balance import balance_plan, plan_counts
+from cgan.runtime.cli import main
+from cgan.runtime.manifest import file_sha256, read_manifest, regenerate
+
+OASIS = ("Non Demented", "Very mild Dementia", "Mild Dementia", "Moderate Dementia")
+
+
+@pytest.fixture(scope="module")
+def model() -> str:
+    return str(model_file("gen32"))
+
+
+@pytest.fixture(scope="module")
+def gen(model):
+    return load(model, provider="cpu")
+
+
+def make_dataset(root: Path, counts, names=OASIS) -> Path:
+    """Class folders holding ``counts`` tiny real images each (plus a non-image file, which must not count)."""
+    for name, n in zip(names, counts):
+        d = root / name
+        d.mkdir(parents=True)
+        for i in range(n):
+            Image.fromarray(np.full((8, 8), i, np.uint8)).save(d / f"real{i:03d}.png")
+        (d / "notes.txt").write_text("not an image\n")
+    return root
+
+
+def balance(model, data, out, *args):
+    return call_main(main, ["--balance", str(data), "--out", str(out), "--model", model, "--batch-size", "3", *args])
+
+
+def tree(out: Path) -> dict[str, bytes]:
+    """Every generated PNG under ``out`` (relative path -> bytes)."""
+    return {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*.png"))}
+
+
+# ---------------------------------------------------------------- the plan
+
+def test_plan_counts_for_each_rule():
+    real = [10, 6, 3, 0]
+    assert plan_counts(real) == (0, 4, 7, 10)  # up to the largest stage
+    assert plan_counts(real, target=5) == (0, 0, 2, 5)
+    assert plan_counts(real, ratio="0.5") == (5, 3, 1, 0)  # floor(0.5 x 3) = 1
+    assert plan_counts([100], ratio=0.29) == (29,)  # exact, not 28.999... floored
+    assert plan_counts(real, stages=[2]) == (0, 0, 7, 0)
+
+
+def test_plan_of_a_folder_with_known_counts(tmp_path):
+    data = make_dataset(tmp_path / "data", (7, 4, 2, 1))
+    plan = balance_plan(data)
+    assert plan.real == (7, 4, 2, 1)
+    assert plan.generate == (0, 3, 5, 6)
+    assert plan.folders == OASIS
+
+
+def test_plan_finds_stage_folders_case_insensitively_under_data(tmp_path):
+    data = make_dataset(tmp_path / "ds" / "Data", (3, 1, 2, 0), names=("STAGE0", "stage1", "Stage2", "stage3"))
+    plan = balance_plan(tmp_path / "ds", target=4)
+    assert plan.real == (3, 1, 2, 0)
+    assert plan.generate == (1, 3, 2, 4)
+    assert plan.folders == ("STAGE0", "stage1", "Stage2", "stage3")
+    assert data.name == "Data"
+
+
+# ---------------------------------------------------------------- writing
+
+def test_written_counts_equal_the_plan_and_the_plan_is_printed_first(tmp_path, model):
+    data = make_dataset(tmp_path / "data", (6, 4, 2, 1))
+    out = tmp_path / "gen"
+    result = balance(model, data, out)
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("balance plan for OASIS layout")
+    row = {line.split()[0]: line.split()[-5:] for line in lines[2:7]}  # stage index -> real, generated, total, there, to write
+    assert row["3"] == ["1", "5", "6", "0", "5"]
+    assert row["all"] == ["13", "11", "24", "0", "11"]
+    assert lines[-1].startswith("wrote 11 PNG images")
+    for name, want in zip(OASIS, (0, 2, 4, 5)):
+        assert len(list((out / name).glob("*.png"))) == want if want else not (out / name).exists()
+    assert [p.name for p in (out / "Moderate Dementia").iterdir()] and sorted(p.name for p in (out / "Moderate Dementia").iterdir()) == [
+        f"stage3_seed0_{k:08d}.png" for k in range(5)
+    ]
+    rows = read_manifest(out / "generated.csv")
+    assert len(rows) == 11 and {r.file for r in rows} == set(tree(out))
+    assert not list(data.rglob("stage*_seed*")), "nothing generated may land among the real files"
+
+
+def test_second_run_is_a_no_op_that_says_so(tmp_path, model):
+    data = make_dataset(tmp_path / "data", (3, 1, 1, 2))
+    out = tmp_path / "gen"
+    assert balance(model, data, out).exit_code == 0
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*")}
+    again = balance(model, data, out)
+    assert again.exit_code == 0, again.stderr
+    assert again.stdout.splitlines()[-1].startswith("nothing to do:")
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == before
+
+
+def test_grown_plan_writes_only_the_difference_and_equals_one_run_of_it(tmp_path, model):
+    data = make_dataset(tmp_path / "data", (4, 2, 1, 0))
+    grown, single = tmp_path / "grown", tmp_path / "single"
+    assert balance(model, data, grown).exit_code == 0  # to 4 per stage: 0, 2, 3, 4
+    first = {p: p.stat().st_mtime_ns for p in grown.rglob("*.png")}
+    result = balance(model, data, grown, "--target", "9")  # to 9: 5, 7, 8, 9
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.splitlines()[-1].startswith("wrote 20 PNG images")  # 29 - 9
+    assert all(p.stat().st_mtime_ns == t for p, t in first.items()), "images of the first run were rewritten"
+    assert balance(model, data, single, "--target", "9").exit_code == 0
+    assert tree(grown) == tree(single)  # byte for byte, names included
+    assert (grown / "generated.csv").read_bytes() == (single / "generated.csv").read_bytes()
+    ks = sorted(r.k for r in read_manifest(grown / "generated.csv") if r.stage == 3)
+    assert ks == list(range(9))  # the index sequence continued
+
+
+def test_manifest_regenerates_every_listed_image(tmp_path, model, gen):
+    data = make_dataset(tmp_path / "data", (5, 3, 2, 1))
+    out = tmp_path / "gen"
+    assert balance(model, data, out, "--seed", "11").exit_code == 0
+    with open(out / "generated.csv", newline="") as f:
+        header = next(csv.reader(f))
+    assert header == ["file", "stage", "model_sha256", "seed", "k", "noise_version"]
+    rows = read_manifest(out / "generated.csv")
+    assert len(rows) == 9 and {r.model_sha256 for r in rows} == {file_sha256(model)} and {r.seed for r in rows} == {11}
+    for r in rows:
+        with Image.open(out / r.file) as im:
+            np.testing.assert_array_equal(np.asarray(im), regenerate(r, gen))
+
+
+def test_balancing_into_the_dataset_itself_never_counts_generated_as_real(tmp_path, model):
+    data = make_dataset(tmp_path / "data", (3, 1, 2, 3))
+    result = balance(model, data, data)
+    assert result.exit_code == 0, result.stderr
+    assert len(list((data / "Very mild Dementia").glob("*.png"))) == 3
+    again = balance(model, data, data)
+    assert "nothing to do" in again.stdout and again.stdout.splitlines()[2].split()[-5:] == ["3", "0", "3", "0", "0"]
+
+
+# ---------------------------------------------------------------- refusals
+
+def test_a_planned_file_that_exists_unlisted_is_refused_and_nothing_is_written(tmp_path, model):
+    data = make_dataset(tmp_path / "data", (3, 1, 3, 3))
+    out = tmp_path / "gen"
+    (out / "Very mild Dementia").mkdir(parents=True)
+    (out / "Very mild Dementia" / "stage1_seed0_00000001.png").write_bytes(b"mine")
+    result = balance(model, data, out)
+    assert result.exit_code == 1
+    assert "stage1_seed0_00000001.png" in result.stderr and "--overwrite" in result.stderr
+    assert not (out / "generated.csv").exists() and sorted(p.name for p in out.rglob("*")) == ["Very mild Dementia", "stage1_seed0_00000001.png"]
+
+
+def test_a_manifest_of_another_seed_is_refused(tmp_path, model):
+    data = make_dataset(tmp_path / "data", (2, 1, 1, 1))
+    out = tmp_path / "gen"
+    assert balance(model, data, out).exit_code == 0
+    result = balance(model, data, out, "--seed", "5", "--target", "3")
+    assert result.exit_code == 1 and "seed 0" in result.stderr and "another --out" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 2  # the model line, then one error line
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--ratio", "-1"], "--ratio must be >= 0"),
+        (["--ratio", "lots"], "--ratio must be a number"),
+        (["--target", "3", "--ratio", "1"], "not both"),
+        (["--format", "npy"], "--format npy does not apply"),
+        (["--layout", "oasis"], "--layout does not apply"),
+    ],
+)
+def test_bad_balance_options_are_one_line(tmp_path, model, args, message):
+    data = make_dataset(tmp_path / "data", (2, 1, 1, 1))
+    result = balance(model, data, tmp_path / "gen", *args)
+    assert result.exit_code == 1 and message in result.stderr
+    assert result.stderr.count("\n") == 1 and not (tmp_path / "gen").exists()
+
+
+def test_a_folder_without_a_layout_is_named(tmp_path, model):
+    (tmp_path / "data" / "cats").mkdir(parents=True)
+    result = balance(model, tmp_path / "data", tmp_path / "gen")
+    assert result.exit_code == 1 and "no dataset layout recognised" in result.stderr and "'cats'" in result.stderr
