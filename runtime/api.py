@@ -28,6 +28,7 @@ from .noise import NOISE_VERSION, check_version
 from .errors import CganError, ModelError
 from .fileio import human_bytes
 from .resolve import ResolvedModel, resolve_model
+from .engines import OPENVINO, choose_engine
 from .session import GeneratorSession, SessionSettings, open_session
 
 # Images per session call when none is given. Measured with bench/ on a 2-core CPU and the 128-px
@@ -80,6 +81,11 @@ class OnnxGenerator:
         return self._session.provider
 
     @property
+    def engine(self) -> str:
+        """The inference engine: ``onnxruntime`` or ``openvino`` (see :mod:`cgan.runtime.engines`)."""
+        return self._session.engine
+
+    @property
     def providers(self) -> list[str]:
         return list(self._session.providers)
 
@@ -96,19 +102,28 @@ class OnnxGenerator:
         return self.info.provenance.get(Key.TRAINING_DATA, "not recorded in the model")
 
     def describe(self) -> str:
-        """One line: the model, what it was trained on, and the provider."""
+        """One line: the model, what it was trained on, the engine and the provider."""
         threads = self.settings.threads
-        cpu = f", {threads} threads" if threads and self.provider == "CPUExecutionProvider" else ""
+        cpu = f", {threads} threads" if threads and self.provider in ("CPUExecutionProvider", "OpenVINO CPU") else ""
         wanted = self._session.requested[0]
         if wanted != self.provider:  # onnxruntime fell back (e.g. CUDA listed but no usable GPU)
             cpu += f" ({wanted} was requested but could not start)"
         return (
             f"model: {self.source}; trained on: {self.training_data}; "
-            f"{self.info.img_size} px, {self.info.num_classes} stages; provider: {self.provider}{cpu}"
+            f"{self.info.img_size} px, {self.info.num_classes} stages; engine: {self.engine} {self._engine_version()}; "
+            f"provider: {self.provider}{cpu}"
         )
 
+    def _engine_version(self) -> str:
+        version = getattr(self._session, "version", None)
+        if version is None:
+            import onnxruntime as ort
+
+            version = ort.__version__
+        return version
+
     def __repr__(self) -> str:
-        return f"OnnxGenerator({self.source!r}, provider={self.provider!r})"
+        return f"OnnxGenerator({self.source!r}, engine={self.engine!r}, provider={self.provider!r})"
 
     # ------------------------------------------------------------ generation
     def stage_index(self, stage: int | str) -> int:
@@ -209,6 +224,8 @@ def load(
     log: Callable[[str], object] | None = None,
     prepack: bool | str = True,
     latency: bool = False,
+    engine: str = "auto",
+    images: int | None = None,
 ) -> OnnxGenerator:
     """Load a generator model: ``model`` is a path, ``"hf:OWNER/REPO[/FILE]"`` or None (the last export
     ``model_output/cDCGAN_generator.onnx``, else the embedded default). ``provider``: ``auto``, ``cpu``,
@@ -218,9 +235,18 @@ def load(
     keep spinning between calls (by default they spin only during a call), so a call does not wait for
     them to wake; measured side by side in bench/RESULTS.md. The price is CPU burnt while the program
     waits between calls; leave it off for batches and for programs that do other work beside generating.
+    ``engine``: ``onnxruntime``, ``openvino`` (the ``[openvino]`` extra; CPU only) or ``auto``: OpenVINO when it
+    is installed and the model runs on the CPU, unless ``latency`` is set or ``images`` (how many this generator will make, when
+    known) is below :data:`~cgan.runtime.engines.OPENVINO_MIN_IMAGES`, where its start-up costs more than it
+    saves (measured; see :mod:`cgan.runtime.engines`). Both engines give the same images (within float rounding).
     Raises a :class:`CganError` that says what to do on failure."""
-    resolved = resolve_model(model, cwd=cwd, log=log)
     settings = SessionSettings(provider=provider, threads=threads, prepack=prepack, spin=bool(latency))
+    chosen = choose_engine(engine, provider, images, latency=bool(latency))  # before the model is fetched: an impossible engine costs nothing
+    resolved = resolve_model(model, cwd=cwd, log=log)
+    if chosen == OPENVINO:
+        from .openvino_session import open_openvino  # imports openvino (~0.6 s): only when it runs the model
+
+        return OnnxGenerator(open_openvino(resolved.path, settings, source=resolved.description), resolved)
     return OnnxGenerator(open_session(resolved.path, settings, source=resolved.description), resolved)
 
 

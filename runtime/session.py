@@ -76,6 +76,7 @@ class GeneratorSession:
     device: str | None = None  # "cuda" when outputs come through an IO binding
     device_id: int = 0
     settings: SessionSettings = field(default_factory=SessionSettings)
+    engine = "onnxruntime"
 
     @property
     def provider(self) -> str:
@@ -191,7 +192,13 @@ def open_session(path: os.PathLike | str, settings: SessionSettings | None = Non
 
 
 def declared_precision(path: str) -> str | None:
-    """The ``cgan.precision`` an ONNX file declares, read without building a session (None if absent or unreadable).
+    """The ``cgan.precision`` an ONNX file declares, read without building a session (None if absent or unreadable)."""
+    props = metadata_props(path)
+    return None if props is None else props.get(Key.PRECISION)
+
+
+def metadata_props(path: str) -> dict[str, str] | None:
+    """An ONNX file's ``metadata_props`` read without onnx or a session (None if the file is unreadable).
 
     Walks the top-level fields of the ModelProto (protobuf) and decodes only ``metadata_props``
     (field 14, key/value string pairs); the graph is skipped over, not parsed.
@@ -223,16 +230,17 @@ def declared_precision(path: str) -> str | None:
             else:
                 raise ValueError("unexpected wire type")
 
+    props: dict[str, str] = {}
     try:
         with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
             for number, start, end in fields(buf, 0, len(buf)):
                 if number == 14:
                     entry = {n: bytes(buf[a:b]).decode("utf-8") for n, a, b in fields(buf, start, end)}
-                    if entry.get(1) == Key.PRECISION:
-                        return entry.get(2)
+                    if 1 in entry:
+                        props[entry[1]] = entry.get(2, "")
     except (OSError, ValueError, IndexError, UnicodeDecodeError):
         return None
-    return None
+    return props
 
 
 def _short(name: str) -> str:

@@ -22,7 +22,7 @@ except SystemExit as exc:
     code = exc.code
 else:
     code = 0
-heavy = ("rich", "huggingface_hub", "torch", "pydantic", "onnx", "PIL", "typer", "click", "socket")
+heavy = ("rich", "huggingface_hub", "torch", "pydantic", "onnx", "PIL", "typer", "click", "socket", "openvino")
 print(json.dumps({"code": code, "loaded": sorted(m for m in heavy if m in sys.modules)}))
 """
 
@@ -37,6 +37,17 @@ def test_one_image_run_imports_no_progress_bar_hub_client_image_library_or_cli_f
     got = _loaded(["--model", str(model_file("gen32")), "--n", "1", "--stage", "0", "--out", str(tmp_path / "out")], tmp_path)
     assert got == {"code": 0, "loaded": []}
     assert (tmp_path / "out" / "stage0_seed0_00000000.png").is_file()
+
+
+def test_a_large_auto_run_takes_openvino_when_installed_and_a_small_one_never_imports_it(tmp_path):
+    """The default engine choice (auto) must not cost a small run OpenVINO's import; a big run is where it pays."""
+    from cgan.runtime.engines import OPENVINO_MIN_IMAGES, openvino_installed
+
+    small = _loaded(["--model", str(model_file("gen32")), "--n", "2", "--stage", "0", "--format", "none", "--out", str(tmp_path / "a")], tmp_path)
+    assert small["code"] == 0 and "openvino" not in small["loaded"]
+    big = _loaded(["--model", str(model_file("gen32")), "--n", str(OPENVINO_MIN_IMAGES), "--stage", "0", "--format", "none", "--quiet",
+                   "--out", str(tmp_path / "b")], tmp_path)  # fmt: skip
+    assert big["code"] == 0 and ("openvino" in big["loaded"]) == openvino_installed()
 
 
 def test_a_run_of_several_batches_still_shows_its_progress_bar(tmp_path):
@@ -65,7 +76,7 @@ def test_single_image_runs_skip_weight_prepacking_for_fp32_only_with_the_same_im
     from cgan.runtime.contract import read_metadata
 
     src = model_file("gen32")
-    packed, auto = load(src, prepack=True), load(src, prepack="auto")
+    packed, auto = load(src, prepack=True, engine="onnxruntime"), load(src, prepack="auto", engine="onnxruntime")
     assert packed.settings.prepack is True and auto.settings.prepack is False
     options = auto._session.session.get_session_options()
     assert options.get_session_config_entry("session.disable_prepacking") == "1"
@@ -73,7 +84,7 @@ def test_single_image_runs_skip_weight_prepacking_for_fp32_only_with_the_same_im
     b = auto.generate_float(stage=1, n=3, seed=2)
     assert np.abs(a - b).max() < 1e-5
     int8 = export_int8(src, tmp_path / "q.onnx", model_card=False, calibration=stage_feeds(read_metadata(src), 8, seed=3)).path
-    assert load(int8, prepack="auto").settings.prepack is True  # int8 kernels are 4x slower unpacked: always packed
+    assert load(int8, prepack="auto", engine="onnxruntime").settings.prepack is True  # int8 kernels are 4x slower unpacked: always packed
 
 
 def test_latency_mode_keeps_worker_threads_spinning_between_calls_and_gives_the_same_images():
@@ -82,7 +93,7 @@ def test_latency_mode_keeps_worker_threads_spinning_between_calls_and_gives_the_
     from cgan.runtime import load
 
     src = model_file("gen32")
-    plain, fast = load(src), load(src, latency=True)
+    plain, fast = load(src, engine="onnxruntime"), load(src, latency=True)  # latency mode: ONNX Runtime's spinning, whatever is installed
     assert plain.settings.spin is False and fast.settings.spin is True
     def entry(g, key):
         return g._session.session.get_session_options().get_session_config_entry(key)

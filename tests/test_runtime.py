@@ -26,7 +26,7 @@ MIN_IDENTICAL = 0.999
 
 @pytest.fixture(scope="module")
 def gen() -> OnnxGenerator:
-    return load(model_file("gen32"), provider="cpu")
+    return load(model_file("gen32"), provider="cpu", engine="onnxruntime")  # ONNX Runtime's session (test_engines.py: OpenVINO)
 
 
 def test_load_reads_the_model_contract(gen):
