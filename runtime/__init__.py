@@ -5,6 +5,7 @@ For research and education only; never for diagnosis.
 
 from .api import OnnxGenerator, load
 from .contract import DISCLAIMER, OASIS_FOLDERS, STAGE_NAMES, ModelInfo, read_metadata
+from .dataset import GeneratedDataset
 from .errors import CganError, ModelError, StageError
 
 __version__ = "0.1.0"
@@ -12,6 +13,7 @@ __version__ = "0.1.0"
 __all__ = [
     "CganError",
     "DISCLAIMER",
+    "GeneratedDataset",
     "ModelError",
     "ModelInfo",
     "OnnxGenerator",
