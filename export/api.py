@@ -21,7 +21,7 @@ from cgan.runtime.errors import DiskFullError
 from cgan.runtime.fileio import atomic_path, atomic_write_text
 
 from .card import card_path_for, render_card
-from .checkpoints import _EMA_KEYS, load_generator
+from cgan.train.checkpoint_reader import EMA_KEYS, load_generator
 from .errors import ExportError
 from .outputs import check_output as _check_output
 from .onnx_export import DEFAULT_OPSET, build_inference_module, check_graph, check_opset, trace_to_onnx
@@ -185,7 +185,7 @@ def export_checkpoint(checkpoint: Path, out: Path, **kwargs: Any) -> ExportRepor
     prov["checkpoint_format"] = meta["format"]
     if meta["state_key"]:
         prov["checkpoint_weights"] = meta["state_key"]
-    if meta["format"] == "training-checkpoint" and meta["state_key"] not in _EMA_KEYS:
+    if meta["format"] == "training-checkpoint" and meta["state_key"] not in EMA_KEYS:
         prov["ema"] = "false (the raw weights of a training checkpoint were exported)"
     prov.update(kwargs.pop("provenance", None) or {})
     return export_generator(generator, out, provenance=prov, **kwargs)

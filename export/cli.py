@@ -94,7 +94,7 @@ def export(
     private: bool = typer.Option(False, "--private", help="With --push-to-hub: create the repo as private."),
 ) -> None:
     """Export a checkpoint to ONNX (see _HELP)."""
-    from cgan.train._deps import require, require_torch
+    from cgan.runtime.deps import require, require_torch
 
     if fp16 and int8:
         raise CganError("--fp16 and --int8 exclude each other; choose one")

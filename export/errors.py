@@ -3,18 +3,11 @@
 from __future__ import annotations
 
 from cgan.runtime.errors import CganError
+from cgan.train.checkpoint_reader import ArchitectureError, CheckpointError  # noqa: F401 - raised while reading the checkpoint to export
 
 
 class ExportError(CganError):
     """Export could not produce a valid model; nothing was written."""
-
-
-class CheckpointError(ExportError):
-    """A checkpoint that is missing, unreadable, or would need pickled code to load."""
-
-
-class ArchitectureError(CheckpointError):
-    """A state dict that does not fit the Generator (names the keys or shapes that differ)."""
 
 
 class OpsetError(ExportError):

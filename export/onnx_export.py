@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from cgan.runtime.contract import INPUT_STAGE, INPUT_Z, OUTPUT_IMAGE
+from cgan.runtime.errors import first_line
 
 from .errors import OpsetError, ValidationError
 
@@ -116,7 +117,7 @@ def trace_to_onnx(module: Any, *, z_dim: int, opset: int) -> Any:
                 verbose=False,
             )
         except Exception as exc:  # the exporter raises many internal types; one line is enough here
-            raise ValidationError(f"torch.onnx could not export the Generator ({_first_line(exc)})") from None
+            raise ValidationError(f"torch.onnx could not export the Generator ({first_line(exc)})") from None
     model = program.model_proto
     got = _default_opset(model)
     if got != opset:
@@ -145,7 +146,7 @@ def check_graph(model: Any, *, z_dim: int, channels: int, img_size: int, opset: 
         onnx.checker.check_model(model, full_check=True)
         inferred = onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
     except Exception as exc:  # checker/shape inference raise onnx's own error types
-        raise ValidationError(f"onnx checker rejected the graph ({_first_line(exc)})") from None
+        raise ValidationError(f"onnx checker rejected the graph ({first_line(exc)})") from None
 
     def sig(values):
         out = []
@@ -206,10 +207,6 @@ def _default_opset(model: Any) -> int | None:
             return int(o.version)
     return None
 
-
-def _first_line(exc: BaseException) -> str:
-    lines = [line for line in str(exc).strip().splitlines() if line.strip()]
-    return lines[0][:300] if lines else type(exc).__name__
 
 
 @contextlib.contextmanager

@@ -8,6 +8,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from cgan.runtime.contract import INPUT_STAGE, INPUT_Z, OUTPUT_IMAGE
+from cgan.runtime.errors import first_line
 
 from .errors import ValidationError
 
@@ -60,7 +61,7 @@ def compare_with_torch(
         session = ort.InferenceSession(model_bytes, providers=[provider])
     except Exception as exc:  # onnxruntime's own exception types
         raise ValidationError(
-            f"onnxruntime {ort.__version__} cannot load the exported graph on {provider} ({_first_line(exc)}); "
+            f"onnxruntime {ort.__version__} cannot load the exported graph on {provider} ({first_line(exc)}); "
             "try a lower --opset"
         ) from None
     cfg = generator.config
@@ -75,7 +76,7 @@ def compare_with_torch(
             try:
                 (got,) = session.run([OUTPUT_IMAGE], {INPUT_Z: z, INPUT_STAGE: stages})
             except Exception as exc:
-                raise ValidationError(f"onnxruntime failed to run the exported graph at batch {n} ({_first_line(exc)})") from None
+                raise ValidationError(f"onnxruntime failed to run the exported graph at batch {n} ({first_line(exc)})") from None
             with torch.no_grad():
                 want = generator(torch.from_numpy(z), torch.from_numpy(stages)).float().numpy()
             if got.shape != want.shape:
@@ -112,7 +113,3 @@ def _stage_batches(n: int, num_classes: int, rng: np.random.Generator) -> list[n
     stages = np.arange(n, dtype=np.int64) % num_classes
     return [rng.permutation(stages)]
 
-
-def _first_line(exc: BaseException) -> str:
-    lines = [line for line in str(exc).strip().splitlines() if line.strip()]
-    return lines[0][:300] if lines else type(exc).__name__

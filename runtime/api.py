@@ -25,7 +25,7 @@ import numpy as np
 
 from .contract import ModelInfo, Key, noise, parse_stage, to_uint8
 from .noise import NOISE_VERSION, check_version
-from .errors import CganError, ModelError
+from .errors import CganError, ModelError, first_line
 from .fileio import human_bytes
 from .resolve import ResolvedModel, resolve_model
 from .engines import OPENVINO, choose_engine
@@ -162,7 +162,7 @@ class OnnxGenerator:
         except Exception as exc:  # onnxruntime reports a failed allocation as its own RuntimeException
             if "alloc" in str(exc).lower():
                 size = re.search(r"buffer of size (\d+)", str(exc))
-                what = f"onnxruntime could not allocate {human_bytes(int(size.group(1)))}" if size else _first_line(exc)
+                what = f"onnxruntime could not allocate {human_bytes(int(size.group(1)))}" if size else first_line(exc)
                 raise GenerateError(f"a batch of {b} images does not fit in memory ({what}); lower --batch-size") from None
             raise
         if not np.isfinite(images).all():
@@ -270,7 +270,3 @@ def _check_counts(n: int, seed: int, start: int, batch_size: int) -> tuple[int, 
 
     return _int("n", n, 1), _int("seed", seed, 0), _int("start", start, 0), _int("batch size", batch_size, 1)
 
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:200] if text else type(exc).__name__

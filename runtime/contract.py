@@ -14,7 +14,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .errors import ModelError, StageError
+from .errors import ModelError, StageError, first_line
 from .noise import NOISE_VERSION, check_version, noise_v1, noise_v2
 
 FORMAT_VERSION = "1"
@@ -211,15 +211,11 @@ def read_metadata(path: str | Path) -> ModelInfo:
     try:
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own exception types for corrupt files
-        raise ModelError(f"model file {path} is not a readable ONNX model ({_first_line(exc)})") from None
+        raise ModelError(f"model file {path} is not a readable ONNX model ({first_line(exc)})") from None
     info = ModelInfo.from_metadata(session.get_modelmeta().custom_metadata_map, source=str(path))
     check_io(session, info, source=str(path))
     return info
 
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:300] if text else type(exc).__name__
 
 
 # ---------------------------------------------------------------- stages

@@ -33,6 +33,15 @@ class DiskFullError(OutputError):
     """No space left where a file was being written (raised instead of the bare OSError, naming the file)."""
 
 
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """The first non-blank line of ``exc``'s message, stripped and cut to ``limit`` characters (its type
+    name when the message is empty): how a library's multi-line exception is quoted inside our one-line errors."""
+    for line in str(exc).splitlines():
+        if line.strip():
+            return line.strip()[:limit]
+    return type(exc).__name__
+
+
 def user_errors_exit(func: F) -> F:
     """Decorate a CLI command: a :class:`CganError` becomes ``error: <message>`` and exit code 1."""
 

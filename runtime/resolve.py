@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from .errors import ModelError
+from .errors import ModelError, first_line
 
 MODEL_FILE = "cDCGAN_generator.onnx"
 LAST_EXPORT = Path("model_output") / MODEL_FILE
@@ -149,7 +149,7 @@ def _from_hub(spec: HubSpec, log: Callable[[str], object] | None = None) -> Reso
 
 def _hub_message(spec: HubSpec, exc: BaseException) -> str:
     names = {cls.__name__ for cls in type(exc).__mro__}
-    detail = _first_line(exc)
+    detail = first_line(exc)
     if "LocalEntryNotFoundError" in names or "OfflineModeIsEnabled" in names:
         offline = _offline()
         why = "HF_HUB_OFFLINE is set" if offline else "the Hub cannot be reached"
@@ -176,7 +176,3 @@ def _cache_dir() -> str:
     except Exception:  # pragma: no cover - only for the message
         return "the Hugging Face cache"
 
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:300] if text else type(exc).__name__

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from .contract import INPUT_STAGE, INPUT_Z, OUTPUT_IMAGE, Key, ModelInfo, check_io
-from .errors import CganError, ModelError
+from .errors import CganError, ModelError, first_line
 
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
@@ -177,7 +177,7 @@ def open_session(path: os.PathLike | str, settings: SessionSettings | None = Non
     except CganError:
         raise
     except Exception as exc:  # onnxruntime raises its own types for corrupt, truncated or foreign files
-        raise ModelError(f"{source} is not a readable ONNX model ({_first_line(exc)}); re-export it with cgan-export or re-download it") from None
+        raise ModelError(f"{source} is not a readable ONNX model ({first_line(exc)}); re-export it with cgan-export or re-download it") from None
     info = ModelInfo.from_metadata(session.get_modelmeta().custom_metadata_map, source=source)
     check_io(session, info, source=source)
     providers = list(session.get_providers())
@@ -246,7 +246,3 @@ def metadata_props(path: str) -> dict[str, str] | None:
 def _short(name: str) -> str:
     return name[: -len("ExecutionProvider")].lower() if name.endswith("ExecutionProvider") else name
 
-
-def _first_line(exc: BaseException) -> str:
-    text = [line for line in str(exc).strip().splitlines() if line.strip()]
-    return text[0][:300] if text else type(exc).__name__

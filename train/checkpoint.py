@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from cgan.runtime.errors import CganError
+from cgan.runtime.errors import CganError, first_line
 from cgan.runtime.fileio import atomic_path
 
 GENERATOR_FILE = "cDCGAN_generator.pth"
@@ -131,17 +131,16 @@ def safe_load(path: Path | str, map_location: str | torch.device = "cpu") -> Any
         if refusal is not None and "Unsupported global" in str(exc):
             raise PickledCodeError(refusal) from None
         detail = re.search(r"WeightsUnpickler error:\s*(\S[^\n]*)", str(exc))
-        reason = detail.group(1).strip()[:200] if detail else _first_line(exc)
+        reason = detail.group(1).strip()[:200] if detail else _torch_reason(exc)
         raise UnreadableCheckpointError(path, reason) from None
     except Exception as exc:  # torch raises several types for truncated or foreign files
-        raise UnreadableCheckpointError(path, _first_line(exc)) from None
+        raise UnreadableCheckpointError(path, _torch_reason(exc)) from None
 
 
-def _first_line(exc: BaseException) -> str:
-    for line in str(exc).splitlines():
-        if line.strip():
-            return line.strip().split(" Re-running torch.load")[0][:200]
-    return type(exc).__name__
+def _torch_reason(exc: BaseException) -> str:
+    """torch's reason in a line, without its advice to load again with the protection off."""
+    return first_line(exc).split(" Re-running torch.load")[0]
+
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu", *,

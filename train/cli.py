@@ -75,7 +75,7 @@ def train(
     r1: float = typer.Option(0.0, "--r1", help="R1 gradient penalty weight gamma on real images (0: off)."),
     r1_every: int = typer.Option(16, "--r1-every", help="Apply R1 every N discriminator steps, weighted by N (lazy regularisation)."),
 ) -> None:
-    from ._deps import require_torch
+    from cgan.runtime.deps import require_torch
 
     require_torch("cgan-train")
     from .loop import TrainConfig

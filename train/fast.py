@@ -13,6 +13,8 @@ from typing import Callable, Iterable
 import torch
 from torch import nn
 
+from cgan.runtime.errors import first_line
+
 
 def make_adam(params: Iterable[nn.Parameter], *, lr: float, betas: tuple[float, float],
               device: torch.device) -> torch.optim.Adam:
@@ -49,10 +51,6 @@ def compile_or_eager(module: nn.Module, enabled: bool, log: Callable[[str], obje
     try:
         return compile_fn(module)
     except Exception as exc:  # e.g. an unsupported Python version for dynamo
-        log(f"note: --compile: torch.compile is unavailable here ({first_line(exc)}); training in eager mode")
+        log(f"note: --compile: torch.compile is unavailable here ({type(exc).__name__}: {first_line(exc)}); training in eager mode")
         return module
 
-
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0][:160]}" if text else type(exc).__name__

@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from cgan.runtime import __version__
-from cgan.runtime.errors import CganError, DiskFullError
+from cgan.runtime.errors import CganError, DiskFullError, first_line
 from cgan.runtime.outputs import FolderLock, clean_dead_temps
 
 from . import checkpoint as ckpt
@@ -39,7 +39,7 @@ from . import ddp, objectives, outputs
 from .augment import diff_augment, parse_policy
 from .batches import epoch_order, iter_batches, to_model_input
 from .config import TrainConfig, TrainResult, merge_resumed, resolve_device, resolve_precision
-from .fast import first_line, compile_or_eager, load_optimizer_state, make_adam
+from .fast import compile_or_eager, load_optimizer_state, make_adam
 from .models import Generator, GeneratorConfig, batch_groups, build_discriminator
 from .run_outputs import RunOutputs
 
@@ -138,7 +138,7 @@ class TrainingRun(RunOutputs):
             return self._step(real, labels)
         except Exception as exc:  # inductor/dynamo errors have many types
             if self.info.is_main:
-                self.log(f"note: --compile: the compiled step failed ({first_line(exc)}); training in eager mode")
+                self.log(f"note: --compile: the compiled step failed ({type(exc).__name__}: {first_line(exc)}); training in eager mode")
             self.G_step, self.D_step, self.compiled = self.G_train, self.D_train, False
             self.noise_gen.set_state(noise_state)
             return self._step(real, labels)
@@ -373,7 +373,7 @@ def train(config: TrainConfig, *, image_set=None, log: Log = print, given: set[s
             raise DiskFullError(f"{exc}{where}") from None
         except (MemoryError, RuntimeError) as exc:
             if isinstance(exc, MemoryError) or _out_of_memory(exc):
-                raise CganError(f"out of memory at --batch-size {config.batch_size} ({_first_line(exc)}); lower --batch-size") from None
+                raise CganError(f"out of memory at --batch-size {config.batch_size} ({first_line(exc)}); lower --batch-size") from None
             raise
         finally:
             ddp.shutdown(info)
@@ -383,10 +383,6 @@ def _out_of_memory(exc: BaseException) -> bool:
     text = str(exc).lower()
     return isinstance(exc, getattr(torch, "OutOfMemoryError", ())) or "out of memory" in text or "can't allocate memory" in text
 
-
-def _first_line(exc: BaseException) -> str:
-    lines = [line for line in str(exc).splitlines() if line.strip()]
-    return lines[0].strip()[:160] if lines else type(exc).__name__
 
 
 def _train(config: TrainConfig, state, latest, init_state, image_set, info, device, precision, log: Log, say: Log) -> TrainResult:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import shutil
@@ -15,6 +14,7 @@ from pathlib import Path
 from .. import __version__
 from ..contract import DISCLAIMER, read_metadata
 from ..errors import CganError
+from ..fileio import sha256_file
 from ..noise import NOISE_VERSION
 from ..resolve import resolve_model
 
@@ -99,14 +99,6 @@ def _public_source(resolved) -> str:
     return resolved.path.name
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _folder_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
@@ -160,7 +152,7 @@ def build_site(
             "model": {
                 "file": MODEL_FILE,
                 "source": _public_source(resolved),
-                "sha256": _sha256(resolved.path),
+                "sha256": sha256_file(resolved.path),
                 "bytes": resolved.path.stat().st_size,
                 "info": info.as_dict(),
             },

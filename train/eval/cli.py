@@ -72,7 +72,7 @@ def evaluate(
     device: str = typer.Option("auto", "--device", help="auto (CUDA if available), cpu or cuda: for the judges, checkpoints and the ONNX provider."),
     threads: int = typer.Option(1, "--threads", help="CPU threads for torch and ONNX Runtime (1 is fastest for these small networks on a shared CPU)."),
 ) -> None:
-    from cgan.train._deps import require_torch
+    from cgan.runtime.deps import require_torch
 
     require_torch("cgan-eval")
     from .augment import AugmentConfig

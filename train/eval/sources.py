@@ -95,7 +95,7 @@ CHECKPOINT_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin")
 
 def load_source(model: str | Path | None, *, device: str = "auto", threads: int | None = None) -> Source:
     """The generator to evaluate: an ``.onnx`` path or ``hf:OWNER/REPO[/FILE]`` (runtime), a checkpoint
-    (``.pth``/``.pt``, loaded with cgan.export's checkpoint reader), or None: the model cgan-run would
+    (``.pth``/``.pt``, loaded with the trainer's checkpoint reader), or None: the model cgan-run would
     use (the last export ``model_output/cDCGAN_generator.onnx``, else the embedded default)."""
     if model is None:
         from cgan.runtime.resolve import EMBEDDED_DEFAULT, LAST_EXPORT
@@ -112,10 +112,7 @@ def load_source(model: str | Path | None, *, device: str = "auto", threads: int 
     if path.is_dir():
         raise EvalError(f"model {path} is a folder; give an .onnx file or a .pth/.pt checkpoint")
     if path.suffix.lower() in CHECKPOINT_SUFFIXES:
-        try:
-            from cgan.export.api import load_generator  # type: ignore[attr-defined]
-        except ImportError:
-            from cgan.export.checkpoints import load_generator
+        from cgan.train.checkpoint_reader import load_generator
         from .devices import resolve_device
 
         generator, meta = load_generator(path)

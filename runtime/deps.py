@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-from cgan.runtime.errors import CganError
+from .errors import CganError
 
 
 def require(module: str, *, command: str, extra: str) -> ModuleType:

@@ -15,14 +15,21 @@ checkpoint needs nothing beside its weights; sizes it declares are cross-checked
 
 from __future__ import annotations
 
-import hashlib
 import re
 from pathlib import Path
 from typing import Any, Mapping
 
 from cgan.runtime.errors import CganError
+from cgan.runtime.fileio import sha256_file
 
-from .errors import ArchitectureError, CheckpointError
+
+class CheckpointError(CganError):
+    """A checkpoint that is missing, unreadable, or would need pickled code to load."""
+
+
+class ArchitectureError(CheckpointError):
+    """A state dict that does not fit the Generator (names the keys or shapes that differ)."""
+
 
 # Where the generator weights may sit in a checkpoint dict, most preferred first (EMA weights
 # generate better images, so a training checkpoint's EMA copy wins over the raw generator).
@@ -30,14 +37,6 @@ STATE_KEYS = ("generator_ema", "ema_generator", "G_ema", "ema_G", "generator", "
 # Wrappers that prefix parameter names: DistributedDataParallel, torch.compile.
 _PREFIXES = ("module.", "_orig_mod.")
 _ORIGINAL_KEYS = {"model", "z_dim", "num_classes", "img_size"}
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_checkpoint(path: Path) -> Any:
@@ -48,7 +47,7 @@ def read_checkpoint(path: Path) -> Any:
         raise CheckpointError(f"checkpoint {path} does not exist; train one with `cgan-train` or pass a path")
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} is not a file")
-    from cgan.train.checkpoint import PickledCodeError, safe_load
+    from .checkpoint import PickledCodeError, safe_load
 
     try:
         return safe_load(path)
@@ -59,7 +58,7 @@ def read_checkpoint(path: Path) -> Any:
 
 
 WEIGHTS = ("auto", "ema", "raw")
-_EMA_KEYS = STATE_KEYS[:4]
+EMA_KEYS = STATE_KEYS[:4]
 
 
 def load_generator(checkpoint: Path, weights: str = "auto") -> tuple[Any, dict]:
@@ -97,7 +96,7 @@ def load_generator(checkpoint: Path, weights: str = "auto") -> tuple[Any, dict]:
 def build_from_state(state: Mapping[str, Any], source: str = "state dict") -> tuple[Any, Any]:
     """Infer the GeneratorConfig from tensor shapes, build the Generator and load ``state`` strictly."""
     import torch
-    from cgan.train.models import Generator, GeneratorConfig
+    from .models import Generator, GeneratorConfig
 
     state = _strip_prefixes(state)
     config = _infer_config(state, source)
@@ -113,11 +112,6 @@ def build_from_state(state: Mapping[str, Any], source: str = "state dict") -> tu
 
 
 # ---------------------------------------------------------------- internals
-
-def _first_line(exc: BaseException) -> str:
-    lines = [line for line in str(exc).strip().splitlines() if line.strip()]
-    return lines[0][:200] if lines else type(exc).__name__
-
 
 def _is_state_dict(value: Any) -> bool:
     import torch
@@ -140,7 +134,7 @@ def _find_state(obj: Any, path: Path, weights: str = "auto") -> tuple[Mapping[st
         if weights == "ema":
             raise CheckpointError(f"checkpoint {path} is a bare state dict with no EMA copy; use --weights auto or raw")
         return obj, "", "state-dict"
-    keys_in_order = {"auto": STATE_KEYS, "ema": _EMA_KEYS, "raw": STATE_KEYS[4:]}[weights]
+    keys_in_order = {"auto": STATE_KEYS, "ema": EMA_KEYS, "raw": STATE_KEYS[4:]}[weights]
     for key in keys_in_order:
         if key in obj and _is_state_dict(obj[key]):
             if key == "model":

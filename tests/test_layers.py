@@ -1,0 +1,88 @@
+"""The layers run one way: runtime <- train <- export (<- bench). Every ``import`` in every module of the
+three packages, at any depth (inside functions too), is read from the source and checked."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+
+# the package a folder is installed as, and the packages of ours it may import (besides itself)
+LAYERS = {
+    "runtime": ("cgan.runtime", ()),
+    "train": ("cgan.train", ("cgan.runtime",)),
+    "export": ("cgan.export", ("cgan.runtime", "cgan.train")),
+}
+OURS = tuple(pkg for pkg, _ in LAYERS.values())
+
+
+def _module_name(folder: str, path: Path) -> str:
+    parts = list(path.relative_to(REPO / folder).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join([LAYERS[folder][0], *parts])
+
+
+def imported_modules(path: Path, module: str) -> list[tuple[int, str]]:
+    """(line, absolute module name) of every import in ``path``; relative imports resolved against ``module``."""
+    is_package = path.name == "__init__.py"
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = module.split(".")
+                drop = node.level - 1 if is_package else node.level
+                base = base[: len(base) - drop] if drop else base
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            # `from . import x` may name a sub-module: count each name as one
+            names = [f"{target}.{a.name}" for a in node.names] if not node.module else [target]
+            found += [(node.lineno, name) for name in names]
+    return found
+
+
+def upward_imports(folder: str) -> list[str]:
+    own, allowed = LAYERS[folder]
+    wrong = []
+    for path in sorted((REPO / folder).rglob("*.py")):
+        module = _module_name(folder, path)
+        for line, name in imported_modules(path, module):
+            ours = next((p for p in OURS if name == p or name.startswith(p + ".")), None)
+            if ours is not None and ours != own and ours not in allowed:
+                wrong.append(f"{path.relative_to(REPO)}:{line} imports {name}")
+    return wrong
+
+
+@pytest.mark.parametrize("folder", sorted(LAYERS))
+def test_no_import_runs_up_the_layers(folder):
+    assert upward_imports(folder) == []
+
+
+def test_the_walk_sees_imports_at_every_depth(tmp_path, monkeypatch):
+    """A function-local, relative and absolute upward import are each found (else the test above proves nothing)."""
+    fake = tmp_path / "runtime"
+    (fake / "sub").mkdir(parents=True)
+    (fake / "sub" / "__init__.py").write_text("")
+    (fake / "sub" / "mod.py").write_text(
+        "import numpy\n"
+        "from cgan.runtime.errors import CganError\n"
+        "def f():\n"
+        "    from cgan.train.models import Generator\n"
+        "    import cgan.export.api\n"
+        "from ... import export\n"
+    )
+    monkeypatch.setattr(f"{__name__}.REPO", tmp_path)
+    wrong = upward_imports("runtime")
+    assert sorted(w.split(" imports ")[1] for w in wrong) == ["cgan.export", "cgan.export.api", "cgan.train.models"], wrong
+
+
+def test_relative_imports_resolve_within_their_package():
+    path = REPO / "runtime" / "web" / "site.py"
+    names = {name for _, name in imported_modules(path, "cgan.runtime.web.site")}
+    assert "cgan.runtime.contract" in names and "cgan.runtime.web" not in names
