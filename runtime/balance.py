@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from .errors import CganError, OutputError
+from .fileio import sha256_file
 from .layout import Layout, find_layout, list_images
-from .manifest import MANIFEST_NAME, ManifestRow, file_sha256, read_manifest, write_manifest
+from .manifest import MANIFEST_NAME, ManifestRow, read_manifest, write_manifest
 
 LAYOUT_WORDS = {"oasis": "OASIS layout", "stages": "stage-folder layout", "classes": "class-folder layout"}
 
@@ -268,7 +269,7 @@ def run_balance(gen, data: Path, out: Path, *, seed: int, noise_version: int, ra
                 stages: Optional[Sequence[int]] = None, batch_size: Optional[int] = None, writers: Optional[int] = None,
                 overwrite: bool = False, echo: Callable[[str], None] = print, progress=None) -> str:
     """``cgan-run --balance``: plan, print the plan, write the missing images. Returns the summary line."""
-    sha = file_sha256(gen.path)
+    sha = sha256_file(gen.path)
     job = plan_job(Path(data), Path(out), model_sha256=sha, seed=seed, noise_version=noise_version, ratio=ratio, target=target,
                    stages=stages, num_classes=gen.info.num_classes)
     how = (f"{ratio} generated per real image" if ratio is not None else f"every stage to {target:,} images" if target is not None

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import os
 import re
 import shutil
@@ -36,6 +35,8 @@ def human_bytes(n: float) -> str:
 
 def sha256_file(path: str | os.PathLike) -> str:
     """The hex sha256 of a file's bytes, read in 1 MiB blocks."""
+    import hashlib  # here, not at the top: cgan-run's start imports this module and rarely hashes
+
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):

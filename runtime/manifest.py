@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Iterable
 
 from .errors import OutputError
-from .fileio import atomic_write_text
+from .fileio import atomic_write_text, sha256_file
 
 MANIFEST_NAME = "generated.csv"
 FIELDS = ("file", "stage", "model_sha256", "seed", "k", "noise_version")
@@ -32,17 +32,6 @@ class ManifestRow:
     model_sha256: str
     seed: int
     noise_version: int
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """The sha256 of a file, hex (read in 1 MiB blocks)."""
-    import hashlib  # here, not at the top: cgan-run imports this module for its help text
-
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def read_manifest(path: str | os.PathLike) -> list[ManifestRow]:
@@ -94,7 +83,7 @@ def regenerate(row: ManifestRow, gen) -> "object":
 
     Refuses a generator whose model file differs from the one the row names.
     """
-    sha = file_sha256(gen.path)
+    sha = sha256_file(gen.path)
     if sha != row.model_sha256:
         raise OutputError(
             f"{row.file} was made by the model with sha256 {row.model_sha256[:12]}..., not {gen.path} ({sha[:12]}...); load that model"

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from .contract import INPUT_STAGE, INPUT_Z, OUTPUT_IMAGE, ModelInfo, check_io
-from .errors import CganError, ModelError
+from .errors import CganError, ModelError, first_line
 
 DEVICE = "CPU"
 MAX_STATIC_SHAPES = 4  # compiled static batch sizes kept (each holds its own buffers)
@@ -130,7 +130,7 @@ def open_openvino(path: os.PathLike | str, settings: Any, *, source: str | None 
     try:
         model = core.read_model(path)
     except Exception as exc:  # OpenVINO raises RuntimeError with its frontend's text for corrupt or foreign files
-        raise ModelError(f"{source} is not a readable ONNX model for OpenVINO ({_first_line(exc)}); "
+        raise ModelError(f"{source} is not a readable ONNX model for OpenVINO ({first_line(exc)}); "
                          "re-export it with cgan-export, or use --engine onnxruntime") from None  # fmt: skip
     info = ModelInfo.from_metadata(metadata_props(path) or {}, source=source)
     check_io(_Ports(model), info, source=source)
@@ -139,9 +139,5 @@ def open_openvino(path: os.PathLike | str, settings: Any, *, source: str | None 
     except CganError:
         raise
     except Exception as exc:
-        raise ModelError(f"OpenVINO cannot compile {source} ({_first_line(exc)}); use --engine onnxruntime") from None
+        raise ModelError(f"OpenVINO cannot compile {source} ({first_line(exc)}); use --engine onnxruntime") from None
 
-
-def _first_line(exc: BaseException) -> str:
-    text = [line for line in str(exc).strip().splitlines() if line.strip()]
-    return text[0][:300] if text else type(exc).__name__

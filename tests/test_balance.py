@@ -14,7 +14,8 @@ from _models import model_file
 from cgan.runtime import load
 from cgan.runtime.balance import balance_plan, plan_counts
 from cgan.runtime.cli import main
-from cgan.runtime.manifest import file_sha256, read_manifest, regenerate
+from cgan.runtime.fileio import sha256_file
+from cgan.runtime.manifest import read_manifest, regenerate
 
 OASIS = ("Non Demented", "Very mild Dementia", "Mild Dementia", "Moderate Dementia")
 
@@ -135,7 +136,7 @@ def test_manifest_regenerates_every_listed_image(tmp_path, model, gen):
         header = next(csv.reader(f))
     assert header == ["file", "stage", "model_sha256", "seed", "k", "noise_version"]
     rows = read_manifest(out / "generated.csv")
-    assert len(rows) == 9 and {r.model_sha256 for r in rows} == {file_sha256(model)} and {r.seed for r in rows} == {11}
+    assert len(rows) == 9 and {r.model_sha256 for r in rows} == {sha256_file(model)} and {r.seed for r in rows} == {11}
     for r in rows:
         with Image.open(out / r.file) as im:
             np.testing.assert_array_equal(np.asarray(im), regenerate(r, gen))
