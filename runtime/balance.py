@@ -291,5 +291,5 @@ def run_balance(gen, data: Path, out: Path, *, seed: int, noise_version: int, ra
         if bar is not None:
             bar.stop()
     seconds = max(time.perf_counter() - started, 1e-9)
-    return (f"wrote {n:,} PNG images to {job.out} in {seconds:.1f} s ({n / seconds:.0f} images/s, {gen.provider}); "
+    return (f"wrote {n:,} PNG images to {job.out} in {seconds:.1f} s ({n / seconds:.0f} images/s, {gen.engine}, {gen.provider}); "
             f"{job.manifest} lists all {job.plan.total:,} generated images of the plan")

@@ -33,8 +33,8 @@ class GeneratedDataset:
     ``model``: as for :func:`cgan.runtime.load` (resolved once, here). ``output``: ``"uint8"`` for
     ``[H, W]`` pixels (``[H, W, C]`` for a multi-channel model), ``"float32"`` for the model's
     ``[C, H, W]`` values in [-1, 1]. ``transform`` is applied to the image, ``target_transform`` to the
-    stage index. ``threads``: ONNX Runtime threads per process (with several DataLoader workers, 1 keeps
-    them from competing for the cores).
+    stage index. ``threads``: the model's threads per process (with several DataLoader workers, 1 keeps
+    them from competing for the cores); ``provider`` and ``engine`` as for :func:`cgan.runtime.load`.
     """
 
     def __init__(
@@ -50,6 +50,7 @@ class GeneratedDataset:
         target_transform: Callable[[int], Any] | None = None,
         provider: str = "cpu",
         threads: int | None = None,
+        engine: str = "auto",
     ) -> None:
         from .resolve import resolve_model
 
@@ -68,6 +69,7 @@ class GeneratedDataset:
         self.target_transform = target_transform
         self.provider = provider
         self.threads = threads
+        self.engine = engine
         self._gen = None
         self._pid: int | None = None
         self._block: tuple[tuple[int, int], np.ndarray] | None = None
@@ -133,7 +135,7 @@ class GeneratedDataset:
         if self._gen is None or self._pid != os.getpid():  # a forked worker opens its own session
             from .api import load
 
-            self._gen = load(self.model_path, provider=self.provider, threads=self.threads)
+            self._gen = load(self.model_path, provider=self.provider, threads=self.threads, engine=self.engine)
             self._pid = os.getpid()
             self._block = None
         return self._gen
