@@ -3,6 +3,7 @@ controls; the pixels read back from the page must be cgan-run's PNGs within one 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -261,3 +262,73 @@ def test_webgpu_backend_matches_cgan_run(playwright, tmp_path):
             assert_same(shown(page), pngs)
         finally:
             browser.close()
+
+
+# ---------------------------------------------------------------- balance
+
+def test_balance_plan_is_cgan_runs_plan(browser, tmp_path):
+    from cgan.runtime.balance import plan_counts
+
+    site = build(tmp_path, model=str(model_file("gen32")))
+    cases = [([5, 3, 2, 0], "largest", "1"), ([100, 7, 3, 0], "ratio", "0.29"), ([9, 10, 11, 1], "ratio", "2.5"),
+             ([9, 10, 11, 1], "target", "10"), ([67222, 13725, 5002, 488], "largest", "")]
+    with serving(site) as url:
+        page = open_page(browser, url)
+        got = page.evaluate("async (cases) => { const { planCounts } = await import('./balance.js');"
+                            " return cases.map(([real, rule, v]) => planCounts(real, rule, v)); }", cases)
+        want = [list(plan_counts(real, **({"ratio": v} if rule == "ratio" else {"target": int(v)} if rule == "target" else {})))
+                for real, rule, v in cases]
+        assert got == want
+        set_fields(page, rule="target", rule_value="-2")
+        page.click("#plan")
+        page.wait_for_selector("#error:not([hidden])")
+        assert page.inner_text("#error") == 'Target must be a whole number >= 1, got "-2"'
+
+
+def test_balance_images_are_cgan_run_balance_images_and_download_as_zip(browser, tmp_path):
+    import zipfile
+
+    from test_balance import make_dataset
+
+    model = str(model_file("gen32"))
+    site = build(tmp_path, model=model)
+    data = make_dataset(tmp_path / "data", (5, 3, 2, 0), names=("stage0", "stage1", "stage2", "stage3"))
+    result = run_script("cgan-run", "--balance", str(data), "--out", str(tmp_path / "bal"), "--model", model, "--seed", "3", "--quiet",
+                        block_torch=True, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    pngs = {}
+    for f in (tmp_path / "bal").rglob("*.png"):
+        stage, seed, k = f.stem.split("_")
+        with Image.open(f) as im:
+            pngs[(int(stage[5:]), int(seed[4:]), int(k))] = np.asarray(im)
+    assert len(pngs) == 0 + 2 + 3 + 5
+    with serving(site) as url:
+        page = open_page(browser, url)
+        set_fields(page, seed=3, real_0=5, real_1=3, real_2=2, real_3=0, rule="largest")
+        click(page, "#balance-generate")
+        assert page.get_attribute("#plan-table", "data-plan") == "0,2,3,5"
+        assert page.inner_text("#plan-table tbody tr:last-child").split() == ["all", "10", "10", "20"]
+        assert page.get_attribute("#grid", "data-kind") == "balance" and page.get_attribute("#grid", "data-count") == "10"
+        cells = shown(page)
+        assert_same(cells, pngs)
+        with page.expect_download() as dl:
+            page.click("#download-zip")
+        assert dl.value.suggested_filename == "balance_seed3.zip"
+        with zipfile.ZipFile(dl.value.path()) as z:
+            assert z.testzip() is None
+            names = sorted(z.namelist())
+            manifest = z.read("generated.csv").decode()
+            images = {n: np.asarray(Image.open(z.open(n))) for n in names if n.endswith(".png")}
+        rows = [line.split(",") for line in manifest.splitlines()]
+        assert rows[0] == ["file", "stage", "model_sha256", "seed", "k", "noise_version"] and len(rows) == 11
+        sha = hashlib.sha256(Path(model).read_bytes()).hexdigest()
+        assert {r[2] for r in rows[1:]} == {sha} and sorted(r[0] for r in rows[1:]) == sorted(images)
+        for f, stage, _, seed, k, version in rows[1:]:
+            assert f == f"stage{stage}/stage{stage}_seed3_{int(k):08d}.png" and version == "2"
+            assert np.abs(images[f].astype(np.int16) - pngs[(int(stage), 3, int(k))]).max() <= 1
+        # a plan too big for the page says where to make it
+        set_fields(page, real_0=70000)
+        page.click("#balance-generate")
+        page.wait_for_selector("#error:not([hidden])")
+        assert "cgan-run --balance DATA" in page.inner_text("#error")
+        assert not page.errors

@@ -24,7 +24,7 @@ ORT_CDN = f"https://cdn.jsdelivr.net/npm/onnxruntime-web@{ORT_VERSION}/dist/"
 # The files of its dist/ folder the page loads: the wasm build, and the WebGPU one where asked for.
 ORT_WASM_FILES = ("ort.wasm.min.mjs", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm")
 ORT_WEBGPU_FILES = ("ort.webgpu.min.mjs", "ort-wasm-simd-threaded.asyncify.mjs", "ort-wasm-simd-threaded.asyncify.wasm")
-PAGE_FILES = ("index.html", "app.js", "noise.js", "style.css")
+PAGE_FILES = ("index.html", "app.js", "noise.js", "balance.js", "zip.js", "style.css")
 MODEL_FILE = "model.onnx"
 SITE_JSON = "site.json"
 

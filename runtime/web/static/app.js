@@ -4,8 +4,12 @@
 // which model file, its metadata and where onnxruntime-web lies.
 
 import { noise, NOISE_VERSION } from "./noise.js";
+import { planCounts, PlanError } from "./balance.js";
+import { greyPng, zip } from "./zip.js";
 
 const BATCH = 16; // images per session call: keeps the page responsive and memory small
+const MAX_BALANCE = 2048; // images the page makes for one balance plan; bigger plans are cgan-run --balance's work
+const REAL_DEFAULTS = [24, 12, 6, 2]; // a small imbalanced example, shaped like the OASIS counts
 const $ = (id) => document.getElementById(id);
 const state = { ort: null, session: null, info: null, backend: "", lastRows: null };
 // Milestones in ms since navigation (performance.now()), read by bench/test_bench_web.py.
@@ -117,6 +121,12 @@ function showModel(site) {
   for (const select of [$("stage"), $("interp-stage")]) {
     info.stage_names.forEach((name, i) => select.add(new Option(`${i}: ${name}`, String(i))));
   }
+  info.stage_names.forEach((name, i) => {
+    const input = Object.assign(document.createElement("input"), { id: `real-${i}`, type: "number", min: "0", value: String(REAL_DEFAULTS[i] ?? 0) });
+    const label = Object.assign(document.createElement("label"), { textContent: `${i}: ${name}, real` });
+    label.append(input);
+    $("real-counts").append(label);
+  });
   $("stage").add(new Option("all stages", "all"), 0);
   $("stage").value = "all";
   $("noise").textContent = `version ${site.noise_version}: image k of seed S is drawn from Philox4x32-10 ` +
@@ -264,6 +274,76 @@ async function showInterpolation() {
   render("interpolation", title, [{ label: `${s}: ${state.info.stage_names[s]}`, cells }], null);
 }
 
+// ------------------------------------------------------------------ balance
+
+function balancePlan() {
+  const real = state.info.stage_names.map((_, i) => $(`real-${i}`).value);
+  let want;
+  try {
+    want = planCounts(real, $("rule").value, $("rule-value").value);
+  } catch (err) {
+    throw err instanceof PlanError ? new InputError(err.message) : err;
+  }
+  const body = $("plan-table").tBodies[0];
+  body.replaceChildren();
+  const cells = (values) => {
+    const tr = document.createElement("tr");
+    for (const v of values) tr.append(Object.assign(document.createElement("td"), { textContent: v }));
+    body.append(tr);
+  };
+  state.info.stage_names.forEach((name, i) => cells([`${i}: ${name}`, Number(real[i]), want[i], Number(real[i]) + want[i]]));
+  const sum = (a) => a.reduce((x, y) => x + Number(y), 0);
+  cells(["all", sum(real), sum(want), sum(real) + sum(want)]);
+  $("plan-table").hidden = false;
+  $("plan-table").dataset.plan = want.join(",");
+  return want;
+}
+
+async function showBalance() {
+  const seed = wholeNumber("seed", "Seed");
+  const want = balancePlan();
+  const total = want.reduce((a, b) => a + b, 0);
+  if (total > MAX_BALANCE) {
+    throw new InputError(`This plan generates ${total.toLocaleString("en")} images; the page makes at most ${MAX_BALANCE.toLocaleString("en")}. ` +
+      "Run cgan-run --balance DATA for it (same model, same seed: the same images).");
+  }
+  const rows = [];
+  for (const [s, n] of want.entries()) {
+    if (n === 0) continue;
+    const images = await runModel(noise(seed, 0n, n, state.info.z_dim), Array(n).fill(s));
+    rows.push({
+      label: `${s}: ${state.info.stage_names[s]} (+${n})`,
+      cells: images.map((px, k) => ({ px, stage: s, seed, k: BigInt(k), caption: `k=${k}` })),
+    });
+  }
+  render("balance", `Balance plan, seed ${seed}: ${total} generated image${total === 1 ? "" : "s"}`, rows, null);
+  state.balance = { seed, rows, zip: total > 0 && state.info.channels === 1 }; // the ZIP holds grey PNGs
+}
+
+async function downloadZip() {
+  // stage{s}/ folders (a layout cgan-train and cgan-run --balance read) and the manifest cgan-run writes
+  const { seed, rows } = state.balance;
+  const sha = state.site.model.sha256, size = state.info.img_size;
+  const files = [], manifest = ["file,stage,model_sha256,seed,k,noise_version"];
+  for (const row of rows) {
+    for (const c of row.cells) {
+      const name = `stage${c.stage}/${fileName(c.stage, seed, c.k)}`;
+      const text = { Software: "dementia-cgan", Comment: "Synthetic image. For research and education only; never for diagnosis.",
+        "cgan.seed": String(seed), "cgan.noise_version": String(NOISE_VERSION), "cgan.stage": row.label.replace(/ \(\+\d+\)$/, "") };
+      files.push({ name, data: await greyPng(c.px, size, text) });
+      manifest.push(`${name},${c.stage},${sha},${seed},${c.k},${NOISE_VERSION}`);
+    }
+  }
+  files.push({ name: "generated.csv", data: new TextEncoder().encode(manifest.join("\n") + "\n") });
+  const a = document.createElement("a");
+  a.href = URL.createObjectURL(zip(files));
+  a.download = `balance_seed${seed}.zip`;
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(a.href), 10000);
+}
+
 // ------------------------------------------------------------------ drawing and download
 
 function cellCanvas(px) {
@@ -385,7 +465,9 @@ async function guard(action) {
     box.hidden = false;
     setState("ready");
   } finally {
-    for (const b of document.querySelectorAll("button")) b.disabled = b.id === "download-grid" && !state.lastRows;
+    for (const b of document.querySelectorAll("button")) {
+      b.disabled = (b.id === "download-grid" && !state.lastRows) || (b.id === "download-zip" && !state.balance?.zip);
+    }
   }
 }
 
@@ -394,6 +476,9 @@ function wire() {
   $("progression").addEventListener("click", () => guard(showProgression));
   $("interpolate").addEventListener("click", () => guard(showInterpolation));
   $("download-grid").addEventListener("click", () => download(gridCanvas(), `${state.lastRows.kind}.png`));
+  $("plan").addEventListener("click", () => guard(async () => balancePlan()));
+  $("balance-generate").addEventListener("click", () => guard(showBalance));
+  $("download-zip").addEventListener("click", () => guard(downloadZip));
 }
 
 start().catch((err) => fail(`The page could not start: ${err.message || err}`));
