@@ -41,6 +41,7 @@ _SHORT_KEYS = {
 # Keys only the exporter may set: they describe this file, not the weights.
 _EXPORT_KEYS = set(REQUIRED_KEYS) | {
     Key.PRECISION, Key.OPSET, Key.PARITY_MAX_ABS_ERR, Key.PARITY_TOLERANCE, Key.PARITY_PROVIDERS, Key.EXPORTED,
+    Key.ARCHITECTURE,
 }
 
 
@@ -103,7 +104,8 @@ def export_generator(
 
     for wrapper_attr in ("module", "_orig_mod"):  # DistributedDataParallel, torch.compile
         generator = getattr(generator, wrapper_attr, generator)
-    if not all(hasattr(generator, a) for a in ("config", "label_emb", "net")):
+    body = ("convs", "norms", "to_image") if getattr(getattr(generator, "config", None), "arch", "dcgan") == "cbn" else ("net",)
+    if not all(hasattr(generator, a) for a in ("config", "label_emb", *body)):
         raise ExportError(f"export_generator needs a cgan.train.models.Generator, got {type(generator).__name__}")
     reference = copy.deepcopy(generator).float().cpu().eval()
     cfg = reference.config
@@ -129,6 +131,8 @@ def export_generator(
             Key.PARITY_TOLERANCE: f"{tolerance:g}",
             Key.PARITY_PROVIDERS: ",".join(providers),
             Key.EXPORTED: now,
+            # read from the weights themselves: a warm start (cgan-train --init-from MODEL.onnx) rebuilds it
+            Key.ARCHITECTURE: getattr(cfg, "arch", "dcgan"),
         }
     )
     info = ModelInfo(

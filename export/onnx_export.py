@@ -69,7 +69,12 @@ def build_inference_module(generator: Any, fp16: bool = False) -> Any:
 
     ``forward(z [N, z_dim] float32, stage [N] int64) -> image [N, C, H, W] float32``. With ``fp16`` the
     weights and the computation are float16 and only the two ends are cast (float32 in and out).
+    The conditional-BatchNorm generator is folded by :mod:`cgan.export.fold_cbn`.
     """
+    if getattr(getattr(generator, "config", None), "arch", "dcgan") == "cbn":
+        from .fold_cbn import build_cbn_inference
+
+        return build_cbn_inference(generator, fp16=fp16)
     layers: list[nn.Module] = []
     modules = list(generator.net)
     i = 0

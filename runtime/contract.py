@@ -62,6 +62,7 @@ class Key:
     PARITY_TOLERANCE = "cgan.parity_tolerance"  # the bound PARITY_MAX_ABS_ERR was checked against
     PARITY_PROVIDERS = "cgan.parity_providers"  # onnxruntime providers the parity was measured on
     EXPORTED = "cgan.exported"  # when cgan-export wrote the file (CREATED: when the weights were made)
+    ARCHITECTURE = "cgan.architecture"  # the generator's layers: dcgan (the original's) or cbn; absent: dcgan
 
 
 REQUIRED_KEYS = (

@@ -9,7 +9,8 @@ Accepted, all detected from their content:
   ``cgan-train`` writes them (see cgan.train.checkpoint);
 - a bare Generator state dict.
 
-The architecture (z_dim, classes, width, image size, channels) is read from the tensor shapes, so a
+The architecture (the original's layers or the conditional-BatchNorm generator's, by their parameter names;
+z_dim, classes, width, image size, channels) is read from the tensors, so a
 checkpoint needs nothing beside its weights; sizes it declares are cross-checked against them.
 """
 
@@ -96,15 +97,15 @@ def load_generator(checkpoint: Path, weights: str = "auto") -> tuple[Any, dict]:
 def build_from_state(state: Mapping[str, Any], source: str = "state dict") -> tuple[Any, Any]:
     """Infer the GeneratorConfig from tensor shapes, build the Generator and load ``state`` strictly."""
     import torch
-    from .models import Generator, GeneratorConfig
+    from .models import GeneratorConfig, build_generator
 
     state = _strip_prefixes(state)
-    config = _infer_config(state, source)
+    config = _infer_cbn_config(state, source) if "to_image.weight" in state else _infer_config(state, source)
     try:
         config = GeneratorConfig(**config)
     except ValueError as exc:
         raise ArchitectureError(f"{source}: weights describe an unsupported Generator ({exc})") from None
-    generator = Generator(config)
+    generator = build_generator(config)
     _check_keys(generator.state_dict(), state, source)
     generator.load_state_dict({k: v for k, v in state.items()}, strict=True)
     generator = generator.to(dtype=torch.float32).eval()
@@ -192,6 +193,18 @@ def _infer_config(state: Mapping[str, Any], source: str) -> dict[str, int]:
     }
 
 
+def _infer_cbn_config(state: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """The conditional-BatchNorm generator's sizes (cgan.train.cbn): ``convs.<i>.weight`` and ``to_image.weight``."""
+    emb, last = state.get("label_emb.weight"), state["to_image.weight"]
+    convs = sorted(int(m.group(1)) for k in state if (m := re.fullmatch(r"convs\.(\d+)\.weight", k)))
+    if emb is None or emb.dim() != 2 or not convs or state["convs.0.weight"].dim() != 4 or last.dim() != 4:
+        raise ArchitectureError(f"{source} looks like a conditional-BatchNorm generator but lacks 'label_emb.weight' "
+                                "or 'convs.0.weight' [z_dim + C, width, 4, 4]")
+    num_classes, first = int(emb.shape[0]), state["convs.0.weight"]
+    return {"z_dim": int(first.shape[0]) - num_classes, "num_classes": num_classes, "img_size": 2 ** (len(convs) + 2),
+            "channels": int(last.shape[1]), "width": int(first.shape[1]), "arch": "cbn"}
+
+
 def _check_keys(expected: Mapping[str, Any], given: Mapping[str, Any], source: str) -> None:
     missing = [k for k in expected if k not in given]
     unexpected = [k for k in given if k not in expected]
@@ -229,6 +242,9 @@ def _declared_sizes(obj: Mapping[str, Any]) -> dict[str, Any]:
 def _cross_check(config: Any, obj: Mapping[str, Any], path: Path) -> None:
     declared = _declared_sizes(obj)
     wrong = [f"{k}={v} but its weights have {k}={getattr(config, k)}" for k, v in declared.items() if getattr(config, k) != v]
+    arch = obj.get("config", {}).get("arch") if isinstance(obj.get("config"), Mapping) else None
+    if isinstance(arch, str) and arch != config.arch:
+        wrong.append(f"arch={arch} but its weights are those of the {config.arch} generator")
     if wrong:
         raise ArchitectureError(f"checkpoint {path} contradicts itself: it says {'; '.join(wrong)}")
 

@@ -60,7 +60,7 @@ def train(
     threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads (default: torch's choice)."),
     out: Path = typer.Option(Path("model_output"), "--out", help="Output folder: generator file, checkpoints/, history, plots, samples/, config.json."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its newest checkpoint, exactly, with its saved config (repeat no flags); only --epochs, --max-steps (to extend it), --device, --threads, --workers, --quiet, --cache-dir, --sample-every, --checkpoint-every and --keep-checkpoints may differ, and the change is recorded in config.json."),
-    init_from: Optional[Path] = typer.Option(None, "--init-from", help="Start from the G and D weights of a checkpoint (ckpt_*.pt) of another run, with fresh optimizers and this run's learning rates: fine-tuning, e.g. at a lower rate. --max-steps counts this run's steps."),
+    init_from: Optional[Path] = typer.Option(None, "--init-from", help="Start from the G and D weights of a checkpoint (ckpt_*.pt) of another run, with fresh optimizers and this run's learning rates: fine-tuning, e.g. at a lower rate. Or a warm start from an exported generator: an fp32 .onnx that cgan-export wrote, or 'default' (the embedded default model); its generator is rebuilt from the file (checked against it in ONNX Runtime) beside a fresh discriminator (see --d-warmup). --max-steps counts this run's steps."),
     ema: bool = typer.Option(False, "--ema", help="Keep an exponential moving average of G's weights and export it."),
     ema_decay: float = typer.Option(0.999, "--ema-decay", help="EMA decay per step."),
     sample_every: int = typer.Option(1, "--sample-every", help="Write a fixed-noise sample grid every N epochs (0: at the end only)."),
@@ -74,6 +74,9 @@ def train(
     diffaugment: str = typer.Option("", "--diffaugment", help='DiffAugment for the discriminator, applied to real and generated images alike: a comma list of color (brightness/contrast), translation (up to 1/8), cutout (a half-side square), e.g. "color,translation,cutout" [default: off]. No flips.'),
     r1: float = typer.Option(0.0, "--r1", help="R1 gradient penalty weight gamma on real images (0: off)."),
     r1_every: int = typer.Option(16, "--r1-every", help="Apply R1 every N discriminator steps, weighted by N (lazy regularisation)."),
+    generator: str = typer.Option("dcgan", "--generator", help="Generator: dcgan (the original's layers; loads its checkpoint) or cbn (conditional BatchNorm: every block's scale and shift set by the stage; same inputs and output, so the export, cgan-run and the web page are unchanged)."),
+    aux_weight: float = typer.Option(0.0, "--aux-weight", help="AC-GAN: a stage classifier on the (projection) discriminator's features, trained on real images' stages and generated images' asked-for stages; the generator is also scored by it. The weight of its cross-entropy (0: off)."),
+    d_warmup: int = typer.Option(0, "--d-warmup", help="Train the discriminator alone for the first N steps (the generator generates but does not move): for a warm start, whose discriminator is new. Counts toward --max-steps."),
 ) -> None:
     from cgan.runtime.deps import require_torch
 
@@ -92,6 +95,7 @@ def train(
         resume=resume, init_from=init_from, ema=ema, ema_decay=ema_decay, sample_every=sample_every, checkpoint_every=checkpoint_every,
         keep_checkpoints=keep_checkpoints, workers=workers, quiet=quiet,
         compile=compile, loss=loss, diffaugment=diffaugment, r1=r1, r1_every=r1_every,
+        generator=generator, aux_weight=aux_weight, d_warmup=d_warmup,
     )
     given = {name for name in ctx.params if _given(ctx, name)}
     result = run_training(config, log=typer.echo, given=given)

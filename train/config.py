@@ -17,7 +17,7 @@ from cgan.runtime.errors import CganError
 
 from . import ddp
 from .augment import parse_policy
-from .models import DISCRIMINATORS, GeneratorConfig
+from .models import DISCRIMINATORS, GENERATORS, GeneratorConfig
 from .objectives import LOSSES
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -53,7 +53,8 @@ class TrainConfig:
     threads: int | None = None
     out: Path = Path("model_output")
     resume: bool = False
-    init_from: Path | None = None  # a checkpoint whose G and D start this run (fine-tuning); fresh optimizers
+    init_from: Path | None = None  # a checkpoint whose G and D start this run (fine-tuning), or an exported
+    # generator (.onnx, or "default": the embedded one) whose G starts it beside a fresh D (a warm start); fresh optimizers
     ema: bool = False
     ema_decay: float = 0.999
     sample_every: int = 1  # epochs; 0 = only at the end of the run
@@ -68,12 +69,16 @@ class TrainConfig:
     diffaugment: str = ""  # DiffAugment policy for D's real and generated inputs alike, e.g. "color,translation"
     r1: float = 0.0  # R1 penalty weight gamma on real images; 0 = off
     r1_every: int = 16  # lazy R1: every N-th D step, weighted by N
+    # conditioning levers (see train/cbn.py and the aux head in train/models.py) and the warm start's D warm-up
+    generator: str = "dcgan"  # the original's layers; or "cbn": stage-dependent BatchNorm scale and shift
+    aux_weight: float = 0.0  # AC-GAN stage classifier on D (projection only), its loss weight; 0 = off
+    d_warmup: int = 0  # the first N steps train D alone (G generates, but does not move)
 
     # flags a --resume may change (recorded in `changes`); every other saved setting is kept, and a differing flag refused
     SAFE_ON_RESUME = ("epochs", "max_steps", "device", "threads", "workers", "quiet", "cache_dir", "sample_every",
                       "checkpoint_every", "keep_checkpoints")
     # what a checkpoint given to --init-from must share with this run: G's and D's shapes
-    ARCH_FIELDS = ("img_size", "z_dim", "width", "disc", "disc_width", "minibatch_std")
+    ARCH_FIELDS = ("img_size", "z_dim", "width", "disc", "disc_width", "minibatch_std", "generator")
 
     def validate(self) -> None:
         """Raise :class:`CganError` naming the first flag that is out of range."""
@@ -121,6 +126,15 @@ class TrainConfig:
             raise CganError(f"--r1 must be a finite number >= 0 (0 turns it off), got {self.r1}")
         if self.r1_every < 1:
             raise CganError(f"--r1-every must be at least 1, got {self.r1_every}")
+        if self.generator not in GENERATORS:
+            raise CganError(f"--generator {self.generator!r} is unknown; choose {' or '.join(GENERATORS)}")
+        if not (self.aux_weight >= 0 and math.isfinite(self.aux_weight)):
+            raise CganError(f"--aux-weight must be a finite number >= 0 (0 turns it off), got {self.aux_weight}")
+        if self.aux_weight > 0 and self.disc != "projection":
+            raise CganError(f"--aux-weight needs --disc projection: the {self.disc} discriminator is given the stage "
+                            "as an input, so a stage classifier on its features would read the answer")
+        if self.d_warmup < 0:
+            raise CganError(f"--d-warmup must be >= 0, got {self.d_warmup}")
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import dataclasses
 import json
 import math
 import time
@@ -40,8 +39,10 @@ from .augment import diff_augment, parse_policy
 from .batches import epoch_order, iter_batches, to_model_input
 from .config import TrainConfig, TrainResult, merge_resumed, resolve_device, resolve_precision
 from .fast import compile_or_eager, load_optimizer_state, make_adam
-from .models import Generator, GeneratorConfig, batch_groups, build_discriminator
+from .init_from import absolute, read_init
+from .models import GeneratorConfig, batch_groups, build_discriminator, build_generator
 from .run_outputs import RunOutputs
+from .warm_start import ExportedGenerator, check_rebuild, rebuild_generator
 
 Log = Callable[[str], object]
 
@@ -62,15 +63,16 @@ class TrainingRun(RunOutputs):
         if self.images.ndim != 3 or self.images.shape[1:] != (c.img_size, c.img_size):
             raise CganError(f"the training images are {tuple(self.images.shape[1:])} but --img-size is {c.img_size}")
         self.gen_config = GeneratorConfig(z_dim=c.z_dim, num_classes=len(self.class_names), img_size=c.img_size,
-                                          width=c.width)
+                                          width=c.width, arch=c.generator)
 
         # same seed on every rank: identical initial weights (DDP also broadcasts rank 0's)
         torch.manual_seed(c.seed)
         np.random.seed(c.seed)
         import random
         random.seed(c.seed)
-        self.G = Generator(self.gen_config).to(device)
-        self.D = build_discriminator(c.disc, self.gen_config, width=c.disc_width, minibatch_std=c.minibatch_std).to(device)
+        self.G = build_generator(self.gen_config).to(device)
+        self.D = build_discriminator(c.disc, self.gen_config, width=c.disc_width, minibatch_std=c.minibatch_std,
+                                     aux_classifier=c.aux_weight > 0).to(device)
         if c.channels_last:
             self.G.to(memory_format=torch.channels_last)
             self.D.to(memory_format=torch.channels_last)
@@ -82,6 +84,7 @@ class TrainingRun(RunOutputs):
         self.amp_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(precision)
         self.augment_policy = parse_policy(c.diffaugment)
         self.last_r1 = None  # the latest R1 penalty (before its weight), a 0-d tensor; None before the first
+        self.last_aux = None  # the latest AC-GAN terms (before the weight): [real, generated (D step), G step]
         # the training noise: its own generator, seeded per rank, checkpointed
         self.noise_gen = torch.Generator(device=device)
         self.noise_gen.manual_seed(int(np.random.SeedSequence([c.seed, info.rank]).generate_state(1, np.uint64)[0] >> 1))
@@ -152,8 +155,9 @@ class TrainingRun(RunOutputs):
         b = real.shape[0]
         z = torch.randn(b, self.gen_config.z_dim, device=self.device, generator=self.noise_gen)
         both_labels = torch.cat([labels, labels])
+        warmup = self.step < c.d_warmup  # D alone: G generates (in training mode) but takes no step
 
-        with self._autocast():
+        with self._autocast(), (torch.no_grad() if warmup else contextlib.nullcontext()):
             fake = G(z, labels)
         # D step: real and fake alike through the augmentation, then one pass of D over both
         d_in = torch.cat([real.to(fake.dtype), fake.detach()])
@@ -162,13 +166,20 @@ class TrainingRun(RunOutputs):
         if c.channels_last:
             d_in = d_in.contiguous(memory_format=torch.channels_last)
         with self._autocast(), batch_groups(self.D, 2):
-            real_logits, fake_logits = D(d_in, both_labels).float().chunk(2)
+            logits, stage_logits = _split(D(d_in, both_labels))
+            real_logits, fake_logits = logits.float().chunk(2)
             loss_d = objectives.d_loss(c.loss, real_logits, fake_logits)
+        if stage_logits is not None:  # AC-GAN: D classifies real images and generated ones by their asked-for stage
+            aux_real, aux_fake = (objectives.stage_loss(x, labels) for x in stage_logits.chunk(2))
+            loss_d = loss_d + c.aux_weight * (aux_real + aux_fake)
         if c.r1 > 0 and self.step % c.r1_every == 0:
             loss_d = loss_d + self._r1_term(d_in[:b].detach(), labels)
         self.opt_d.zero_grad(set_to_none=True)
         scaler.scale(loss_d).backward()
         scaler.step(self.opt_d)
+        if warmup:
+            return self._warmup_metrics(loss_d, real_logits, fake_logits,
+                                        None if stage_logits is None else (aux_real, aux_fake))
 
         # G step: D frozen (its weight gradients would be thrown away; DDP told not to sync them)
         # and in eval mode (spectral norm reuses this step's power iteration instead of another)
@@ -178,7 +189,12 @@ class TrainingRun(RunOutputs):
         g_in = diff_augment(fake, self.augment_policy, self.noise_gen) if self.augment_policy else fake
         with no_sync:
             with self._autocast():
-                loss_g = objectives.g_loss(c.loss, D(g_in, labels).float())
+                g_logits, g_stage_logits = _split(D(g_in, labels))
+                loss_g = objectives.g_loss(c.loss, g_logits.float())
+                if g_stage_logits is not None:
+                    aux_g = objectives.stage_loss(g_stage_logits, labels)
+                    loss_g = loss_g + c.aux_weight * aux_g
+                    self.last_aux = torch.stack([aux_real, aux_fake, aux_g]).detach()
             self.opt_g.zero_grad(set_to_none=True)
             scaler.scale(loss_g).backward()
         self.D_train.train()
@@ -191,6 +207,19 @@ class TrainingRun(RunOutputs):
             return torch.stack([loss_d.detach(), loss_g.detach(),
                                 torch.sigmoid(real_logits.detach()).mean(), torch.sigmoid(fake_logits.detach()).mean()])
 
+    def _warmup_metrics(self, loss_d, real_logits, fake_logits, aux) -> torch.Tensor:
+        """A D-only step's report: the G loss is the one G would have had against D before D's update."""
+        self.scaler.update()
+        if self.G_ema is not None:
+            self._update_ema()  # G's weights are unchanged; its BatchNorm statistics moved
+        with torch.no_grad():
+            loss_g = objectives.g_loss(self.config.loss, fake_logits.detach())
+            if aux is not None:
+                loss_g = loss_g + self.config.aux_weight * aux[1].detach()
+                self.last_aux = torch.stack([aux[0], aux[1], aux[1]]).detach()
+            return torch.stack([loss_d.detach(), loss_g, torch.sigmoid(real_logits.detach()).mean(),
+                                torch.sigmoid(fake_logits.detach()).mean()])
+
     def _r1_term(self, real: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """``gamma / 2 * r1_every * mean |grad D(x)|^2`` on (augmented) real images: lazy R1 as in StyleGAN2.
 
@@ -198,7 +227,7 @@ class TrainingRun(RunOutputs):
         backward this needs (the penalty's weight gradients still join the D loss's one backward, synced
         by DDP), and an fp16 input gradient, unscaled, could underflow."""
         real = real.float().requires_grad_(True)
-        logits = self.D(real, labels).float()
+        logits = _split(self.D(real, labels))[0].float()
         penalty = objectives.r1_penalty(logits, real)
         self.last_r1 = penalty.detach()
         return penalty * (self.config.r1 / 2 * self.config.r1_every)
@@ -274,16 +303,30 @@ class TrainingRun(RunOutputs):
         if self.G_ema is not None:
             self.G_ema.load_state_dict(state[ema_key])
 
-    def load_init(self, state: dict[str, Any], source: Path) -> None:
+    def load_init(self, state: dict[str, Any] | ExportedGenerator, source: Path) -> None:
         """Start from another run's G and D (``--init-from``): fresh optimizers, step 0, this run's settings.
+        From an exported generator (a warm start) G is rebuilt and D stays fresh.
 
         The EMA, if kept, starts from the loaded generator's own weights, not from the other run's average.
         """
+        if isinstance(state, ExportedGenerator):
+            return self._warm_start(state)
         if state["class_names"] != self.class_names:
             raise CganError(f"--init-from {source} was trained on classes {state['class_names']}, the data now has "
                             f"{self.class_names}; fine-tune on data with the same classes")
         self._load_weights(state, ema_key="generator")
         self.init_source = f"{source.name} (step {state['step']} of a run seeded {state['train_config'].get('seed')})"
+
+    def _warm_start(self, exported: ExportedGenerator) -> None:
+        if exported.config.num_classes != self.gen_config.num_classes:
+            raise CganError(f"--init-from {self.config.init_from} generates {exported.config.num_classes} stages; the data "
+                            f"has {self.gen_config.num_classes} classes ({', '.join(self.class_names)})")
+        generator = rebuild_generator(exported, self.gen_config)
+        self.warm_start_diff = check_rebuild(exported, generator, str(self.config.init_from))
+        self.G.load_state_dict(generator.state_dict())
+        if self.G_ema is not None:
+            self.G_ema.load_state_dict(generator.state_dict())
+        self.init_source = f"{exported.describe()}, rebuilt as {self.gen_config.arch}; a fresh discriminator"
 
     # ------------------------------------------------------------ outputs (rank 0)
 
@@ -303,23 +346,12 @@ class TrainingRun(RunOutputs):
                 "epoch_time_s": t, "steps": self.batch, "images_per_s": float(total[5]) / t if t > 0 else 0.0}
 
 
+def _split(out) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """D's output as (adversarial logits, stage logits or None): with --aux-weight, D returns both."""
+    return out if isinstance(out, tuple) else (out, None)
+
+
 # ---------------------------------------------------------------- entry point
-
-def _load_init(config: TrainConfig) -> dict[str, Any]:
-    """The checkpoint named by --init-from, checked to fit this run's G and D."""
-    source = Path(config.init_from)
-    if not source.is_file():
-        raise CganError(f"--init-from {source}: no such checkpoint file; give a ckpt_*.pt from a run's checkpoints/ folder")
-    state = ckpt.load_checkpoint(source, hint="--init-from takes a ckpt_*.pt that cgan-train wrote")
-    saved = TrainConfig.from_dict(state["train_config"])
-    for name in TrainConfig.ARCH_FIELDS:
-        new, old = getattr(config, name), getattr(saved, name)
-        if new != old:
-            flag = "--" + name.replace("_", "-")
-            raise CganError(f"--init-from {source} was trained with {name}={old!r}; this run has {flag} {new!r}, "
-                            f"and the weights only fit the same value")
-    return state
-
 
 def train(config: TrainConfig, *, image_set=None, log: Log = print, given: set[str] | None = None) -> TrainResult:
     """Train (or, with ``config.resume``, continue) a run; write its files to ``config.out``.
@@ -329,9 +361,7 @@ def train(config: TrainConfig, *, image_set=None, log: Log = print, given: set[s
     Raises :class:`CganError` for bad settings before anything is written.
     """
     config.validate()
-    for key in ("data", "init_from"):  # absolute: a resumed run may start from another working directory
-        if getattr(config, key) is not None:
-            config = dataclasses.replace(config, **{key: Path(getattr(config, key)).expanduser().resolve()})
+    config = absolute(config)
     info = ddp.env_info()
     device = resolve_device(config.device, info)
     out = Path(config.out)
@@ -351,7 +381,7 @@ def train(config: TrainConfig, *, image_set=None, log: Log = print, given: set[s
     elif (out / ckpt.GENERATOR_FILE).exists():
         raise CganError(f"{out} already holds a {ckpt.GENERATOR_FILE} (and no checkpoints to resume from); "
                         "choose another --out, or move that file away")
-    init_state = _load_init(config) if config.init_from is not None and state is None else None
+    init_state = read_init(config) if config.init_from is not None and state is None else None
     precision = resolve_precision(config.precision, device)
     if config.threads is not None:
         torch.set_num_threads(config.threads)
@@ -403,6 +433,10 @@ def _train(config: TrainConfig, state, latest, init_state, image_set, info, devi
     if state is not None:
         run.load_state(state, latest)
         say(f"resuming from {latest} (step {run.step}, epoch {run.epoch + 1}, batch {run.batch})")
+    elif isinstance(init_state, ExportedGenerator):
+        run.load_init(init_state, config.init_from)
+        say(f"warm start from {run.init_source} (the rebuilt generator matches the file within "
+            f"{run.warm_start_diff:.1e} in ONNX Runtime); D alone for the first {config.d_warmup} steps; fresh optimizers")
     elif init_state is not None:
         run.load_init(init_state, config.init_from)
         say(f"starting from the G and D of {run.init_source} in {config.init_from.parent}; fresh optimizers")

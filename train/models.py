@@ -2,6 +2,8 @@
 
 The Generator keeps the original's layer list and parameter names (``label_emb``, ``net.0`` ...
 ``net.15`` at 128 px), so the published ``cDCGAN_generator.pth`` loads with ``strict=True``.
+An alternative with the same contract, the conditional-BatchNorm generator, lives in ``cbn.py``;
+:func:`build_generator` makes either from a :class:`GeneratorConfig`.
 """
 
 from __future__ import annotations
@@ -16,6 +18,9 @@ from torch import nn
 from torch.nn.utils import spectral_norm
 
 
+GENERATORS = ("dcgan", "cbn")
+
+
 @dataclass(frozen=True)
 class GeneratorConfig:
     z_dim: int = 100
@@ -23,8 +28,11 @@ class GeneratorConfig:
     img_size: int = 128
     channels: int = 1
     width: int = 512  # channels of the first block; halved at every upsampling block
+    arch: str = "dcgan"  # "dcgan": the original's layers; "cbn": stage-dependent BatchNorm scale and shift (cbn.py)
 
     def __post_init__(self) -> None:
+        if self.arch not in GENERATORS:
+            raise ValueError(f"unknown generator {self.arch!r}; expected one of {', '.join(GENERATORS)}")
         if self.img_size < 32 or self.img_size & (self.img_size - 1):
             raise ValueError(f"img_size must be a power of two >= 32, got {self.img_size}")
         if self.width >> (self.n_blocks - 1) < 1:
@@ -48,7 +56,7 @@ def dcgan_init(module: nn.Module) -> None:
         nn.init.normal_(module.weight, 0.0, 0.02)
         if module.bias is not None:
             nn.init.zeros_(module.bias)
-    elif isinstance(module, nn.BatchNorm2d):
+    elif isinstance(module, nn.BatchNorm2d) and module.affine:  # cbn.py's norms carry their affine elsewhere
         nn.init.normal_(module.weight, 1.0, 0.02)
         nn.init.zeros_(module.bias)
 
@@ -61,6 +69,8 @@ class Generator(nn.Module):
         if "img_channels" in kwargs:  # the original's name for it: Generator(z_dim, num_classes, img_channels=1)
             kwargs["channels"] = kwargs.pop("img_channels")
         config = config or GeneratorConfig(**kwargs)
+        if config.arch != "dcgan":
+            raise ValueError(f"Generator is the original's architecture; build {config.arch!r} with build_generator")
         self.config = config
         self.label_emb = nn.Embedding(config.num_classes, config.num_classes)
         layers: list[nn.Module] = []
@@ -83,6 +93,15 @@ class Generator(nn.Module):
             z = z[:, :, None, None]
         emb = self.label_emb(labels)[:, :, None, None]
         return self.net(torch.cat([z, emb], dim=1))
+
+
+def build_generator(config: GeneratorConfig) -> nn.Module:
+    """The generator ``config.arch`` names: :class:`Generator` (the original's) or the conditional-BatchNorm one."""
+    if config.arch == "cbn":
+        from .cbn import CBNGenerator  # cbn.py builds on this module's pieces: imported here, not at the top
+
+        return CBNGenerator(config)
+    return Generator(config)
 
 
 class MinibatchStd(nn.Module):
@@ -128,10 +147,12 @@ class ProjectionDiscriminator(nn.Module):
     """The original notebook's discriminator: spectral-normalised convs and a class projection.
 
     ``minibatch_std`` adds a :class:`MinibatchStd` channel before the projection (not in the original).
+    ``aux_classifier`` adds a linear stage classifier on the same features (AC-GAN, Odena et al. 2017;
+    not in the original): ``forward`` then returns ``(logits, stage_logits)`` instead of ``logits``.
     """
 
     def __init__(self, num_classes: int = 4, img_size: int = 128, channels: int = 1, width: int = 64,
-                 minibatch_std: bool = False) -> None:
+                 minibatch_std: bool = False, aux_classifier: bool = False) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         c_in = channels
@@ -149,10 +170,13 @@ class ProjectionDiscriminator(nn.Module):
         self.linear = nn.Linear(n_features, 1)
         self.embed = nn.Embedding(num_classes, n_features)
         nn.init.normal_(self.embed.weight, 0.0, 0.02)
+        # built last, so the other weights are drawn exactly as without it
+        self.classifier = nn.Linear(n_features, num_classes) if aux_classifier else None
 
-    def forward(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def forward(self, images: torch.Tensor, labels: torch.Tensor):
         h = self.features(images).flatten(1)
-        return self.linear(h).squeeze(1) + (self.embed(labels) * h).sum(dim=1)
+        logits = self.linear(h).squeeze(1) + (self.embed(labels) * h).sum(dim=1)
+        return logits if self.classifier is None else (logits, self.classifier(h))
 
 
 class SpatialDiscriminator(nn.Module):
@@ -187,10 +211,13 @@ class SpatialDiscriminator(nn.Module):
 DISCRIMINATORS = {"projection": ProjectionDiscriminator, "spatial": SpatialDiscriminator}
 
 
-def build_discriminator(kind: str, config: GeneratorConfig, width: int = 64, minibatch_std: bool = False) -> nn.Module:
+def build_discriminator(kind: str, config: GeneratorConfig, width: int = 64, minibatch_std: bool = False,
+                        aux_classifier: bool = False) -> nn.Module:
     """``width``: channels of D's first conv, doubled per block (the original: 64). Its cost grows ~width².
 
     ``minibatch_std``: give D a batch-spread channel (:class:`MinibatchStd`) against mode collapse.
+    ``aux_classifier``: an AC-GAN stage classifier head (projection discriminator only: the spatial one
+    is given the stage as an input channel, so a classifier on its features could read the answer).
     """
     try:
         cls = DISCRIMINATORS[kind]
@@ -198,8 +225,13 @@ def build_discriminator(kind: str, config: GeneratorConfig, width: int = 64, min
         raise ValueError(f"unknown discriminator {kind!r}; expected one of {', '.join(DISCRIMINATORS)}") from None
     if width < 1:
         raise ValueError(f"discriminator width must be >= 1, got {width}")
+    extra = {}
+    if aux_classifier:
+        if kind != "projection":
+            raise ValueError("the auxiliary stage classifier needs the projection discriminator")
+        extra["aux_classifier"] = True
     return cls(num_classes=config.num_classes, img_size=config.img_size, channels=config.channels, width=width,
-               minibatch_std=minibatch_std)
+               minibatch_std=minibatch_std, **extra)
 
 
 def count_parameters(module: nn.Module) -> int:

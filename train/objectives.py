@@ -1,4 +1,5 @@
-"""The adversarial losses (``--loss bce|hinge``) and the R1 gradient penalty (``--r1 GAMMA``).
+"""The adversarial losses (``--loss bce|hinge``), the R1 gradient penalty (``--r1 GAMMA``) and the
+AC-GAN stage term (``--aux-weight W``).
 
 Every function takes D's raw logits. ``bce`` is the original notebook's (BCE with logits, real=1,
 fake=0; G against target 1, the non-saturating loss); ``hinge`` is the one of SAGAN/BigGAN:
@@ -40,3 +41,9 @@ def r1_penalty(real_logits: torch.Tensor, real_inputs: torch.Tensor) -> torch.Te
     """
     (grad,) = torch.autograd.grad(real_logits.sum(), real_inputs, create_graph=True)
     return grad.square().flatten(1).sum(1).mean()
+
+
+def stage_loss(stage_logits: torch.Tensor, stages: torch.Tensor) -> torch.Tensor:
+    """The AC-GAN auxiliary term: mean cross-entropy of D's stage classifier against ``stages``
+    (the real images' stages, or the stages the generated images were asked for)."""
+    return F.cross_entropy(stage_logits.float(), stages)

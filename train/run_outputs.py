@@ -45,6 +45,9 @@ class RunOutputs:
             "ema": f"true (decay {self.config.ema_decay}; 'model' holds the EMA weights)" if self.G_ema is not None
             else "false",
             **({"init_from": self.init_source} if self.init_source else {}),
+            **({"d_warmup": f"{self.config.d_warmup} steps of D alone"} if self.config.d_warmup else {}),
+            "generator": self.gen_config.arch + (" (conditional BatchNorm: stage-dependent scale and shift in every block)"
+                                                 if self.gen_config.arch == "cbn" else " (the original's layers)"),
             "objective": self.objective(),
         }
 
@@ -55,13 +58,16 @@ class RunOutputs:
         return self.device.type
 
     def objective(self) -> str:
-        """The discriminator-side recipe in one line, e.g. ``bce; R1 gamma 1 every 16 steps; DiffAugment color``."""
+        """The discriminator-side recipe in one line, e.g. ``bce; R1 gamma 1 every 16 steps; DiffAugment color``
+        (an AC-GAN stage classifier, ``--aux-weight``, is named last)."""
         c = self.config
         parts = [c.loss]
         if c.r1 > 0:
             parts.append(f"R1 gamma {c.r1:g} every {c.r1_every} step{'s' if c.r1_every > 1 else ''}")
         if self.augment_policy:
             parts.append("DiffAugment " + ",".join(self.augment_policy))
+        if c.aux_weight > 0:
+            parts.append(f"AC-GAN stage classifier weight {c.aux_weight:g}")
         return "; ".join(parts)
 
     def export_generator(self) -> nn.Module:

@@ -1,0 +1,318 @@
+"""The conditioning levers (--aux-weight, --generator cbn) and the warm start from an exported generator
+(--init-from MODEL.onnx, --d-warmup): each changes what it should and nothing else, exports through the
+same contract, and a tiny run with each trains and resumes exactly."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from typer.testing import CliRunner
+
+from cgan.runtime.api import load
+from cgan.runtime.contract import Key, noise
+from cgan.runtime.errors import CganError
+from cgan.train import ddp
+from cgan.train.cli import app
+from cgan.train.loop import TrainConfig, TrainingRun, to_model_input, train
+from cgan.train.models import GeneratorConfig, build_generator
+from cgan.train.objectives import d_loss, g_loss
+from cgan.train.warm_start import read_exported, rebuild_generator
+
+from _models import model_file
+from _train_setup import BATCH, DISC_WIDTH, IMG, WIDTH, quiet, tiny_training_set, torch_threads_kept
+
+
+@pytest.fixture(autouse=True)
+def _keep_torch_threads():
+    with torch_threads_kept():
+        yield
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    return tiny_training_set(tmp_path_factory.mktemp("conditioning_data"))
+
+
+def make_run(images, **overrides) -> TrainingRun:
+    torch.set_num_threads(1)
+    settings = dict(img_size=IMG, width=WIDTH, disc_width=DISC_WIDTH, batch_size=BATCH, device="cpu", quiet=True)
+    config = TrainConfig(**{**settings, **overrides})
+    config.validate()
+    return TrainingRun(config, images, ddp.DistInfo(), torch.device("cpu"), "fp32", quiet)
+
+
+def first_batch(run: TrainingRun) -> tuple[torch.Tensor, torch.Tensor]:
+    idx = np.arange(BATCH)
+    real = to_model_input(np.ascontiguousarray(run.images[idx]), torch.device("cpu"), run.config.channels_last)
+    return real, torch.from_numpy(run.labels[idx])
+
+
+def onnx_images(path, z: np.ndarray, stage: np.ndarray) -> np.ndarray:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(["image"], {"z": z, "stage": stage})[0]
+
+
+def balanced_noise(n_per_stage: int, z_dim: int = 100, seed: int = 7) -> tuple[np.ndarray, np.ndarray]:
+    z = noise(seed, 0, 4 * n_per_stage, z_dim)
+    return z, np.arange(len(z), dtype=np.int64) % 4
+
+
+# ---------------------------------------------------------------- the AC-GAN stage classifier
+
+def test_aux_weight_zero_is_the_run_without_the_lever(dataset):
+    """Weight 0 builds no classifier: the same D, the same losses and the same weights as the default run."""
+    runs = [make_run(dataset[2]), make_run(dataset[2], aux_weight=0.0)]
+    assert runs[1].D.classifier is None
+    losses = [torch.stack([r.train_step(*first_batch(r)) for _ in range(2)]) for r in runs]
+    assert torch.equal(losses[0], losses[1])
+    for a, b in zip(runs[0].G.state_dict().values(), runs[1].G.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_aux_term_adds_the_stage_cross_entropy_and_nothing_else(dataset):
+    """Same seed, batch and noise: with --aux-weight 0.5, D's adversarial logits are those of the run
+    without it, and its loss is larger by exactly 0.5 * (CE on real + CE on generated), the cross-entropies
+    read off the classifier's own outputs; G's loss adds 0.5 * CE of its images' asked-for stages."""
+    w = 0.5
+    off, on = make_run(dataset[2]), make_run(dataset[2], aux_weight=w)
+    seen = []
+    on.D.register_forward_hook(lambda _m, _a, out: seen.append(tuple(t.detach().clone() for t in out)))
+    real, labels = first_batch(off)
+    base, with_aux = off.train_step(real, labels), on.train_step(real, labels)
+    (d_logits, d_stages), (g_logits, g_stages) = seen
+    ce_real = F.cross_entropy(d_stages[:BATCH], labels)
+    ce_fake = F.cross_entropy(d_stages[BATCH:], labels)
+    assert ce_real.item() > 0 and ce_fake.item() > 0
+    torch.testing.assert_close(with_aux[0] - base[0], w * (ce_real + ce_fake), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(with_aux[2:], base[2:])  # D(x), D(G(z)): the adversarial part is unchanged
+    torch.testing.assert_close(with_aux[1], g_loss("bce", g_logits) + w * F.cross_entropy(g_stages, labels))
+    torch.testing.assert_close(on.last_aux, torch.stack([ce_real, ce_fake, F.cross_entropy(g_stages, labels)]))
+
+
+def test_aux_classifier_needs_the_projection_discriminator():
+    with pytest.raises(CganError, match="--aux-weight needs --disc projection"):
+        TrainConfig(disc="spatial", aux_weight=1.0).validate()
+
+
+# ---------------------------------------------------------------- the conditional-BatchNorm generator
+
+def test_cbn_stage_rows_act_on_their_own_stage_only():
+    """A change to one stage's gain in one block changes that stage's images, and no other stage's."""
+    torch.manual_seed(0)
+    g = build_generator(GeneratorConfig(img_size=IMG, width=WIDTH, arch="cbn")).eval()
+    z = torch.from_numpy(noise(0, 0, 4, 100))
+    before = [g(z, torch.full((4,), s)) for s in range(4)]
+    with torch.no_grad():
+        g.norms[1].gain.weight[2] *= 1.5
+    after = [g(z, torch.full((4,), s)) for s in range(4)]
+    for s in range(4):
+        assert torch.equal(before[s], after[s]) == (s != 2), s
+
+
+def test_the_original_checkpoint_layout_is_still_the_default():
+    g = build_generator(GeneratorConfig())
+    assert sum(p.numel() for p in g.parameters()) == 3_639_760
+    assert "net.15.weight" in g.state_dict() and "label_emb.weight" in g.state_dict()
+
+
+@pytest.fixture(scope="module")
+def cbn_run(dataset, tmp_path_factory):
+    """A tiny cbn training run, its generator file exported by cgan-export's checkpoint path (one export)."""
+    from cgan.export.api import export_checkpoint
+
+    data, cache, images = dataset
+    out = tmp_path_factory.mktemp("cbn") / "run"
+    with torch_threads_kept():
+        result = train(TrainConfig(data=data, cache_dir=cache, img_size=IMG, width=WIDTH, disc_width=DISC_WIDTH,
+                                   batch_size=BATCH, max_steps=3, quiet=True, device="cpu", threads=1, generator="cbn", out=out,
+                                   lr_g=0.05), image_set=images, log=quiet)  # a large rate: the stage rows move apart
+    onnx_path = out / "cbn.onnx"
+    export_checkpoint(result.generator, onnx_path, model_card=False)
+    return result, onnx_path
+
+
+def test_cbn_generator_exports_from_its_file_and_runs_in_the_runtime(cbn_run):
+    result, onnx_path = cbn_run
+    payload = torch.load(result.generator, weights_only=True)
+    assert payload["config"]["arch"] == "cbn"
+    assert payload["provenance"]["generator"].startswith("cbn")
+    g = build_generator(GeneratorConfig(**payload["config"]))
+    g.load_state_dict(payload["model"])  # strict
+    model = load(onnx_path)
+    assert model.info.provenance[Key.ARCHITECTURE] == "cbn"
+    assert (model.info.z_dim, model.info.num_classes, model.info.img_size) == (100, 4, IMG)
+    for stage in range(4):
+        got = model.generate_float(stage, 3, seed=5)
+        want = g.eval()(torch.from_numpy(noise(5, 0, 3, 100)), torch.full((3,), stage)).detach().numpy()
+        np.testing.assert_allclose(got, want, atol=1e-4)
+    # the stage acts: one noise, four stages, four different images
+    per_stage = [model.generate_float(s, 1, seed=5) for s in range(4)]
+    assert all(not np.array_equal(per_stage[0], p) for p in per_stage[1:])
+
+
+# ---------------------------------------------------------------- the warm start
+
+@pytest.mark.parametrize("target", ["dcgan", "cbn"])
+def test_warm_start_rebuilds_a_dcgan_export_exactly(target):
+    """gen32 (a 32-px export whose BatchNorm statistics are far from 0/1) rebuilt as either generator:
+    the stage embedding, the folded conv weights and the output layer come back bit for bit, and the
+    eval-mode images match ONNX Runtime's to 1e-5."""
+    import onnx
+    from onnx import numpy_helper
+
+    path = model_file("gen32")
+    g = rebuild_generator(read_exported(path), GeneratorConfig(img_size=32, width=64, arch=target))
+    inits = {t.name: torch.from_numpy(numpy_helper.to_array(t).copy()) for t in onnx.load(str(path)).graph.initializer}
+    state = g.state_dict()
+    assert torch.equal(state["label_emb.weight"], inits["label_emb.weight"])
+    convs = ["net.0.weight", "net.3.weight", "net.6.weight"] if target == "dcgan" else [f"convs.{i}.weight" for i in range(3)]
+    for name, folded in zip(convs, ["net.0.weight", "net.2.weight", "net.4.weight"]):
+        assert torch.equal(state[name], inits[folded])
+    assert torch.equal(state["net.9.weight" if target == "dcgan" else "to_image.weight"], inits["net.6.weight"])
+    z, stage = balanced_noise(4)
+    got = g.eval()(torch.from_numpy(z), torch.from_numpy(stage)).detach().numpy()
+    assert np.abs(got - onnx_images(path, z, stage)).max() <= 1e-5
+
+
+def test_warm_start_training_mode_is_close_to_the_export_thanks_to_calibration():
+    """In training mode BatchNorm uses the batch's statistics. With the calibrated statistics a balanced
+    batch of 64 gives nearly the exported images; putting the folded bias in BatchNorm's beta with
+    statistics 0/1 instead (an uncalibrated rebuild, the same function in eval mode) does not."""
+    path = model_file("gen32")
+    exp = read_exported(path)
+    g = rebuild_generator(exp, GeneratorConfig(img_size=32, width=64))
+    z, stage = balanced_noise(16, seed=11)
+    want = onnx_images(path, z, stage)
+    naive = build_generator(GeneratorConfig(img_size=32, width=64))
+    with torch.no_grad():
+        naive.load_state_dict(g.state_dict())
+        bns = [m for m in naive.net if isinstance(m, torch.nn.BatchNorm2d)]
+        for bn, c in zip(bns, exp.offset):
+            bn.weight.fill_(1.0)
+            bn.bias.copy_(torch.from_numpy(c[0]))
+            bn.running_mean.zero_()
+            bn.running_var.fill_(1.0 - bn.eps)
+        eval_naive = naive.eval()(torch.from_numpy(z), torch.from_numpy(stage)).numpy()
+        assert np.abs(eval_naive - want).max() <= 1e-5  # the naive rebuild is exact in eval mode too
+        calibrated = np.abs(g.train()(torch.from_numpy(z), torch.from_numpy(stage)).numpy() - want).mean()
+        uncalibrated = np.abs(naive.train()(torch.from_numpy(z), torch.from_numpy(stage)).numpy() - want).mean()
+    assert calibrated < 0.25 * uncalibrated, (calibrated, uncalibrated)
+
+
+def test_warm_start_of_a_cbn_export_reproduces_it(cbn_run):
+    _, onnx_path = cbn_run
+    g = rebuild_generator(read_exported(onnx_path), GeneratorConfig(img_size=IMG, width=WIDTH, arch="cbn"))
+    z, stage = balanced_noise(4)
+    got = g.eval()(torch.from_numpy(z), torch.from_numpy(stage)).detach().numpy()
+    assert np.abs(got - onnx_images(onnx_path, z, stage)).max() <= 1e-5
+
+
+def test_a_run_warm_started_from_an_export_generates_its_images_before_any_step(dataset):
+    run = make_run(dataset[2], init_from=model_file("gen32"), d_warmup=2, ema=True)
+    from cgan.train.init_from import read_init
+
+    run.load_init(read_init(run.config), run.config.init_from)
+    z, stage = balanced_noise(4)
+    want = onnx_images(model_file("gen32"), z, stage)
+    for g in (run.G, run.G_ema):
+        got = g.eval()(torch.from_numpy(z), torch.from_numpy(stage)).detach().numpy()
+        assert np.abs(got - want).max() <= 1e-5
+    assert "fresh discriminator" in run.provenance()["init_from"]
+
+
+def test_d_warmup_trains_d_alone_then_both(dataset):
+    """Steps below --d-warmup leave G's weights as they were (its BatchNorm statistics still follow the
+    batches) and move D; the G loss reported is the one against D before its update; then G moves."""
+    run = make_run(dataset[2], d_warmup=2)
+    fake_logits = []
+    run.D.register_forward_hook(lambda _m, _a, out: fake_logits.append(out.detach()[BATCH:].clone()))
+    params = lambda m: {k: v.detach().clone() for k, v in m.named_parameters()}  # noqa: E731
+    g0, d0 = params(run.G), params(run.D)
+    for step in range(2):
+        run.step = step
+        reported = run.train_step(*first_batch(run))
+        torch.testing.assert_close(reported[1], g_loss("bce", fake_logits[-1]))
+    assert all(torch.equal(v, params(run.G)[k]) for k, v in g0.items())
+    assert any(not torch.equal(v, params(run.D)[k]) for k, v in d0.items())
+    run.step = 2
+    run.train_step(*first_batch(run))
+    assert any(not torch.equal(v, params(run.G)[k]) for k, v in g0.items())
+
+
+def test_warm_start_refusals_name_the_flag(dataset, tmp_path):
+    from cgan.train.init_from import read_init
+
+    with pytest.raises(CganError, match="--width"):
+        read_init(TrainConfig(img_size=32, width=32, init_from=model_file("gen32")))
+    with pytest.raises(CganError, match="no such file"):
+        read_init(TrainConfig(init_from=tmp_path / "missing.onnx"))
+    bad = tmp_path / "bad.onnx"
+    bad.write_text("not a model\n")
+    with pytest.raises(CganError, match="not a readable ONNX model"):
+        read_init(TrainConfig(init_from=bad))
+
+
+def test_the_embedded_default_is_read_as_a_dcgan_export():
+    exp = read_exported("default")
+    assert exp.config == GeneratorConfig()  # 128 px, z 100, 4 stages, width 512, dcgan
+    assert "embedded default" in exp.describe()
+
+
+# ---------------------------------------------------------------- whole runs
+
+LEVERS = {
+    "aux": dict(aux_weight=0.5),
+    "cbn": dict(generator="cbn"),
+    "warm": dict(init_from="gen32", d_warmup=2),
+}
+
+
+@pytest.mark.parametrize("lever", sorted(LEVERS))
+def test_a_run_with_each_lever_trains_resumes_exactly_and_records_it(dataset, tmp_path, lever):
+    data, cache, images = dataset
+    settings = dict(LEVERS[lever])
+    if settings.get("init_from") == "gen32":
+        settings["init_from"] = model_file("gen32")
+    base = dict(data=data, cache_dir=cache, img_size=IMG, width=WIDTH, disc_width=DISC_WIDTH, batch_size=BATCH,
+                checkpoint_every=2, quiet=True, device="cpu", threads=1)
+    whole = train(TrainConfig(out=tmp_path / "whole", max_steps=5, **base, **settings), image_set=images, log=quiet)
+    train(TrainConfig(out=tmp_path / "split", max_steps=3, **base, **settings), image_set=images, log=quiet)
+    rest = train(TrainConfig(out=tmp_path / "split", max_steps=5, resume=True, **base), image_set=images, log=quiet)
+    assert np.isfinite(whole.step_losses).all()
+    np.testing.assert_array_equal(rest.step_losses, whole.step_losses[3:])
+    saved = json.loads((tmp_path / "whole" / "config.json").read_text())
+    for key, value in settings.items():
+        assert saved[key] == (str(value) if key == "init_from" else value), key
+    provenance = torch.load(tmp_path / "split" / "cDCGAN_generator.pth", weights_only=True)["provenance"]
+    expected = {"aux": ("objective", "bce; AC-GAN stage classifier weight 0.5"),
+                "cbn": ("generator", "cbn"), "warm": ("d_warmup", "2 steps of D alone")}[lever]
+    assert provenance[expected[0]].startswith(expected[1])
+
+
+runner = CliRunner()
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        (["--aux-weight", "-1"], "--aux-weight"),
+        (["--aux-weight", "1", "--disc", "spatial"], "--disc projection"),
+        (["--generator", "stylegan"], "--generator"),
+        (["--d-warmup", "-2"], "--d-warmup"),
+    ],
+)
+def test_bad_lever_flags_give_one_line_and_write_nothing(dataset, tmp_path, extra, needle):
+    data, cache, _ = dataset
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["--data", str(data), "--cache-dir", str(cache), "--img-size", str(IMG),
+                                 "--out", str(out), "--device", "cpu", *extra])
+    assert result.exit_code == 1, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], result.stderr
+    assert not out.exists()
