@@ -27,7 +27,7 @@ def read_init(config: TrainConfig) -> dict[str, Any] | ExportedGenerator:
         return exported
     source = Path(config.init_from)
     if not source.is_file():
-        raise CganError(f"--init-from {source}: no such file; give a ckpt_*.pt from a run's checkpoints/ folder, "
+        raise CganError(f"--init-from {source}: no such checkpoint file; give a ckpt_*.pt from a run's checkpoints/ folder, "
                         "an exported .onnx, or 'default'")
     state = ckpt.load_checkpoint(source, hint="--init-from takes a ckpt_*.pt that cgan-train wrote, or an exported .onnx")
     saved = TrainConfig.from_dict(state["train_config"])
