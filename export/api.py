@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from cgan.runtime import __version__
-from cgan.runtime.contract import DISCLAIMER, REQUIRED_KEYS, STAGE_NAMES, Key, ModelInfo, read_metadata
+from cgan.runtime.contract import DISCLAIMER, REQUIRED_KEYS, Key, ModelInfo, read_metadata, stage_names_for
 from cgan.runtime.errors import CganError
 from cgan.runtime.errors import DiskFullError
 from cgan.runtime.fileio import atomic_path, atomic_write_text
@@ -27,7 +27,7 @@ from .outputs import check_output as _check_output
 from .onnx_export import DEFAULT_OPSET, build_inference_module, check_graph, check_opset, trace_to_onnx
 from .validate import BATCH_SIZES, compare_with_torch, default_tolerance, validation_providers
 
-__all__ = ["ExportReport", "export_checkpoint", "export_generator", "load_generator", "stage_names_for"]
+__all__ = ["ExportReport", "export_checkpoint", "export_generator", "load_generator"]
 
 # Short provenance names (as cgan-train writes them) -> metadata keys.
 _SHORT_KEYS = {
@@ -68,10 +68,6 @@ class ExportReport:
         )
 
 
-def stage_names_for(num_classes: int) -> tuple[str, ...]:
-    return tuple(STAGE_NAMES) if num_classes == len(STAGE_NAMES) else tuple(f"stage {i}" for i in range(num_classes))
-
-
 def export_generator(
     generator: Any,
     out: Path,
@@ -79,6 +75,7 @@ def export_generator(
     opset: int = DEFAULT_OPSET,
     fp16: bool = False,
     provenance: Mapping[str, Any] | None = None,
+    stage_names: tuple[str, ...] | list[str] | None = None,
     tolerance: float | None = None,
     model_card: bool = True,
     overwrite: bool = True,
@@ -88,6 +85,8 @@ def export_generator(
 
     ``provenance`` takes short names (training_data, epochs, steps, created, tool_version,
     checkpoint_sha256, or anything else, stored as ``cgan.<name>``) or full ``cgan.*`` keys.
+    ``stage_names``: the names the model is published with (see :func:`cgan.runtime.contract.stage_names_for`;
+    by default the dementia stage names for four classes, else ``stage i``).
     On any failure a :class:`CganError` is raised and neither the model nor the card is written.
     The caller's module is not modified (a CPU float32 copy in eval mode is exported).
     """
@@ -109,6 +108,8 @@ def export_generator(
         raise ExportError(f"export_generator needs a cgan.train.models.Generator, got {type(generator).__name__}")
     reference = copy.deepcopy(generator).float().cpu().eval()
     cfg = reference.config
+    if stage_names is not None and len(stage_names) != cfg.num_classes:
+        raise ExportError(f"{len(stage_names)} stage names {list(stage_names)} for a Generator of {cfg.num_classes} stages")
     precision = "fp16" if fp16 else "fp32"
     say(f"tracing the Generator ({cfg.img_size} px, z_dim {cfg.z_dim}, {cfg.num_classes} stages) to ONNX opset {opset}, {precision}")
     module = build_inference_module(reference, fp16=fp16)
@@ -140,7 +141,7 @@ def export_generator(
         num_classes=cfg.num_classes,
         img_size=cfg.img_size,
         channels=cfg.channels,
-        stage_names=stage_names_for(cfg.num_classes),
+        stage_names=tuple(stage_names) if stage_names is not None else stage_names_for(cfg.num_classes),
         precision=precision,
         provenance=prov,
     )
@@ -192,6 +193,7 @@ def export_checkpoint(checkpoint: Path, out: Path, **kwargs: Any) -> ExportRepor
     if meta["format"] == "training-checkpoint" and meta["state_key"] not in EMA_KEYS:
         prov["ema"] = "false (the raw weights of a training checkpoint were exported)"
     prov.update(kwargs.pop("provenance", None) or {})
+    kwargs.setdefault("stage_names", meta["stage_names"])
     return export_generator(generator, out, provenance=prov, **kwargs)
 
 

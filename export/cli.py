@@ -8,13 +8,13 @@ from typing import Optional
 
 import typer
 
-from cgan.runtime.contract import DISCLAIMER
+from cgan.runtime.contract import DISCLAIMER, LAST_EXPORT, LAST_GENERATOR, MODEL_FILE_FP16, MODEL_FILE_INT8, OUTPUT_DIR
 from cgan.runtime.errors import CganError, user_errors_exit
 
-DEFAULT_CHECKPOINT = Path("model_output/cDCGAN_generator.pth")
-DEFAULT_OUT = Path("model_output/cDCGAN_generator.onnx")
-DEFAULT_OUT_FP16 = Path("model_output/cDCGAN_generator_fp16.onnx")
-DEFAULT_OUT_INT8 = Path("model_output/cDCGAN_generator_int8.onnx")
+DEFAULT_CHECKPOINT = LAST_GENERATOR
+DEFAULT_OUT = LAST_EXPORT
+DEFAULT_OUT_FP16 = OUTPUT_DIR / MODEL_FILE_FP16
+DEFAULT_OUT_INT8 = OUTPUT_DIR / MODEL_FILE_INT8
 
 app = typer.Typer(
     name="cgan-export",
@@ -54,7 +54,7 @@ _HELP = (
     "with int8 kernels, activations calibrated on the generator's own images of every stage, the layers whose "
     "quantization costs most (measured) kept in fp32, and the result checked against the fp32 model on every stage "
     "before it is written (PSNR >= 40 dB, MAE <= 1.5 grey levels), else nothing is written.\n\n"
-    "Default: model_output/cDCGAN_generator.pth -> model_output/cDCGAN_generator.onnx.\n\n"
+    f"Default: {LAST_GENERATOR} -> {LAST_EXPORT}.\n\n"
     + DISCLAIMER
 )
 

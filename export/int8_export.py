@@ -22,9 +22,6 @@ from .errors import ExportError
 from .int8 import Fidelity, Int8Result, quantize_int8
 from .outputs import check_output
 
-DEFAULT_OUT_INT8 = Path("model_output/cDCGAN_generator_int8.onnx")
-
-
 @dataclass(frozen=True)
 class Int8Report:
     path: Path

@@ -6,6 +6,7 @@ import os
 import tempfile
 from pathlib import Path
 
+from cgan.runtime.contract import MODEL_FILE
 from cgan.runtime.errors import OutputError
 from cgan.runtime.outputs import check_free, clean_dead_temps
 
@@ -17,7 +18,7 @@ def check_output(out: Path, *, overwrite: bool, card: bool = True) -> None:
     """Fail before the slow part if ``out`` (or its card beside it) cannot be written; clear killed runs'
     temporary files."""
     if out.is_dir():
-        raise ExportError(f"output {out} is a directory; give a file name such as {out / 'cDCGAN_generator.onnx'}")
+        raise ExportError(f"output {out} is a directory; give a file name such as {out / MODEL_FILE}")
     if out.suffix.lower() != ".onnx":
         raise ExportError(f"output {out} should end in .onnx")
     try:

@@ -1,7 +1,9 @@
-"""The model contract shared by every side: stage names, metadata keys, noise and pixel mapping.
+"""The contract of the chain, shared by every side: the files that link the commands, stage names,
+the generator file's keys, the ONNX inputs, outputs and metadata keys, noise and pixel mapping.
 
-This module is torch-free and onnx-free. ``cgan-export`` writes what is described here into the
-ONNX file's ``metadata_props``; ``cgan-run`` reads it back with onnxruntime alone.
+This module is torch-free and onnx-free. ``cgan-train`` writes the generator file described here,
+``cgan-export`` turns it into an ONNX file with these ``metadata_props``, and ``cgan-run`` reads them
+back with onnxruntime alone.
 """
 
 from __future__ import annotations
@@ -27,6 +29,37 @@ OASIS_FOLDERS = ("Non Demented", "Very mild Dementia", "Mild Dementia", "Moderat
 # Image counts per stage in that set, as the original project trained on.
 OASIS_COUNTS = (67222, 13725, 5002, 488)
 
+# ---------------------------------------------------------------- the files that link the commands
+# Each command finds the previous one's output here when given no path (cgan-train -> cgan-export ->
+# cgan-run / cgan-eval / cgan-web), relative to the working directory.
+OUTPUT_DIR = Path("model_output")  # cgan-train --out
+GENERATOR_FILE = "cDCGAN_generator.pth"  # what cgan-train writes in it and cgan-export reads
+MODEL_FILE = "cDCGAN_generator.onnx"  # what cgan-export writes and cgan-run reads (also the Hub default FILE)
+MODEL_FILE_FP16 = "cDCGAN_generator_fp16.onnx"  # cgan-export --fp16
+MODEL_FILE_INT8 = "cDCGAN_generator_int8.onnx"  # cgan-export --int8
+LAST_GENERATOR = OUTPUT_DIR / GENERATOR_FILE
+LAST_EXPORT = OUTPUT_DIR / MODEL_FILE
+EVAL_DIR = OUTPUT_DIR / "eval"  # cgan-eval --out
+
+
+class GenKey:
+    """Keys of the generator file (``cDCGAN_generator.pth``, a ``torch.save``d dict). The first four are the
+    original project's, which its own loader reads unchanged; the others are ours and optional."""
+
+    MODEL = "model"  # the Generator's state dict
+    Z_DIM = "z_dim"
+    NUM_CLASSES = "num_classes"
+    IMG_SIZE = "img_size"
+    CLASS_NAMES = "class_names"  # the training run's class folders, in stage order (list of str)
+    CONFIG = "config"  # the GeneratorConfig as a dict (width, channels ...)
+    PROVENANCE = "provenance"  # str -> str, short names (training_data, epochs, steps, created ...)
+    EMA = "ema"  # bool: MODEL holds the EMA weights
+
+
+ORIGINAL_GENERATOR_KEYS = (GenKey.MODEL, GenKey.Z_DIM, GenKey.NUM_CLASSES, GenKey.IMG_SIZE)
+
+
+# ---------------------------------------------------------------- the ONNX model
 INPUT_Z = "z"
 INPUT_STAGE = "stage"
 OUTPUT_IMAGE = "image"
@@ -220,6 +253,24 @@ def read_metadata(path: str | Path) -> ModelInfo:
 
 
 # ---------------------------------------------------------------- stages
+
+def stage_names_for(num_classes: int, class_names: Sequence[str] | None = None) -> tuple[str, ...]:
+    """The stage names a model is published with: its training run's class folders (``class_names``, in
+    stage order) when they are known, with the dementia stage names for the default layouts (the OASIS
+    folders, or ``stage0..stage3``); without them (a file in the original project's format) the dementia
+    names for four classes, else ``stage 0`` ... ``stage N-1``."""
+    if class_names is not None:
+        names = [str(n) for n in class_names]
+        if len(names) != num_classes:
+            raise ModelError(f"{len(names)} class names {names} for a model of {num_classes} stages")
+        folded = [_norm(n) for n in names]
+        default_layout = folded == [_norm(f) for f in OASIS_FOLDERS] or folded == [f"stage{i}" for i in range(num_classes)]
+        if not default_layout:
+            return tuple(names)
+    if num_classes == len(STAGE_NAMES):
+        return tuple(STAGE_NAMES)
+    return tuple(f"stage {i}" for i in range(num_classes))
+
 
 def _norm(text: str) -> str:
     return re.sub(r"[^a-z0-9]", "", text.lower())

@@ -1,11 +1,12 @@
 """Which model file to use: ``--model`` (a path or ``hf:OWNER/REPO[/FILE]``), the last export, or the embedded default.
 
-Resolution order (design.md, "Default chain"):
+Resolution order:
 
 1. ``model`` given: a local ``.onnx`` path, or ``hf:OWNER/REPO[@REVISION][/FILE]`` fetched through
    huggingface_hub (default FILE ``cDCGAN_generator.onnx``). The library's own cache and settings
    apply unchanged: ``HF_HOME``, ``HF_HUB_CACHE``, ``HF_HUB_OFFLINE``, ``HF_TOKEN``.
-2. ``model_output/cDCGAN_generator.onnx`` under the working directory (what ``cgan-export`` writes).
+2. ``model_output/cDCGAN_generator.onnx`` under the working directory (what ``cgan-export`` writes;
+   :data:`cgan.runtime.contract.LAST_EXPORT`).
 3. The default model shipped inside the package, ``cgan/runtime/assets/default.onnx``.
 """
 
@@ -17,10 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from .contract import LAST_EXPORT, MODEL_FILE
 from .errors import ModelError, first_line
 
-MODEL_FILE = "cDCGAN_generator.onnx"
-LAST_EXPORT = Path("model_output") / MODEL_FILE
 EMBEDDED_DEFAULT = Path(__file__).resolve().parent / "assets" / "default.onnx"
 HUB_PREFIX = "hf:"
 HUB_PROBE_S = 3.0  # seconds to wait for the Hub before using the local cache alone

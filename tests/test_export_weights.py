@@ -48,7 +48,8 @@ def test_a_generator_file_of_raw_weights_is_exported_as_raw_even_if_its_run_kept
     path, raw, _ = _checkpoint(tmp_path)
     state = torch.load(path, weights_only=True)
     gen_file = save_generator(tmp_path / "cDCGAN_generator.pth",
-                              generator_payload(state["generator"], state["config"], state["provenance"], ema=False))
+                              generator_payload(state["generator"], state["config"], state["provenance"], ema=False,
+                                                class_names=["a", "b", "c", "d"]))
     report = export_checkpoint(gen_file, tmp_path / "raw.onnx", model_card=False)
     assert read_metadata(report.path).provenance["cgan.ema"].startswith("false")
     assert _same(load_generator(gen_file)[0], raw)

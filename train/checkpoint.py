@@ -1,9 +1,10 @@
 """What ``cgan-train`` writes to disk: the generator file in the original's format, and full checkpoints.
 
 Generator file (``cDCGAN_generator.pth``): the original project's dict ``{"model", "z_dim",
-"num_classes", "img_size"}`` — its inference code loads it unchanged — plus our keys ``"config"``
-(:class:`GeneratorConfig` as a dict), ``"provenance"`` (str -> str) and ``"ema"`` (bool: ``"model"``
-holds the EMA weights).
+"num_classes", "img_size"}`` — its inference code loads it unchanged — plus our keys ``"class_names"``
+(the run's class folders in stage order), ``"config"`` (:class:`GeneratorConfig` as a dict),
+``"provenance"`` (str -> str) and ``"ema"`` (bool: ``"model"`` holds the EMA weights); the keys are
+those of :class:`cgan.runtime.contract.GenKey`.
 
 Full checkpoint (``checkpoints/ckpt_<step>.pt``): everything needed to continue a run exactly —
 models, optimizers, grad scaler, EMA weights, the RNG states of torch/numpy/python and of every
@@ -26,10 +27,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from cgan.runtime.contract import GenKey
 from cgan.runtime.errors import CganError, first_line
 from cgan.runtime.fileio import atomic_path
 
-GENERATOR_FILE = "cDCGAN_generator.pth"
 CHECKPOINT_DIR = "checkpoints"
 CHECKPOINT_FORMAT = "cgan-train-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -39,17 +40,21 @@ _NAME = re.compile(r"^ckpt_(\d+)\.pt$")
 # ---------------------------------------------------------------- generator file
 
 def generator_payload(
-    state_dict: dict[str, torch.Tensor], config: dict[str, Any], provenance: dict[str, str], *, ema: bool
+    state_dict: dict[str, torch.Tensor], config: dict[str, Any], provenance: dict[str, str], *, ema: bool,
+    class_names: list[str],
 ) -> dict[str, Any]:
     """The generator file's dict: the original's four keys first, then ours."""
+    if len(class_names) != int(config["num_classes"]):
+        raise ValueError(f"{len(class_names)} class names for a generator of {config['num_classes']} classes")
     return {
-        "model": {k: v.detach().cpu().clone() for k, v in state_dict.items()},
-        "z_dim": int(config["z_dim"]),
-        "num_classes": int(config["num_classes"]),
-        "img_size": int(config["img_size"]),
-        "config": dict(config),
-        "provenance": {str(k): str(v) for k, v in provenance.items()},
-        "ema": bool(ema),
+        GenKey.MODEL: {k: v.detach().cpu().clone() for k, v in state_dict.items()},
+        GenKey.Z_DIM: int(config["z_dim"]),
+        GenKey.NUM_CLASSES: int(config["num_classes"]),
+        GenKey.IMG_SIZE: int(config["img_size"]),
+        GenKey.CLASS_NAMES: [str(n) for n in class_names],
+        GenKey.CONFIG: dict(config),
+        GenKey.PROVENANCE: {str(k): str(v) for k, v in provenance.items()},
+        GenKey.EMA: bool(ema),
     }
 
 

@@ -20,6 +20,7 @@ import re
 from pathlib import Path
 from typing import Any, Mapping
 
+from cgan.runtime.contract import ORIGINAL_GENERATOR_KEYS, GenKey, stage_names_for
 from cgan.runtime.errors import CganError
 from cgan.runtime.fileio import sha256_file
 
@@ -37,7 +38,6 @@ class ArchitectureError(CheckpointError):
 STATE_KEYS = ("generator_ema", "ema_generator", "G_ema", "ema_G", "generator", "G", "netG", "model", "state_dict")
 # Wrappers that prefix parameter names: DistributedDataParallel, torch.compile.
 _PREFIXES = ("module.", "_orig_mod.")
-_ORIGINAL_KEYS = {"model", "z_dim", "num_classes", "img_size"}
 
 
 def read_checkpoint(path: Path) -> Any:
@@ -69,7 +69,9 @@ def load_generator(checkpoint: Path, weights: str = "auto") -> tuple[Any, dict]:
     when there is one, ``ema`` insists on it, ``raw`` takes the optimised weights.
 
     The dict holds ``format`` (original | generator | training-checkpoint | state-dict), ``state_key``,
-    ``sha256``, ``config`` (GeneratorConfig as a dict), ``provenance`` (str -> str) and ``path``.
+    ``sha256``, ``config`` (GeneratorConfig as a dict), ``provenance`` (str -> str), ``class_names`` (the
+    training run's class folders, None when the file does not say), ``stage_names`` (what the model is
+    published with, :func:`cgan.runtime.contract.stage_names_for`) and ``path``.
     """
     checkpoint = Path(checkpoint)
     if weights not in WEIGHTS:
@@ -79,12 +81,15 @@ def load_generator(checkpoint: Path, weights: str = "auto") -> tuple[Any, dict]:
     generator, config = build_from_state(state, source=str(checkpoint))
     declared = obj if isinstance(obj, Mapping) else {}
     _cross_check(config, declared, checkpoint)
+    class_names = _class_names(declared, config.num_classes, checkpoint)
     meta = {
         "format": fmt,
         "state_key": state_key,
         "sha256": sha256_file(checkpoint),
         "config": config.to_dict(),
         "provenance": _provenance(declared, fmt),
+        "class_names": class_names,
+        "stage_names": stage_names_for(config.num_classes, class_names),
         "path": str(checkpoint),
     }
     # a generator file says by its own flag which weights it holds; its provenance may have been copied
@@ -139,7 +144,7 @@ def _find_state(obj: Any, path: Path, weights: str = "auto") -> tuple[Mapping[st
     for key in keys_in_order:
         if key in obj and _is_state_dict(obj[key]):
             if key == "model":
-                fmt = "original" if set(obj) <= _ORIGINAL_KEYS else "generator"
+                fmt = "original" if set(obj) <= set(ORIGINAL_GENERATOR_KEYS) else "generator"
                 if weights == "raw" and obj.get("ema") is True:
                     raise CheckpointError(
                         f"{path} holds the EMA weights of its run; for the raw weights export one of its "
@@ -247,6 +252,19 @@ def _cross_check(config: Any, obj: Mapping[str, Any], path: Path) -> None:
         wrong.append(f"arch={arch} but its weights are those of the {config.arch} generator")
     if wrong:
         raise ArchitectureError(f"checkpoint {path} contradicts itself: it says {'; '.join(wrong)}")
+
+
+def _class_names(obj: Mapping[str, Any], num_classes: int, path: Path) -> list[str] | None:
+    """The class folders the weights were trained on, as the generator file (or a training checkpoint) records them."""
+    names = obj.get(GenKey.CLASS_NAMES)
+    if names is None:
+        return None
+    if not (isinstance(names, (list, tuple)) and all(isinstance(n, str) for n in names)):
+        raise CheckpointError(f"checkpoint {path}: '{GenKey.CLASS_NAMES}' must be a list of names, got {type(names).__name__}")
+    if len(names) != num_classes:
+        raise ArchitectureError(f"checkpoint {path} contradicts itself: it names {len(names)} classes "
+                                f"({', '.join(names)}) but its weights have {num_classes}")
+    return list(names)
 
 
 def _provenance(obj: Mapping[str, Any], fmt: str) -> dict[str, str]:

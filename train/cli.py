@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from cgan.runtime.contract import DISCLAIMER
+from cgan.runtime.contract import DISCLAIMER, OUTPUT_DIR
 from cgan.runtime.errors import CganError, user_errors_exit
 
 app = typer.Typer(
@@ -58,7 +58,7 @@ def train(
     precision: str = typer.Option("auto", "--precision", help="auto (fp16 autocast + GradScaler on CUDA, fp32 on CPU), fp32, bf16 (autocast) or fp16 (CUDA only)."),
     channels_last: bool = typer.Option(True, "--channels-last/--no-channels-last", help="Channels-last (NHWC) memory format for the convolutions: faster on CPU. A resumed run keeps its saved setting."),
     threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads (default: torch's choice)."),
-    out: Path = typer.Option(Path("model_output"), "--out", help="Output folder: generator file, checkpoints/, history, plots, samples/, config.json."),
+    out: Path = typer.Option(OUTPUT_DIR, "--out", help="Output folder: generator file, checkpoints/, history, plots, samples/, config.json."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its newest checkpoint, exactly, with its saved config (repeat no flags); only --epochs, --max-steps (to extend it), --device, --threads, --workers, --quiet, --cache-dir, --sample-every, --checkpoint-every and --keep-checkpoints may differ, and the change is recorded in config.json."),
     init_from: Optional[Path] = typer.Option(None, "--init-from", help="Start from the G and D weights of a checkpoint (ckpt_*.pt) of another run, with fresh optimizers and this run's learning rates: fine-tuning, e.g. at a lower rate. Or a warm start from an exported generator: an fp32 .onnx that cgan-export wrote, or 'default' (the embedded default model); its generator is rebuilt from the file (checked against it in ONNX Runtime) beside a fresh discriminator (see --d-warmup). --max-steps counts this run's steps."),
     ema: bool = typer.Option(False, "--ema", help="Keep an exponential moving average of G's weights and export it."),

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from cgan.runtime.contract import OUTPUT_DIR
 from cgan.runtime.errors import CganError
 
 from . import ddp
@@ -51,7 +52,7 @@ class TrainConfig:
     precision: str = "auto"
     channels_last: bool = True  # NHWC convolutions: faster on CPU (measured in bench/test_bench_train.py)
     threads: int | None = None
-    out: Path = Path("model_output")
+    out: Path = OUTPUT_DIR
     resume: bool = False
     init_from: Path | None = None  # a checkpoint whose G and D start this run (fine-tuning), or an exported
     # generator (.onnx, or "default": the embedded one) whose G starts it beside a fresh D (a warm start); fresh optimizers

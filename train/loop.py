@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from cgan.runtime import __version__
+from cgan.runtime.contract import GENERATOR_FILE
 from cgan.runtime.errors import CganError, DiskFullError, first_line
 from cgan.runtime.outputs import FolderLock, clean_dead_temps
 
@@ -378,8 +379,8 @@ def train(config: TrainConfig, *, image_set=None, log: Log = print, given: set[s
     elif latest is not None:
         raise CganError(f"{out} already holds checkpoints of a run ({latest.name}); continue it with --resume, "
                         "or choose another --out")
-    elif (out / ckpt.GENERATOR_FILE).exists():
-        raise CganError(f"{out} already holds a {ckpt.GENERATOR_FILE} (and no checkpoints to resume from); "
+    elif (out / GENERATOR_FILE).exists():
+        raise CganError(f"{out} already holds a {GENERATOR_FILE} (and no checkpoints to resume from); "
                         "choose another --out, or move that file away")
     init_state = read_init(config) if config.init_from is not None and state is None else None
     precision = resolve_precision(config.precision, device)
@@ -530,7 +531,7 @@ def _train(config: TrainConfig, state, latest, init_state, image_set, info, devi
     if run.step != last_saved_step:
         checkpoint()
     rows = list(run.history) + ([run.epoch_row()] if run.batch else [])
-    generator = out / ckpt.GENERATOR_FILE
+    generator = out / GENERATOR_FILE
     if info.is_main:
         generator = run.write_generator()
         run.write_reports(rows)

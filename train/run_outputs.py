@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from cgan.runtime import __version__
-from cgan.runtime.contract import noise, to_uint8
+from cgan.runtime.contract import GENERATOR_FILE, noise, to_uint8
 from cgan.runtime.noise import NOISE_VERSION
 
 from . import checkpoint as ckpt
@@ -74,9 +74,9 @@ class RunOutputs:
         return self.G_ema if self.G_ema is not None else self.G
 
     def write_generator(self) -> Path:
-        path = Path(self.config.out) / ckpt.GENERATOR_FILE
+        path = Path(self.config.out) / GENERATOR_FILE
         payload = ckpt.generator_payload(self.export_generator().state_dict(), self.gen_config.to_dict(),
-                                         self.provenance(), ema=self.G_ema is not None)
+                                         self.provenance(), ema=self.G_ema is not None, class_names=self.class_names)
         return ckpt.save_generator(path, payload)
 
     @torch.no_grad()

@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from cgan.runtime.contract import DISCLAIMER
+from cgan.runtime.contract import DISCLAIMER, EVAL_DIR
 from cgan.runtime.errors import CganError, user_errors_exit
 
 app = typer.Typer(
@@ -56,7 +56,7 @@ def evaluate(
     classes: Optional[str] = typer.Option(None, "--classes", help='Class folders in stage order, e.g. "a,b,c,d".'),
     n: int = typer.Option(256, "--n", help="Generated images per stage."),
     seed: int = typer.Option(0, "--seed", help="Noise seed for the generated images, the split and the judges."),
-    out: Path = typer.Option(Path("model_output") / "eval", "--out", help="Folder for report.json, report.md and samples.png."),
+    out: Path = typer.Option(EVAL_DIR, "--out", help="Folder for report.json, report.md and samples.png."),
     group_regex: Optional[str] = typer.Option(None, "--group-regex", help="Regular expression whose first group (or whole match) in a file's relative path is its subject (default: OASIS names, OAS1_0001_MR1... -> OAS1_0001)."),
     holdout: float = typer.Option(0.2, "--holdout", help="Share of each stage's subjects held out."),
     judges: str = typer.Option("small,deep", "--judges", help="Judges to use, comma-separated: small, deep."),

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from cgan.runtime.contract import noise, to_uint8
+from cgan.runtime.contract import LAST_EXPORT, noise, stage_names_for, to_uint8
 from cgan.runtime.errors import CganError
 
 
@@ -59,10 +59,9 @@ class TorchSource(Source):
     """A torch Generator (from a checkpoint, or in memory), fed the same noise rows as the runtime."""
 
     def __init__(self, generator: Any, *, description: str = "in-memory Generator", device: str = "cpu",
-                 training_data: str = "not recorded", batch_size: int = 128) -> None:
+                 training_data: str = "not recorded", batch_size: int = 128,
+                 class_names: list[str] | None = None) -> None:
         import torch
-
-        from cgan.runtime.contract import STAGE_NAMES
 
         self.device = torch.device(device)
         self.generator = generator.to(self.device).eval()
@@ -71,8 +70,7 @@ class TorchSource(Source):
             raise EvalError(f"{description} has {cfg.channels} channels; cgan-eval measures grayscale (1-channel) models")
         self.description, self.kind = description, "checkpoint"
         self.img_size, self.num_classes = cfg.img_size, cfg.num_classes
-        self.stage_names = tuple(STAGE_NAMES) if cfg.num_classes == len(STAGE_NAMES) else tuple(
-            f"stage {i}" for i in range(cfg.num_classes))
+        self.stage_names = stage_names_for(cfg.num_classes, class_names)
         self.training_data = training_data
         self.batch_size = batch_size
         self.z_dim = cfg.z_dim
@@ -98,7 +96,7 @@ def load_source(model: str | Path | None, *, device: str = "auto", threads: int 
     (``.pth``/``.pt``, loaded with the trainer's checkpoint reader), or None: the model cgan-run would
     use (the last export ``model_output/cDCGAN_generator.onnx``, else the embedded default)."""
     if model is None:
-        from cgan.runtime.resolve import EMBEDDED_DEFAULT, LAST_EXPORT
+        from cgan.runtime.resolve import EMBEDDED_DEFAULT
 
         if not (LAST_EXPORT.is_file() or EMBEDDED_DEFAULT.is_file()):
             raise EvalError(f"no MODEL given, no {LAST_EXPORT} here and no embedded default model in this "
@@ -120,7 +118,7 @@ def load_source(model: str | Path | None, *, device: str = "auto", threads: int 
         data = prov.get("training_data") or prov.get("cgan.training_data") or "not recorded"
         dev = resolve_device(device)
         return TorchSource(generator, description=f"{path} [checkpoint, {meta.get('format', '?')}, torch on {dev.type}]",
-                           device=str(dev), training_data=data)
+                           device=str(dev), training_data=data, class_names=meta.get("class_names"))
     if path.suffix.lower() != ".onnx":
         raise EvalError(f"model {path} has an unknown extension {path.suffix!r}; expected .onnx or a .pth/.pt checkpoint")
     return OnnxSource(path, provider=device, threads=threads)
