@@ -27,6 +27,7 @@ def test_base_dependencies_pull_no_torch():
     extras = project["optional-dependencies"]
     assert any(d.startswith("torch>=") for d in extras["train"])
     assert any(d.startswith("onnx>=") for d in extras["export"])
+    assert any(d.startswith("monai>=") for d in extras["monai"]) and not any(d.startswith("monai") for d in base)
     # users get a lower bound, never an exact torch pin
     assert not any("torch==" in d for deps in extras.values() for d in deps)
 
