@@ -22,7 +22,7 @@ from typing import Callable, Optional, Sequence
 
 from .errors import CganError, OutputError
 from .fileio import sha256_file
-from .layout import Layout, find_layout, list_images
+from .layout import DataError, Layout, find_layout, list_images
 from .manifest import MANIFEST_NAME, ManifestRow, read_manifest, write_manifest
 
 LAYOUT_WORDS = {"oasis": "OASIS layout", "stages": "stage-folder layout", "classes": "class-folder layout"}
@@ -125,6 +125,21 @@ class BalanceJob:
         return self.out / MANIFEST_NAME
 
 
+def _find_layout(data: Path, stage_names: Sequence[str] | None) -> Layout:
+    """The dataset's layout; for a model trained on other class folders (``cgan-train --classes``), whose
+    stage names are those folders' names, the folders named after its stages."""
+    try:
+        return find_layout(data, flag="--balance")
+    except DataError:
+        if not stage_names:
+            raise
+        try:
+            return find_layout(data, list(stage_names), flag="--balance")
+        except DataError:
+            pass
+        raise
+
+
 def output_root(data: Path, layout: Layout, out: Path) -> Path:
     """Where stage folders and the manifest go: ``out``, or the dataset's class-folder root when ``out`` is the dataset."""
     o = out.resolve()
@@ -133,10 +148,10 @@ def output_root(data: Path, layout: Layout, out: Path) -> Path:
 
 def plan_job(
     data: Path, out: Path, *, model_sha256: str, seed: int, noise_version: int, ratio=None, target=None,
-    stages: Sequence[int] | None = None, num_classes: int | None = None,
+    stages: Sequence[int] | None = None, num_classes: int | None = None, stage_names: Sequence[str] | None = None,
 ) -> BalanceJob:
     """Read the dataset and the output folder's manifest; plan; and list the indices still to write."""
-    layout = find_layout(Path(data), flag="--balance")
+    layout = _find_layout(Path(data), stage_names)
     if num_classes is not None and len(layout.class_dirs) != num_classes:
         raise BalanceError(
             f"--balance {data}: the dataset has {len(layout.class_dirs)} class folders ({', '.join(layout.class_names)}) "
@@ -153,7 +168,8 @@ def plan_job(
                 "balance with that model and seed, or choose another --out"
             )
     listed = {(root / r.file).resolve() for r in rows}
-    plan = balance_plan(data, ratio=ratio, target=target, stages=stages, exclude=listed)
+    classes = layout.class_names if layout.kind == "classes" else None
+    plan = balance_plan(data, ratio=ratio, target=target, stages=stages, classes=classes, exclude=listed)
     present = [r for r in rows if (root / r.file).is_file()]
     have = [set() for _ in plan.generate]
     for r in present:
@@ -271,7 +287,7 @@ def run_balance(gen, data: Path, out: Path, *, seed: int, noise_version: int, ra
     """``cgan-run --balance``: plan, print the plan, write the missing images. Returns the summary line."""
     sha = sha256_file(gen.path)
     job = plan_job(Path(data), Path(out), model_sha256=sha, seed=seed, noise_version=noise_version, ratio=ratio, target=target,
-                   stages=stages, num_classes=gen.info.num_classes)
+                   stages=stages, num_classes=gen.info.num_classes, stage_names=gen.info.stage_names)
     how = (f"{ratio} generated per real image" if ratio is not None else f"every stage to {target:,} images" if target is not None
            else f"every stage to the largest stage's {max(job.plan.real, default=0):,} images")
     echo(f"balance plan for {job.plan.source} ({how}; seed {seed}, noise version {noise_version}) into {job.out}:")

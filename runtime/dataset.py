@@ -78,11 +78,12 @@ class GeneratedDataset:
 
     @classmethod
     def from_folder(cls, data: str | os.PathLike, *, ratio: float | str | None = None, target: int | None = None,
-                    stages: Sequence[int] | None = None, **kwargs) -> "GeneratedDataset":
-        """The plan ``cgan-run --balance DATA`` makes for a dataset folder (same ``ratio``/``target``/``stages``)."""
+                    stages: Sequence[int] | None = None, classes: Sequence[str] | None = None, **kwargs) -> "GeneratedDataset":
+        """The plan ``cgan-run --balance DATA`` makes for a dataset folder (same ``ratio``/``target``/``stages``;
+        ``classes``: the class-folder names in stage order, for a dataset in neither default layout)."""
         from .balance import balance_plan
 
-        return cls(balance_plan(data, ratio=ratio, target=target, stages=stages), **kwargs)
+        return cls(balance_plan(data, ratio=ratio, target=target, stages=stages, classes=classes), **kwargs)
 
     # ------------------------------------------------------------ the plan
     def _counts(self, plan) -> tuple[int, ...]:

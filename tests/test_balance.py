@@ -194,3 +194,28 @@ def test_a_folder_without_a_layout_is_named(tmp_path, model):
     (tmp_path / "data" / "cats").mkdir(parents=True)
     result = balance(model, tmp_path / "data", tmp_path / "gen")
     assert result.exit_code == 1 and "no dataset layout recognised" in result.stderr and "'cats'" in result.stderr
+
+
+def test_a_model_of_other_class_folders_balances_a_dataset_of_those_folders(tmp_path, model):
+    """A model trained with cgan-train --classes carries its folders' names as stage names: --balance finds them."""
+    import json
+
+    import onnx
+
+    names = ["healthy", "early", "middle", "late"]
+    m = onnx.load(model)
+    for prop in m.metadata_props:
+        if prop.key == "cgan.stage_names":
+            prop.value = json.dumps(names)
+    onnx.save(m, tmp_path / "classes.onnx")
+    data = make_dataset(tmp_path / "data", (4, 1, 2, 3), names=names)
+    out = tmp_path / "gen"
+    result = balance(str(tmp_path / "classes.onnx"), data, out)
+    assert result.exit_code == 0, result.stderr
+    assert "class-folder layout" in result.stdout
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png")) == sorted(
+        [f"early/stage1_seed0_{k:08d}.png" for k in range(3)] + [f"middle/stage2_seed0_{k:08d}.png" for k in range(2)]
+        + ["late/stage3_seed0_00000000.png"])
+    # the default model's stage names are no folder names here: the layout error stays the one line it was
+    other = balance(model, data, tmp_path / "other")
+    assert other.exit_code == 1 and "no dataset layout recognised" in other.stderr
