@@ -16,6 +16,7 @@ from cgan.runtime.api import load
 from cgan.runtime.contract import Key, noise
 from cgan.runtime.errors import CganError
 from cgan.train import ddp
+from cgan.train.batches import stratified_order
 from cgan.train.cli import app
 from cgan.train.loop import TrainConfig, TrainingRun, to_model_input, train
 from cgan.train.models import GeneratorConfig, build_generator
@@ -264,12 +265,38 @@ def test_the_embedded_default_is_read_as_a_dcgan_export():
     assert "embedded default" in exp.describe()
 
 
+# ---------------------------------------------------------------- stage-balanced batches
+
+@pytest.mark.parametrize("batch", [8, 6])
+def test_balanced_batches_hold_every_stage_in_equal_shares(batch):
+    labels = np.array([0] * 50 + [1] * 10 + [2] * 4 + [3] * 1)  # skewed, as OASIS is
+    order = stratified_order(labels, 4, seed=3, epoch=0)
+    assert len(order) == len(labels)
+    counts = [np.bincount(labels[order[i:i + batch]], minlength=4) for i in range(0, len(order) - batch + 1, batch)]
+    for c in counts:
+        assert c.max() - c.min() <= (0 if batch % 4 == 0 else 1), c
+    if batch % 4:  # the stages left over take turns: over the epoch every stage is drawn equally often
+        total = np.bincount(labels[order], minlength=4)
+        assert total.max() - total.min() <= 1
+    np.testing.assert_array_equal(order, stratified_order(labels, 4, seed=3, epoch=0))
+    assert not np.array_equal(order, stratified_order(labels, 4, seed=3, epoch=1))
+    # ranks draw disjoint streams of the same shape
+    r0, r1 = (stratified_order(labels, 4, seed=3, epoch=0, rank=r, world_size=2) for r in (0, 1))
+    assert len(r0) == len(r1) == len(labels) // 2 and not np.array_equal(r0, r1)
+
+
+def test_balanced_batches_refuse_a_stage_without_images():
+    with pytest.raises(CganError, match="--balanced-batches needs images of every stage; stage\\(s\\) 2"):
+        stratified_order(np.array([0, 1, 3, 3]), 4, seed=0, epoch=0)
+
+
 # ---------------------------------------------------------------- whole runs
 
 LEVERS = {
     "aux": dict(aux_weight=0.5),
     "cbn": dict(generator="cbn"),
     "warm": dict(init_from="gen32", d_warmup=2),
+    "batches": dict(balanced_batches=True),
 }
 
 
@@ -291,7 +318,8 @@ def test_a_run_with_each_lever_trains_resumes_exactly_and_records_it(dataset, tm
         assert saved[key] == (str(value) if key == "init_from" else value), key
     provenance = torch.load(tmp_path / "split" / "cDCGAN_generator.pth", weights_only=True)["provenance"]
     expected = {"aux": ("objective", "bce; AC-GAN stage classifier weight 0.5"),
-                "cbn": ("generator", "cbn"), "warm": ("d_warmup", "2 steps of D alone")}[lever]
+                "cbn": ("generator", "cbn"), "warm": ("d_warmup", "2 steps of D alone"),
+                "batches": ("batches", "stage-balanced")}[lever]
     assert provenance[expected[0]].startswith(expected[1])
 
 
@@ -305,6 +333,7 @@ runner = CliRunner()
         (["--aux-weight", "1", "--disc", "spatial"], "--disc projection"),
         (["--generator", "stylegan"], "--generator"),
         (["--d-warmup", "-2"], "--d-warmup"),
+        (["--balanced-batches", "--no-balance"], "--balanced-batches"),
     ],
 )
 def test_bad_lever_flags_give_one_line_and_write_nothing(dataset, tmp_path, extra, needle):

@@ -11,6 +11,8 @@ from typing import Iterator
 import numpy as np
 import torch
 
+from cgan.runtime.errors import CganError
+
 
 def epoch_order(labels: np.ndarray, num_classes: int, *, seed: int, epoch: int, balance: bool,
                 rank: int = 0, world_size: int = 1) -> np.ndarray:
@@ -29,6 +31,32 @@ def epoch_order(labels: np.ndarray, num_classes: int, *, seed: int, epoch: int, 
     else:
         draws = rng.permutation(n)
     return draws[rank::world_size][: n // world_size]
+
+
+def stratified_order(labels: np.ndarray, num_classes: int, *, seed: int, epoch: int,
+                     rank: int = 0, world_size: int = 1) -> np.ndarray:
+    """Stage-balanced batches (``--balanced-batches``): this rank's ``len(labels) // world_size`` draws for
+    ``epoch``, a pure function of (labels, seed, epoch, rank), arranged so that every batch holds the
+    stages in equal shares, whatever its size (when the batch size is not a multiple of the stage
+    count, the stages left over take turns from batch to batch).
+
+    Draw ``i`` is of stage ``i % num_classes``: an image of that stage chosen uniformly, with replacement.
+    With balanced sampling each image has the same weight too, but a batch's stage mix is random
+    (multinomial); here it is fixed, so every step sees every stage, real and generated alike.
+    """
+    n = len(labels) // world_size
+    present = np.bincount(labels, minlength=num_classes)
+    if (present == 0).any():
+        missing = ", ".join(str(i) for i in np.flatnonzero(present == 0))
+        raise CganError(f"--balanced-batches needs images of every stage; stage(s) {missing} have none in the data")
+    rng = np.random.default_rng([seed, epoch, rank])
+    stage_of_draw = np.arange(n) % num_classes
+    order = np.empty(n, dtype=np.int64)
+    for stage in range(num_classes):
+        where = np.flatnonzero(stage_of_draw == stage)
+        members = np.flatnonzero(labels == stage)
+        order[where] = members[rng.integers(0, len(members), size=len(where))]
+    return order
 
 
 def iter_batches(images: np.ndarray, labels: np.ndarray, order: np.ndarray, batch_size: int, start: int,

@@ -76,6 +76,7 @@ def train(
     r1_every: int = typer.Option(16, "--r1-every", help="Apply R1 every N discriminator steps, weighted by N (lazy regularisation)."),
     generator: str = typer.Option("dcgan", "--generator", help="Generator: dcgan (the original's layers; loads its checkpoint) or cbn (conditional BatchNorm: every block's scale and shift set by the stage; same inputs and output, so the export, cgan-run and the web page are unchanged)."),
     aux_weight: float = typer.Option(0.0, "--aux-weight", help="AC-GAN: a stage classifier on the (projection) discriminator's features, trained on real images' stages and generated images' asked-for stages; the generator is also scored by it. The weight of its cross-entropy (0: off)."),
+    balanced_batches: bool = typer.Option(False, "--balanced-batches/--no-balanced-batches", help="Every batch holds the stages in equal shares (the stages left over take turns when the batch size is not a multiple of their count), instead of the balanced sampler's random mix; each stage's images drawn uniformly with replacement."),
     d_warmup: int = typer.Option(0, "--d-warmup", help="Train the discriminator alone for the first N steps (the generator generates but does not move): for a warm start, whose discriminator is new. Counts toward --max-steps."),
 ) -> None:
     from cgan.runtime.deps import require_torch
@@ -95,7 +96,7 @@ def train(
         resume=resume, init_from=init_from, ema=ema, ema_decay=ema_decay, sample_every=sample_every, checkpoint_every=checkpoint_every,
         keep_checkpoints=keep_checkpoints, workers=workers, quiet=quiet,
         compile=compile, loss=loss, diffaugment=diffaugment, r1=r1, r1_every=r1_every,
-        generator=generator, aux_weight=aux_weight, d_warmup=d_warmup,
+        generator=generator, aux_weight=aux_weight, d_warmup=d_warmup, balanced_batches=balanced_batches,
     )
     given = {name for name in ctx.params if _given(ctx, name)}
     result = run_training(config, log=typer.echo, given=given)

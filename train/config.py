@@ -74,6 +74,7 @@ class TrainConfig:
     generator: str = "dcgan"  # the original's layers; or "cbn": stage-dependent BatchNorm scale and shift
     aux_weight: float = 0.0  # AC-GAN stage classifier on D (projection only), its loss weight; 0 = off
     d_warmup: int = 0  # the first N steps train D alone (G generates, but does not move)
+    balanced_batches: bool = False  # every batch holds the stages in equal shares (batches.stratified_order)
 
     # flags a --resume may change (recorded in `changes`); every other saved setting is kept, and a differing flag refused
     SAFE_ON_RESUME = ("epochs", "max_steps", "device", "threads", "workers", "quiet", "cache_dir", "sample_every",
@@ -136,6 +137,8 @@ class TrainConfig:
                             "as an input, so a stage classifier on its features would read the answer")
         if self.d_warmup < 0:
             raise CganError(f"--d-warmup must be >= 0, got {self.d_warmup}")
+        if self.balanced_batches and not self.balance:
+            raise CganError("--balanced-batches draws every stage equally; it cannot go with --no-balance")
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

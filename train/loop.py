@@ -37,7 +37,7 @@ from cgan.runtime.outputs import FolderLock, clean_dead_temps
 from . import checkpoint as ckpt
 from . import ddp, objectives, outputs
 from .augment import diff_augment, parse_policy
-from .batches import epoch_order, iter_batches, to_model_input
+from .batches import epoch_order, iter_batches, stratified_order, to_model_input
 from .config import TrainConfig, TrainResult, merge_resumed, resolve_device, resolve_precision
 from .fast import compile_or_eager, load_optimizer_state, make_adam
 from .init_from import absolute, read_init
@@ -493,8 +493,12 @@ def _train(config: TrainConfig, state, latest, init_state, image_set, info, devi
         with bar:
             task = bar.add_task("training", total=run.total_steps, completed=run.step, stats="")
             while run.step < run.total_steps:
-                order = epoch_order(run.labels, run.gen_config.num_classes, seed=config.seed, epoch=run.epoch,
-                                    balance=config.balance, rank=info.rank, world_size=info.world_size)
+                if config.balanced_batches:
+                    order = stratified_order(run.labels, run.gen_config.num_classes, seed=config.seed, epoch=run.epoch,
+                                             rank=info.rank, world_size=info.world_size)
+                else:
+                    order = epoch_order(run.labels, run.gen_config.num_classes, seed=config.seed, epoch=run.epoch,
+                                        balance=config.balance, rank=info.rank, world_size=info.world_size)
                 bar.update(task, description=f"epoch {run.epoch + 1}/{config.epochs}")
                 t0 = time.perf_counter()
                 for u8, lab in iter_batches(run.images, run.labels, order, config.batch_size, run.batch,

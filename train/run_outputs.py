@@ -46,6 +46,8 @@ class RunOutputs:
             else "false",
             **({"init_from": self.init_source} if self.init_source else {}),
             **({"d_warmup": f"{self.config.d_warmup} steps of D alone"} if self.config.d_warmup else {}),
+            **({"batches": "stage-balanced (every batch holds the stages in equal shares)"}
+               if self.config.balanced_batches else {}),
             "generator": self.gen_config.arch + (" (conditional BatchNorm: stage-dependent scale and shift in every block)"
                                                  if self.gen_config.arch == "cbn" else " (the original's layers)"),
             "objective": self.objective(),
