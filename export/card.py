@@ -125,28 +125,43 @@ less reliable. The generator can produce implausible anatomy. {DISCLAIMER}
 
 
 def _int8_note(info: ModelInfo) -> str:
-    """For an int8 model: how it was quantized and how far it is from its fp32 source."""
+    """For an int8 model: how it was quantized, how far it is from its fp32 source, and on which CPU that was measured."""
     if info.precision != "int8":
         return ""
     import json
 
-    from .int8 import INT8_MAE_KEY, INT8_PSNR_KEY, QUANT_KEY, SOURCE_SHA_KEY
+    from .int8 import INT8_CPU_KEY, INT8_ISA_KEY, INT8_MAE_KEY, INT8_MAX_KEY, INT8_P999_KEY, INT8_PSNR_KEY, QUANT_KEY, SOURCE_SHA_KEY
 
     prov = info.provenance
     try:
         quant = json.loads(prov.get(QUANT_KEY, "{}"))
     except json.JSONDecodeError:
         quant = {}
+    bar = quant.get("bar", {})
     kept = ", ".join(f"`{name}`" for name in quant.get("fp32_layers", [])) or "none"
-    psnr = ", ".join(f"{v:g}" for v in quant.get("psnr_db_per_stage", []))
-    mae = ", ".join(f"{v:g}" for v in quant.get("mae_grey_per_stage", []))
+
+    def per_stage(key: str) -> str:
+        return ", ".join(f"{v:g}" for v in quant.get(key, []))
+
+    mode = quant.get("mode", "speed")
+    how = (f"calibrated on {quant.get('calibration', {}).get('images', '?')} of the generator's own images over every stage; "
+           "the ConvTranspose layers were rewritten as Conv + DepthToSpace + crop (and the first as a Gemm) so that int8 kernels run them"
+           if mode == "speed" else "no calibration: only the weights are rounded, every operator computes in float32")  # fmt: skip
     return f"""
 
-The parity above is the fp32 model's, against PyTorch. This is its **int8** version (`cgan-export --int8`):
-{quant.get("scheme", "static QDQ")}, calibrated on {quant.get("calibration", {}).get("images", "?")} of the
-generator's own images over every stage; layers kept in fp32: {kept}. The ConvTranspose layers were
-rewritten as Conv + DepthToSpace + crop (and the first as a Gemm) so that int8 kernels run them.
-Against the fp32 model (sha256 `{prov.get(SOURCE_SHA_KEY, "not recorded")[:16]}...`) on fresh images of
-every stage: worst-stage PSNR **{prov.get(INT8_PSNR_KEY, "?")} dB** over the output range (per stage: {psnr}) and
-mean absolute error **{prov.get(INT8_MAE_KEY, "?")}** grey levels of 255 (per stage: {mae}); the bar is
-≥ {quant.get("bar", {}).get("min_psnr_db", 40):g} dB and ≤ {quant.get("bar", {}).get("max_mae_grey", 1.5):g} levels on every stage."""
+The parity above is the fp32 model's, against PyTorch. This is its **int8** version (`cgan-export --int8 --int8-mode {mode}`):
+{quant.get("scheme", "static QDQ")}; {how}. Layers kept in fp32: {kept}.
+Against the fp32 model (sha256 `{prov.get(SOURCE_SHA_KEY, "not recorded")[:16]}...`) on
+{quant.get("validation_images_per_stage", "?")} fresh images per stage, measured on a **{prov.get(INT8_ISA_KEY, "?")}** CPU
+({prov.get(INT8_CPU_KEY, "not recorded")}):
+
+| | worst stage | per stage |
+| --- | ---: | --- |
+| largest pixel difference (grey levels) | **{prov.get(INT8_MAX_KEY, "?")}** | {per_stage("max_grey_per_stage")} |
+| 99.9th percentile (grey levels) | **{prov.get(INT8_P999_KEY, "?")}** | {per_stage("p999_grey_per_stage")} |
+| PSNR over the output range (dB) | **{prov.get(INT8_PSNR_KEY, "?")}** | {per_stage("psnr_db_per_stage")} |
+| mean absolute difference (grey levels) | **{prov.get(INT8_MAE_KEY, "?")}** | {per_stage("mae_grey_per_stage")} |
+
+The bar was: largest ≤ {bar.get("max_grey", "?")}, 99.9th percentile ≤ {bar.get("max_p999_grey", "?")},
+PSNR ≥ {bar.get("min_psnr_db", "?")} dB and MAE ≤ {bar.get("max_mae_grey", "?")} on every stage. int8 rounding depends
+on the CPU's int8 instructions: on a CPU of another class the runtime says so when it loads this model."""

@@ -101,6 +101,15 @@ class OnnxGenerator:
     def training_data(self) -> str:
         return self.info.provenance.get(Key.TRAINING_DATA, "not recorded in the model")
 
+    @property
+    def isa_notice(self) -> str | None:
+        """One line when this is an int8 model validated on another CPU class than the one it runs on (cgan-run prints it)."""
+        if self.provider not in ("CPUExecutionProvider", "OpenVINO CPU"):
+            return None
+        from .cpu import int8_isa_notice
+
+        return int8_isa_notice(self.info.provenance, self.info.precision)
+
     def describe(self) -> str:
         """One line: the model, what it was trained on, the engine and the provider."""
         threads = self.settings.threads

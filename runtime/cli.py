@@ -202,6 +202,8 @@ def run(
         from .balance import run_balance
 
         _echo(gen.describe(), err=True)
+        if gen.isa_notice:
+            _echo(gen.isa_notice, err=True)
         summary = run_balance(
             gen, balance, out_dir, seed=seed, noise_version=noise_version, ratio=ratio, target=target,
             stages=stages if stage != "all" else None, batch_size=batch_size, writers=writers, overwrite=overwrite,
@@ -217,6 +219,8 @@ def run(
         threads=threads, writers=writers, overwrite=overwrite, noise_version=noise_version, engine=gen.engine,
     )  # fmt: skip
     _echo(gen.describe(), err=True)
+    if gen.isa_notice:
+        _echo(gen.isa_notice, err=True)
     if not quiet:
         _echo(config.line())
     result = generate_to_disk(gen, config, quiet=quiet)
