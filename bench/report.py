@@ -176,6 +176,11 @@ def build_report(data: dict) -> str:
         goals.append((f"`{e['variant']}` ≥ {GOAL_E2E_SHARE:.0%} of the bare session at batch {e.get('batch')}",
                       f"{share:.0%} ({_fmt_ips(e['images_per_s'])} vs {_fmt_ips(e['bare_images_per_s'])} images/s)" if share else "?",
                       None if share is None else share >= GOAL_E2E_SHARE))
+    for b in _by_kind(benches, "balance"):
+        e = b["extra_info"]
+        r = e["balance_over_n"]
+        goals.append((f"`cgan-run --balance` ≤ {e['goal_ratio']:g}× `cgan-run --n` for the same {e['images']:,} PNGs, whole process, interleaved",
+                      f"{r:.3f}× ({_fmt_s(e['balance_s'])} vs {_fmt_s(e['n_s'])})", r <= e["goal_ratio"]))
     goals += _edge_goals(benches)
     for b in _by_kind(training, "train_ratio"):
         e = b["extra_info"]

@@ -27,6 +27,7 @@ def _data() -> dict:
             _bench("t64", 0.5, **tp, engine="torch", variant="eager fp32", batch=64, images=64, images_per_s=128.0),
             _bench("o64", 0.2, **tp, engine="onnxruntime", variant="ORT fp32, runtime session", batch=64, images=64, images_per_s=320.0),
             _bench("o1", 0.004, kind="latency", variant="ORT one image, bare session.run", batch=1, images=1),
+            _bench("bal", 100.0, kind="balance", images=10000, goal_ratio=1.1, balance_over_n=1.046, balance_s=23.0, n_s=22.0),
             {"name": "test_train_step", "fullname": "bench/test_bench_train.py::test_train_step",
              "stats": {"median": 2.0, "min": 1.9, "rounds": 3}, "extra_info": {"images_per_s": 32.0}},
         ],
@@ -50,6 +51,8 @@ def test_report_ratios_goals_and_file(tmp_path):
     # 4 ms for one image misses the 3 ms goal
     assert "4.00 ms" in text and "**not met**" in text
     assert "Training throughput" in text and "test_train_step" in text
+    # --balance at 23.0 s against --n at 22.0 s for 10,000 PNGs: 1.046x, within the 1.10x goal
+    assert "for the same 10,000 PNGs, whole process, interleaved | 1.046× (23.00 s vs 22.00 s) | met |" in text
 
 
 def test_report_grades_the_training_step_and_shows_its_work(tmp_path):

@@ -168,6 +168,8 @@ def plan_job(
                 "balance with that model and seed, or choose another --out"
             )
     listed = {(root / r.file).resolve() for r in rows}
+    if root.resolve() != layout.root.resolve():  # images generated into the dataset earlier are not real either
+        listed |= {(layout.root / r.file).resolve() for r in read_manifest(layout.root / MANIFEST_NAME)}
     classes = layout.class_names if layout.kind == "classes" else None
     plan = balance_plan(data, ratio=ratio, target=target, stages=stages, classes=classes, exclude=listed)
     present = [r for r in rows if (root / r.file).is_file()]

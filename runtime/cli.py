@@ -195,7 +195,8 @@ def run(
     from .writers import check_layout
 
     # One image per stage: unpacked fp32 weights start ~60 ms sooner and cost little for so few calls (measured; see SessionSettings).
-    gen = load(model, provider=provider, threads=threads, prepack="auto" if n == 1 else True, engine=engine, images=n,
+    images = n if balance is None else _balance_size(balance, ratio=ratio, target=target) if engine == "auto" else None
+    gen = load(model, provider=provider, threads=threads, prepack="auto" if n == 1 else True, engine=engine, images=images,
                log=None if quiet else (lambda msg: _echo(msg, err=True)))
     stages = tuple(parse_stages(stage, gen.info.stage_names))
     if balance is not None:
@@ -247,6 +248,17 @@ def _check_args(*, n: int, seed: int, start: int, batch_size: Optional[int], thr
         raise CganError(f"unknown --layout {layout!r}; expected one of {', '.join(LAYOUTS)}")
     if fmt not in FORMATS:
         raise CganError(f"unknown --format {fmt!r}; expected one of {', '.join(FORMATS)}")
+
+
+def _balance_size(data: Path, *, ratio: Optional[str], target: Optional[int]) -> Optional[int]:
+    """About how many images a --balance run makes (the whole plan, every stage), so that --engine auto can
+    choose as it does for --n; None where the layout needs the model's stage names to be read."""
+    from .balance import balance_plan
+
+    try:
+        return balance_plan(data, ratio=ratio, target=target).total
+    except CganError:
+        return None
 
 
 def _check_balance_args(data: Path, *, ratio: Optional[str], target: Optional[int], layout: str, fmt: str, grid: Optional[Path],

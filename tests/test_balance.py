@@ -219,3 +219,11 @@ def test_a_model_of_other_class_folders_balances_a_dataset_of_those_folders(tmp_
     # the default model's stage names are no folder names here: the layout error stays the one line it was
     other = balance(model, data, tmp_path / "other")
     assert other.exit_code == 1 and "no dataset layout recognised" in other.stderr
+
+
+def test_images_generated_into_the_dataset_earlier_are_not_counted_as_real_elsewhere(tmp_path, model):
+    data = make_dataset(tmp_path / "data", (4, 2, 3, 1))
+    assert balance(model, data, data).exit_code == 0  # into the dataset: 0, 2, 1, 3 generated there
+    result = balance(model, data, tmp_path / "apart")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.splitlines()[-2].split()[-5:] == ["10", "6", "16", "0", "6"]  # counted from the 10 real images
