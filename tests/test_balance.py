@@ -227,3 +227,27 @@ def test_images_generated_into_the_dataset_earlier_are_not_counted_as_real_elsew
     result = balance(model, data, tmp_path / "apart")
     assert result.exit_code == 0, result.stderr
     assert result.stdout.splitlines()[-2].split()[-5:] == ["10", "6", "16", "0", "6"]  # counted from the 10 real images
+
+
+def test_an_interrupted_run_lists_what_it_finished_and_the_next_run_writes_the_rest(tmp_path, model, gen):
+    from cgan.runtime.balance import plan_job, write_job
+
+    data = make_dataset(tmp_path / "data", (9, 0, 0, 0))
+    out, single = tmp_path / "gen", tmp_path / "single"
+    sha = sha256_file(model)
+    job = plan_job(data, out, model_sha256=sha, seed=0, noise_version=2)
+    assert job.to_write == 27
+
+    def stop_after_first_batch(count: int) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        write_job(gen, job, seed=0, noise_version=2, model_sha256=sha, batch_size=4, writers=1, on_written=stop_after_first_batch)
+    rows = read_manifest(out / "generated.csv")
+    on_disk = set(tree(out))
+    assert 0 < len(rows) < 27 and {r.file for r in rows} == on_disk  # what exists is listed, nothing more
+    result = balance(model, data, out)
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.splitlines()[-1].startswith(f"wrote {27 - len(rows)} PNG images")
+    assert balance(model, data, single).exit_code == 0
+    assert tree(out) == tree(single)

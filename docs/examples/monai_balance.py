@@ -102,7 +102,7 @@ def train_and_test(train_set: Dataset, test_x: torch.Tensor, test_y: np.ndarray,
             loss = loss_fn(net(x), torch.as_tensor(y))
             loss.backward()
             opt.step()
-            total, count = total + float(loss) * len(y), count + len(y)
+            total, count = total + loss.item() * len(y), count + len(y)
         print(f"    epoch {epoch + 1}/{epochs}: loss {total / count:.3f} over {count} images", flush=True)
     net.eval()
     with torch.no_grad():
