@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -43,7 +44,9 @@ def test_help_without_torch_says_why_not_inception():
     text = " ".join(result.stdout.split())
     assert "Inception" in text and "conditional accuracy" in text
     assert "--group-regex" in text and "--augment" in text and "--n" in text and "by subject" in text
-    assert "issue" not in text.lower()  # the help explains itself, not the project's history
+    assert not re.search(r"\bissues?\b", text.lower())  # the help explains itself, not the project's history
+    assert not re.search(r"\bv1\b", text)  # no longer mentions the first synthetic set
+    assert "judge set" in text and "--quick" in text and "--overwrite" in text
     assert " ".join(DISCLAIMER.split()) in text
     assert not torch_loaded(result)
 
@@ -85,6 +88,7 @@ def test_not_onnx_is_one_line(tmp_path):
     "args, words",
     [
         (["--n", "1"], "--n"),
+        (["--n", "4"], "--n"),  # KID and 3-NN precision/recall need more: refused before any work
         (["--device", "tpu"], "--device"),
         (["--seed", "-3"], "--seed"),
         (["--judges", "huge"], "--judges"),
@@ -98,6 +102,38 @@ def test_bad_settings_are_one_line(tmp_path, args, words):
     from _models import model_file
 
     assert words in _invoke(str(model_file("gen32")), "--out", str(tmp_path / "out"), *args)
+
+
+def test_too_few_real_images_are_refused_before_any_judge_trains(tmp_path):
+    from _models import model_file
+    from _subjects import write_subject_set
+
+    data = write_subject_set(tmp_path / "data", subjects_per_stage=(4, 4, 4, 4), slices=2, img_size=32)
+    line = _invoke(str(model_file("gen32")), "--data", str(data), "--out", str(tmp_path / "out"),
+                   "--cache-dir", str(tmp_path / "cache"), "--device", "cpu", "--threads", "1")
+    assert "too few real images" in line and "held-out" in line and "Non-demented (2)" in line
+    assert not (tmp_path / "cache" / "judges").exists() and not (tmp_path / "out").exists()
+
+
+def test_an_unwritable_out_is_refused_before_any_work(tmp_path):
+    from _models import model_file
+
+    # /proc takes no new files, whoever runs the test (root included); the missing --data is never reached
+    line = _invoke(str(model_file("gen32")), "--data", str(tmp_path / "no_data"), "--out", "/proc/cgan-eval-test/out")
+    assert "--out /proc/cgan-eval-test/out is not writable" in line
+
+
+def test_a_second_run_into_the_same_out_needs_overwrite(tmp_path):
+    from _models import model_file
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "report.json").write_text("{}")
+    args = [str(model_file("gen32")), "--data", str(tmp_path / "no_data"), "--out", str(out)]
+    line = _invoke(*args)
+    assert "already holds a report" in line and "--overwrite" in line
+    assert "no_data" in _invoke(*args, "--overwrite")  # past the check: the next problem is the data
+    assert (out / "report.json").read_text() == "{}"
 
 
 def test_missing_data_folder_is_one_line(tmp_path):
@@ -130,16 +166,17 @@ def test_whole_run_with_subjects_the_augmentation_experiment_and_judge_reuse(tmp
     from _models import model_file
     from _subjects import write_subject_set
 
-    data = write_subject_set(tmp_path / "data", subjects_per_stage=(6, 5, 5, 4), slices=4, img_size=32)
+    data = write_subject_set(tmp_path / "data", subjects_per_stage=(6, 5, 5, 4), slices=8, img_size=32)
     out = tmp_path / "out"
     args = [str(model_file("gen32")), "--data", str(data), "--n", "16", "--out", str(out), "--judge-epochs", "1",
             "--cache-dir", str(tmp_path / "cache"), *FAST]
-    first = run_script("cgan-eval", *args, "--augment", "--repeats", "2", "--augment-max-per-stage", "12")
+    first = run_script("cgan-eval", *args, "--augment", "--repeats", "2", "--augment-max-per-stage", "12",
+                       "--augment-epochs", "1")
     assert first.returncode == 0, first.stderr
     assert "split by subject" in first.stdout
     assert "training judge small (64 px)" in first.stdout and "training judge deep (32 px)" in first.stdout
     assert "img/s" in first.stdout  # progress with rates
-    assert "verdict:" in first.stdout and "augmentation experiment" in first.stdout
+    assert "verdict:" in first.stdout and "learning curve" in first.stdout
     report = json.loads((out / "report.json").read_text())
     assert report["split"]["kind"] == "subject"
     assert [a + b + c for a, b, c in zip(report["split"]["subjects_fit"], report["split"]["subjects_validation"],
@@ -149,12 +186,18 @@ def test_whole_run_with_subjects_the_augmentation_experiment_and_judge_reuse(tmp
         assert [sum(row) for row in j["conditional_accuracy"]["confusion"]] == [16] * 4
         assert len(j["kid"]["per_stage"]) == 4 and len(j["precision_recall"]["per_stage"]) == 4
     aug = report["augment"]["per_judge"]
-    assert [len(j["arms"]["c"]["runs"]) for j in aug] == [2, 2]
+    assert [len(j["c"]["runs"]) for j in aug] == [2]  # the small judge's architecture only, by default
+    assert [p["fraction"] for p in aug[0]["curve"]["b"]] == [0.1, 0.25, 0.5, 1.0]
+    for j in report["judges"]:
+        assert len(j["conditional_accuracy"]["per_stage_ci"]) == 4 and len(j["held_out_ci"]["per_class"]["ci"]) == 4
+    assert report["artefacts"]["rate"]["real_held_out"] <= 0.1
     assert report["markers"] is None  # real folder data: the synthetic markers are not reported
     for name in ("report.md", "samples.png", "augment.png"):
         assert (out / name).is_file()
 
-    second = run_script("cgan-eval", *args)
+    refused = run_script("cgan-eval", *args)
+    assert "already holds a report" in _one_error_line(refused)
+    second = run_script("cgan-eval", *args, "--overwrite")
     assert second.returncode == 0, second.stderr
     assert second.stdout.count("using the cached judge") == 2 and "training judge" not in second.stdout
     again = json.loads((out / "report.json").read_text())

@@ -1,18 +1,19 @@
-"""The augmentation experiment: do generated images help a classifier on real held-out subjects?
+"""The learning curve for augmentation: *when* do generated images help a classifier on real held-out subjects?
 
-For every judge architecture, on the fit part of the subject-level split, the judge's network is
-trained (a) on the real images alone, (b) on the real images plus generated ones that top up every
-stage to the largest stage (or, with ``ratio``, add ``ratio`` generated images per real image of the
-stage), (c) on generated images alone (train on synthetic, test on real), each over ``repeats`` seeds,
-with the same early stopping on the same real validation subjects, and measured on the same held-out
-real subjects: balanced accuracy and per-stage recall, mean ± sd. Every fit draws the same number of
-class-balanced images per epoch, so the arms differ only in the pool they draw from. Repeat 1 of arm (a)
-is the judge itself (same data, seed and settings), so its figure is the judge's held-out accuracy.
+On the fit side of the subject split, for each fraction of the real training subjects (at least 10%,
+25%, 50%, 100%, drawn per stage, by subject, anew for every repeat), a judge-architecture network is
+trained (a) on those real images alone and (b) on them plus generated images, and, once, (c) on
+generated images alone (at 100%: no real image). Arm (b) adds, per stage, as many generated images as
+the largest stage has real ones at 100% (or, with ``ratio``, that many per real image at the fraction),
+so the generated part stays fixed while the real part grows. Every fit draws the same number of
+class-balanced images per epoch with the same early stopping on the same real validation subjects, and
+is measured on the same held-out real subjects: balanced accuracy and the rarest stage's recall, mean ±
+sd over ``repeats`` seeds.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -26,15 +27,18 @@ from .sources import EvalError
 
 Log = Callable[[str], object]
 ARMS = (("a", "real only"), ("b", "real + generated"), ("c", "generated only"))
+FRACTIONS = (0.1, 0.25, 0.5, 1.0)
 
 
 @dataclass(frozen=True)
-class AugmentConfig:
+class CurveConfig:
     repeats: int = 3
-    ratio: float | None = None  # None: top every stage up to the largest; else generated per real image
+    fractions: tuple[float, ...] = FRACTIONS
+    ratio: float | None = None  # None: a fixed generated pool per stage (the largest stage's real count at 100%)
     max_per_stage: int = 2000  # cap on the generated images of a stage (cost)
     seed: int = 1  # noise seed of the generated pool (the evaluation's images use --seed)
-    reuse_judge: bool = True  # repeat 1 of arm (a) is the judge itself (False: trained again, for checking)
+    archs: tuple[str, ...] = ("small",)  # judge architectures to train (each judge of these kinds)
+    epochs: int = 8  # epochs of every fit (the judges' own: 30; the curve has many fits)
 
     def validate(self) -> None:
         if self.repeats < 1:
@@ -43,87 +47,157 @@ class AugmentConfig:
             raise EvalError(f"--ratio must be > 0 (generated images per real image of a stage), got {self.ratio}")
         if self.max_per_stage < 1:
             raise EvalError(f"--augment-max-per-stage must be >= 1, got {self.max_per_stage}")
+        if not self.fractions or any(not 0.0 < f <= 1.0 for f in self.fractions):
+            raise EvalError(f"learning-curve fractions must be within (0, 1], got {list(self.fractions)}")
+        if self.epochs < 1:
+            raise EvalError(f"--augment-epochs must be >= 1, got {self.epochs}")
 
 
-def pool_sizes(counts: np.ndarray, config: AugmentConfig) -> tuple[list[int], list[int]]:
-    """Generated images per stage for arm (b) and for arm (c)."""
-    top = int(counts.max())
-    if config.ratio is None:
-        add = [max(0, top - int(c)) for c in counts]
-    else:
-        add = [int(round(config.ratio * int(c))) for c in counts]
-    only = [top] * len(counts)
-    cap = config.max_per_stage
-    return [min(a, cap) for a in add], [min(o, cap) for o in only]
+AugmentConfig = CurveConfig  # the name the command line used before the curve
 
 
-def _stats(runs: list[dict[str, Any]]) -> dict[str, Any]:
+def pool_sizes(counts: np.ndarray, config: CurveConfig) -> list[int]:
+    """Generated images per stage in the pool: the largest stage's real count (or ratio x each), capped."""
+    top = int(np.max(counts))
+    want = [top] * len(counts) if config.ratio is None else [int(round(config.ratio * int(c))) for c in counts]
+    return [min(max(w, top), config.max_per_stage) for w in want]
+
+
+def subject_subset(idx: np.ndarray, labels: np.ndarray, groups: Any, fraction: float, rng: np.random.Generator) -> np.ndarray:
+    """``fraction`` of every stage's subjects in ``idx`` (at least one), all their images."""
+    g = np.asarray(groups, dtype=object)[idx] if groups is not None else idx.astype(object)
+    keep = []
+    for s in np.unique(labels[idx]):
+        at = idx[labels[idx] == s]
+        subj = np.unique(g[labels[idx] == s].astype(str))
+        chosen = set(rng.choice(subj, size=max(1, int(round(fraction * len(subj)))), replace=False).tolist())
+        keep.append(at[np.isin(g[labels[idx] == s].astype(str), list(chosen))])
+    return np.sort(np.concatenate(keep))
+
+
+def _stats(runs: list[dict[str, Any]], rare: int) -> dict[str, Any]:
     bal = np.array([r["balanced_accuracy"] for r in runs])
     per = np.array([r["per_class"] for r in runs], dtype=np.float64)
     sd = (lambda a: a.std(axis=0, ddof=1)) if len(runs) > 1 else (lambda a: np.zeros_like(a.mean(axis=0)))
     return {"balanced_accuracy_mean": float(bal.mean()), "balanced_accuracy_sd": float(sd(bal)),
+            "rare_recall_mean": float(per[:, rare].mean()), "rare_recall_sd": float(sd(per[:, rare])),
             "recall_mean": per.mean(axis=0).tolist(), "recall_sd": np.atleast_1d(sd(per)).tolist(), "runs": runs}
 
 
-def run_augment(config: AugmentConfig, *, image_set: Any, split: Any, judges: list[Any], source: Any,
-                device: torch.device, log: Log = print, small_cache: dict[int, np.ndarray] | None = None) -> dict[str, Any]:
+def run_curve(config: CurveConfig, *, image_set: Any, split: Any, judges: list[Any], source: Any,
+              device: torch.device, log: Log = print, small_cache: dict[int, np.ndarray] | None = None) -> dict[str, Any]:
     config.validate()
     labels = np.asarray(image_set.labels, dtype=np.int64)
     k = len(image_set.class_names)
-    fit_idx = split.fit
-    counts = np.bincount(labels[fit_idx], minlength=k)
-    add, only = pool_sizes(counts, config)
-    need = [max(a, o) for a, o in zip(add, only)]
-    log(f"augmentation experiment: generating {sum(need):,} images for the pool (seed {config.seed}; arm b adds "
-        f"{', '.join(map(str, add))} per stage, arm c uses {', '.join(map(str, only))}) ...")
-    pool = [source.generate(s, n, config.seed) if n else np.zeros((0,) + image_set.images.shape[1:], np.uint8)
-            for s, n in enumerate(need)]
+    counts = np.bincount(labels[split.fit], minlength=k)
+    # the rarest stage: fewest real training images (ties: the later stage, the rarer one in OASIS)
+    rare = int(max(range(k), key=lambda s: (-counts[s], s)))
+    sizes = pool_sizes(counts, config)
+    log(f"learning curve: generating {sum(sizes):,} images for the pool (seed {config.seed}; "
+        f"{', '.join(map(str, sizes))} per stage) ...")
+    pool = [source.generate(s, n, config.seed) for s, n in enumerate(sizes)]
     small_cache = {} if small_cache is None else small_cache
-    result: dict[str, Any] = {"settings": {**asdict(config), "fit_counts": counts.tolist(), "added_b": add,
-                                           "generated_c": only},
-                              "arms": dict(ARMS), "per_judge": []}
-    for judge in judges:
-        cfg = judge.config
+    chosen = [j for j in judges if j.config.arch in config.archs] or judges[:1]
+    result: dict[str, Any] = {"settings": {**asdict(config), "fit_counts": counts.tolist(), "pool": sizes,
+                                           "rare_stage": rare},
+                              "arms": dict(ARMS), "fractions": list(config.fractions), "per_judge": []}
+    total = len(chosen) * (2 * len(config.fractions) + 1) * config.repeats
+    done = 0
+    for judge in chosen:
+        cfg = replace(judge.config, max_epochs=config.epochs, min_epochs=config.epochs)
         size = cfg.size_for(judge.img_size)
         if size not in small_cache:
             small_cache[size] = resize_u8(np.asarray(image_set.images), size)
         small = small_cache[size]
-        gen_small = [resize_u8(p, size) if len(p) else np.zeros((0, size, size), np.uint8) for p in pool]
-        x_real, y_real = small[fit_idx], labels[fit_idx]
-        x_gen_b = np.concatenate([g[:a] for g, a in zip(gen_small, add)])
-        y_gen_b = np.repeat(np.arange(k), add)
-        x_gen_c = np.concatenate([g[:o] for g, o in zip(gen_small, only)])
-        y_gen_c = np.repeat(np.arange(k), only)
-        data = {"a": (x_real, y_real), "b": (np.concatenate([x_real, x_gen_b]), np.concatenate([y_real, y_gen_b])),
-                "c": (x_gen_c, y_gen_c)}
+        gen_small = [resize_u8(p, size) for p in pool]
         x_val, y_val = small[split.val], labels[split.val]
         x_held, y_held = small[split.held], labels[split.held]
-        arms = {}
-        for arm, what in ARMS:
-            runs = []
+
+        def one(x: np.ndarray, y: np.ndarray, seed: int, what: str) -> dict[str, Any]:
+            nonlocal done
+            torch.manual_seed(seed)
+            model = build(cfg.arch, k, input_size=size, width=cfg.width, feature_dim=cfg.feature_dim)
+            hist = fit(model, x, y, x_val, y_val, num_classes=k, config=replace(cfg, seed=seed), device=device,
+                       name=f"curve {judge.name} {what}", log=lambda _m: None)
+            summary = accuracy_summary(confusion(y_held, predict(model, x_held, device), k))
+            done += 1
+            log(f"learning curve {done}/{total}: {judge.name} {what}: held-out balanced accuracy "
+                f"{summary['balanced_accuracy']:.3f}, {image_set.class_names[rare]} recall {summary['per_class'][rare]:.3f}")
+            return {"seed": seed, **summary, "epochs": hist["epochs"], "images": int(len(y))}
+
+        curve: dict[str, list[dict[str, Any]]] = {"a": [], "b": []}
+        for fi, fraction in enumerate(config.fractions):
+            runs: dict[str, list[dict[str, Any]]] = {"a": [], "b": []}
             for r in range(config.repeats):
                 seed = cfg.seed + r
-                if arm == "a" and r == 0 and config.reuse_judge:
-                    runs.append({"seed": seed, **judge.held_out, "from": "the judge itself"})
-                    continue
-                x, y = data[arm]
-                torch.manual_seed(seed)
-                model = build(cfg.arch, k, input_size=size, width=cfg.width, feature_dim=cfg.feature_dim)
-                run_cfg = type(cfg)(**{**cfg.to_dict(), "seed": seed})
-                hist = fit(model, x, y, x_val, y_val, num_classes=k, config=run_cfg, device=device,
-                           name=f"augment {judge.name} arm {arm} ({what}) repeat {r + 1}/{config.repeats}",
-                           log=lambda _m: None)
-                summary = accuracy_summary(confusion(y_held, predict(model, x_held, device), k))
-                runs.append({"seed": seed, **summary, "epochs": hist["epochs"]})
-                log(f"augment {judge.name} arm {arm} ({what}) repeat {r + 1}/{config.repeats}: held-out balanced "
-                    f"accuracy {summary['balanced_accuracy']:.3f} ({hist['epochs']} epochs)")
-            arms[arm] = _stats(runs)
-        result["per_judge"].append({"judge": judge.name, "arch": cfg.arch, "arms": arms})
+                idx = subject_subset(split.fit, labels, split.groups, fraction, np.random.default_rng([seed, fi, 0xC0E]))
+                x_real, y_real = small[idx], labels[idx]
+                real_counts = np.bincount(y_real, minlength=k)
+                add = sizes if config.ratio is None else [min(int(round(config.ratio * c)), p) for c, p in zip(real_counts, sizes)]
+                x_gen = np.concatenate([g[:a] for g, a in zip(gen_small, add)])
+                y_gen = np.repeat(np.arange(k), add)
+                runs["a"].append(one(x_real, y_real, seed, f"{fraction:.0%} real only, repeat {r + 1}"))
+                runs["b"].append(one(np.concatenate([x_real, x_gen]), np.concatenate([y_real, y_gen]), seed,
+                                     f"{fraction:.0%} real + generated, repeat {r + 1}"))
+            for arm in ("a", "b"):
+                curve[arm].append({"fraction": fraction, **_stats(runs[arm], rare)})
+        x_c = np.concatenate([g[:n] for g, n in zip(gen_small, sizes)])
+        y_c = np.repeat(np.arange(k), sizes)
+        only = [one(x_c, y_c, cfg.seed + r, f"generated only, repeat {r + 1}") for r in range(config.repeats)]
+        result["per_judge"].append({"judge": judge.name, "arch": cfg.arch, "curve": curve, "c": _stats(only, rare)})
     return result
 
 
-def write_plot(path: Path, augment: dict[str, Any], stage_names: list[str]) -> Path:
-    """One panel per judge: per-stage recall and balanced accuracy, a bar per arm with ± sd."""
+def _verdict(a: dict[str, Any], b: dict[str, Any], key: str, repeats: int) -> tuple[str, float]:
+    """"helps" / "hurts" when b - a is beyond two standard errors of the difference, else "no clear difference"."""
+    diff = b[f"{key}_mean"] - a[f"{key}_mean"]
+    se = float(np.sqrt((a[f"{key}_sd"] ** 2 + b[f"{key}_sd"] ** 2) / max(repeats, 1)))
+    if repeats > 1 and diff > 2 * se:
+        return "helps", diff
+    if repeats > 1 and diff < -2 * se:
+        return "hurts", diff
+    return "no clear difference", diff
+
+
+def curve_sentence(aug: dict[str, Any], stage_names: list[str]) -> str:
+    """One sentence per judge: at which fractions generated images help and where they hurt."""
+    reps = aug["settings"]["repeats"]
+    rare = stage_names[aug["settings"]["rare_stage"]]
+    parts = []
+    for j in aug["per_judge"]:
+        said: dict[str, list[str]] = {}
+        for a, b in zip(j["curve"]["a"], j["curve"]["b"]):
+            for key, what in (("balanced_accuracy", "balanced accuracy"), ("rare_recall", f"{rare} recall")):
+                v, d = _verdict(a, b, key, reps)
+                if v != "no clear difference":
+                    said.setdefault(v, []).append(f"{what} at {a['fraction']:.0%} ({d:+.3f})")
+        text = "; ".join(f"they {v} {', '.join(w)}" for v, w in said.items()) or \
+            "no difference beyond two standard errors at any fraction"
+        parts.append(f"{j['judge']}: {text}; trained on generated images alone, balanced accuracy "
+                     f"{j['c']['balanced_accuracy_mean']:.3f}")
+    return ("Adding generated images to the real ones, on held-out real subjects (mean of "
+            f"{reps} repeats, a difference counts beyond two standard errors) — " + " | ".join(parts) + ".")
+
+
+def curve_table(aug: dict[str, Any], stage_names: list[str]) -> str:
+    rare = stage_names[aug["settings"]["rare_stage"]]
+    lines = [f"| judge | real subjects | arm | balanced acc. (mean ± sd) | {rare} recall (mean ± sd) | images |",
+             "| --- | ---: | --- | ---: | ---: | ---: |"]
+    for j in aug["per_judge"]:
+        rows = [(row["fraction"], arm, row) for arm in ("a", "b") for row in j["curve"][arm]]
+        rows.sort(key=lambda t: (t[0], t[1]))
+        rows.append((1.0, "c", j["c"]))
+        for fraction, arm, row in rows:
+            imgs = int(np.mean([r["images"] for r in row["runs"]]))
+            lines.append(f"| {j['judge']} | {'–' if arm == 'c' else f'{fraction:.0%}'} | ({arm}) {aug['arms'][arm]} | "
+                         f"{row['balanced_accuracy_mean']:.3f} ± {row['balanced_accuracy_sd']:.3f} | "
+                         f"{row['rare_recall_mean']:.3f} ± {row['rare_recall_sd']:.3f} | {imgs:,} |")
+    return "\n".join(lines)
+
+
+def write_plot(path: Path, aug: dict[str, Any], stage_names: list[str]) -> Path:
+    """Per judge: balanced accuracy and the rarest stage's recall against the real fraction, arms (a) and
+    (b) with ± sd bars, arm (c) as a dashed line."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -131,22 +205,23 @@ def write_plot(path: Path, augment: dict[str, Any], stage_names: list[str]) -> P
 
     from cgan.runtime.fileio import atomic_path
 
-    judges = augment["per_judge"]
-    fig, axes = plt.subplots(1, len(judges), figsize=(6 * len(judges), 3.6), squeeze=False)
-    labels = [*stage_names, "balanced acc."]
-    x = np.arange(len(labels))
-    width = 0.8 / len(ARMS)
-    for ax, j in zip(axes[0], judges):
-        for i, (arm, what) in enumerate(ARMS):
-            a = j["arms"][arm]
-            mean = [*a["recall_mean"], a["balanced_accuracy_mean"]]
-            sd = [*a["recall_sd"], a["balanced_accuracy_sd"]]
-            ax.bar(x + (i - 1) * width, mean, width, yerr=sd, capsize=2, label=f"({arm}) {what}")
-        ax.set_xticks(x, [s.replace(" ", "\n") for s in labels], fontsize=8)
-        ax.set_ylim(0, 1.05)
-        ax.set_title(f"judge {j['judge']}: held-out real subjects", fontsize=9)
-        ax.set_ylabel("recall / balanced accuracy")
-    axes[0][0].legend(fontsize=7, loc="lower left")
+    rare = stage_names[aug["settings"]["rare_stage"]]
+    judges = aug["per_judge"]
+    fig, axes = plt.subplots(len(judges), 2, figsize=(9, 3.4 * len(judges)), squeeze=False)
+    for row, j in zip(axes, judges):
+        for ax, key, what in ((row[0], "balanced_accuracy", "balanced accuracy"), (row[1], "rare_recall", f"{rare} recall")):
+            for arm in ("a", "b"):
+                pts = j["curve"][arm]
+                ax.errorbar([100 * p["fraction"] for p in pts], [p[f"{key}_mean"] for p in pts],
+                            yerr=[p[f"{key}_sd"] for p in pts], marker="o", capsize=3, label=f"({arm}) {aug['arms'][arm]}")
+            ax.axhline(j["c"][f"{key}_mean"], ls="--", color="grey", label="(c) generated only")
+            ax.set_xscale("log")
+            ax.set_xticks([100 * f for f in aug["fractions"]], [f"{f:.0%}" for f in aug["fractions"]])
+            ax.set_ylim(0, 1.02)
+            ax.set_xlabel("real training subjects used")
+            ax.set_ylabel(what)
+            ax.set_title(f"judge {j['judge']}: held-out real subjects", fontsize=9)
+        row[0].legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     with atomic_path(Path(path)) as tmp:
         fig.savefig(tmp, format="png", dpi=90)

@@ -22,28 +22,33 @@ HELP = (
     "Measure a generator (an .onnx file, hf:OWNER/REPO, or a .pth/.pt checkpoint) against real images. "
     "MODEL defaults to what cgan-run uses: model_output/cDCGAN_generator.onnx (the last export), else the "
     "embedded default model. Real images come from --data (any layout cgan-train reads) or, without it, the "
-    "built-in synthetic OASIS-like set.\n\n"
+    "judge set: synthetic OASIS-like subjects rendered with their own seed, balanced over stages (256 subjects "
+    "per stage, 64 held out), sharing no subject with the set a generator trains on.\n\n"
     "Split: by subject, never by image. The subject is parsed from OASIS file names (OAS1_0001_MR1... -> "
-    "OAS1_0001) or by --group-regex; 20% of each stage's subjects are held out, and 15% of the rest are a "
-    "validation part that picks each judge's best epoch. Where no subject is found (the built-in v1 synthetic set) the split "
-    "falls back to images and says so; the report records the split and the subjects per stage on each side.\n\n"
-    "Judges: two reference networks of different design, trained on the same split and cached under the data "
-    "cache (keyed on the data, the split and the settings; an interrupted training resumes from its last "
-    "epoch): 'small' (images resized to 64 px, global pooling) and 'deep' (the full resolution, a spatial map "
-    "before its head), each trained --judge-epochs epochs with small shifts and intensity jitter. Each must reach --gate balanced accuracy on the held-out real subjects, or it gives no "
-    "verdict. Per judge: conditional accuracy and confusion (higher is better; the judge's held-out accuracy is "
-    "the ceiling), Fréchet distance / real-vs-real baseline (lower is better, 1 = as close as unseen real "
-    "images), KID (unbiased, x1000, with its standard error; lower is better, real-vs-real sits near 0), "
-    "precision and recall of 3-NN manifolds (higher is better: realism and coverage; a collapsed generator has "
-    "low recall), feature diversity, and calibration rows (real images slightly blurred, noised, contrasted). "
-    "The verdict takes the worse judge, and a disagreement above --margin is flagged in one sentence.\n\n"
-    "--augment adds the augmentation experiment: each judge's network trained on (a) real images, (b) real plus "
-    "generated images topping every stage up to the largest (or --ratio generated per real image), (c) generated "
-    "images only, --repeats seeds each, measured on the same held-out real subjects (balanced accuracy and "
-    "per-stage recall, mean ± sd, and augment.png).\n\n"
-    "Writes report.json, report.md and samples.png to --out and prints the tables and the verdict. Inception "
-    "FID is not offered: its weights cannot be downloaded here, and a network trained on colour photographs "
-    "says little about grayscale brain slices.\n\n"
+    "OAS1_0001) or by --group-regex; on --data 20% of each stage's subjects are held out (--holdout), and 15% of "
+    "the rest are a validation part that picks each judge's best epoch. Where no file name yields a subject the "
+    "split falls back to images and says so; the report records the split and the subjects per stage.\n\n"
+    "Judges: two reference networks of different design, trained on the same split and cached (keyed on the "
+    "data, the split and the settings; an interrupted training resumes): 'small' (64 px, global pooling) and "
+    "'deep' (full resolution, a spatial map before its head). Each must reach --gate balanced accuracy on the "
+    "held-out real subjects, or the report gives no verdict and its criteria are shown '–'. Per judge and stage, "
+    "with 95% bootstrap intervals over held-out subjects: conditional accuracy (the judge's held-out accuracy is "
+    "the ceiling), Fréchet distance / real-vs-real baseline, KID (x1000, ± standard error), precision and recall "
+    "of 3-NN manifolds, feature diversity, and calibration rows (real images slightly blurred, noised, "
+    "contrasted). The bar takes the worse judge; a criterion whose decision flips inside its interval is "
+    "'inconclusive'. The verdict: met, not met, inconclusive, or no verdict (a judge below its gate).\n\n"
+    "Without a judge: on the synthetic set, each image's atrophy severity is estimated from its markers and "
+    "compared per stage with real images (median offset, Wasserstein distance, order); on every set, the share "
+    "of images with detached fragments, holes or torn tissue (calibrated on real and corrupted real images).\n\n"
+    "--augment adds the learning curve: a judge-architecture network trained on 10/25/50/100% of the real "
+    "training subjects, (a) alone and (b) with generated images, and (c) on generated images only, --repeats "
+    "seeds each, measured on the held-out real subjects (augment.png).\n\n"
+    "--quick: a smoke check of a few minutes (small judge set, judges trained briefly, 64 images per stage); "
+    "never a verdict.\n\n"
+    "Writes report.json, report.md, samples.png (and artefacts.png, augment.png) to --out, which must be "
+    "writable and must not hold a report already (--overwrite). Inception FID is not offered: its weights "
+    "cannot be downloaded here, and a network trained on colour photographs says little about grayscale brain "
+    "slices.\n\n"
     f"{DISCLAIMER}"
 )
 
@@ -64,10 +69,14 @@ def evaluate(
     gate: float = typer.Option(0.8, "--gate", help="Competence gate: held-out balanced accuracy a judge needs to give a verdict."),
     margin: float = typer.Option(0.10, "--margin", help="Conditional-accuracy gap between judges that is flagged as a disagreement."),
     retrain: bool = typer.Option(False, "--retrain-judges", help="Train the judges again even if cached ones exist."),
-    augment: bool = typer.Option(False, "--augment", help="Run the augmentation experiment (arms real / real+generated / generated)."),
-    ratio: Optional[float] = typer.Option(None, "--ratio", help="With --augment: generated images added per real image of a stage (default: top every stage up to the largest)."),
-    repeats: int = typer.Option(3, "--repeats", help="With --augment: seeds per arm."),
+    augment: bool = typer.Option(False, "--augment", help="Run the learning curve (10/25/50/100% of the real subjects; real only / real + generated / generated only)."),
+    ratio: Optional[float] = typer.Option(None, "--ratio", help="With --augment: generated images added per real image of a stage (default: a fixed pool, the largest stage's real count, per stage)."),
+    repeats: int = typer.Option(3, "--repeats", help="With --augment: seeds per arm and fraction."),
     augment_max: int = typer.Option(2000, "--augment-max-per-stage", help="With --augment: most generated images per stage (cost)."),
+    augment_epochs: int = typer.Option(8, "--augment-epochs", help="With --augment: epochs of every learning-curve fit."),
+    augment_judges: str = typer.Option("small", "--augment-judges", help="With --augment: judge architectures the curve trains (small, deep or small,deep)."),
+    quick: bool = typer.Option(False, "--quick", help="A smoke check of a few minutes: never a verdict."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the report already in --out."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Decoded-image and judge cache (default: $CGAN_CACHE, $XDG_CACHE_HOME/dementia-cgan or ~/.cache/dementia-cgan)."),
     device: str = typer.Option("auto", "--device", help="auto (CUDA if available), cpu or cuda: for the judges, checkpoints and the ONNX provider."),
     threads: int = typer.Option(1, "--threads", help="CPU threads for torch and ONNX Runtime (1 is fastest for these small networks on a shared CPU)."),
@@ -75,7 +84,8 @@ def evaluate(
     from cgan.runtime.deps import require_torch
 
     require_torch("cgan-eval")
-    from .augment import AugmentConfig
+    from .augment import CurveConfig
+    from .evaluate import QUICK_EPOCHS, QUICK_N
     from .evaluate import EvalConfig, evaluate as run_eval
     from .judges import JudgeConfig, default_judges
     from .report import summary
@@ -90,14 +100,23 @@ def evaluate(
         raise CganError(f"--judge-epochs must be at least 1, got {judge_epochs}")
     if not 0.0 <= gate <= 1.0:
         raise CganError(f"--gate must be within 0..1, got {gate}")
+    if quick:
+        n, judge_epochs = min(n, QUICK_N), min(judge_epochs, QUICK_EPOCHS)
     configs: list[JudgeConfig] = [c for c in default_judges(seed=seed, gate=gate, max_epochs=judge_epochs) if c.arch in wanted]
-    aug = AugmentConfig(repeats=repeats, ratio=ratio, max_per_stage=augment_max) if augment else None
+    archs = tuple(a.strip() for a in augment_judges.split(",") if a.strip())
+    if not archs or any(a not in ("small", "deep") for a in archs):
+        raise CganError(f"--augment-judges {augment_judges!r}: expected small, deep or small,deep")
+    aug = CurveConfig(repeats=repeats, ratio=ratio, max_per_stage=augment_max, epochs=augment_epochs,
+                      archs=archs) if augment else None
     if aug is not None:
         aug.validate()
     config = EvalConfig(model=model, data=data, classes=class_list, cache_dir=cache_dir, n=n, seed=seed, out=out,
                         judges=configs, retrain=retrain, device=device, threads=threads, group_regex=group_regex,
-                        holdout=holdout, margin=margin, augment=aug)
+                        holdout=holdout, margin=margin, augment=aug, quick=quick, overwrite=overwrite)
     config.validate()
+    from .evaluate import check_out
+
+    check_out(out, overwrite=overwrite)
     result = run_eval(config, log=typer.echo)
     typer.echo("")
     typer.echo(summary(result.report))

@@ -1,31 +1,29 @@
-"""One cgan-eval run: load the generator and the real images, split them by subject, get the judges
-(cached), generate, compute every figure per judge, give the verdict, optionally run the augmentation
-experiment, and write report.json, report.md and samples.png."""
+"""One cgan-eval run: check the output folder, load the generator and the real images (on the built-in
+synthetic set: the judges' own set, :mod:`.judge_set`), split them by subject, get the judges (cached),
+generate, compute every figure per judge with its interval, the severity check and the artefact rate,
+give the verdict, optionally run the learning curve, and write the report."""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
-from cgan.runtime import __version__
-from cgan.runtime.contract import DISCLAIMER
-from cgan.runtime.noise import NOISE_VERSION
-
 from .judges import Judge, JudgeConfig, default_judges
-from .metrics import mean_pairwise_distance, pixel_vectors, plain, ratio, PIXEL_DIVERSITY_SIZE
 from .sources import EvalError, Source, load_source
-from .verdict import DEFAULT_MARGIN, disagreement, passes_bar
+from .verdict import DEFAULT_MARGIN
 
 Log = Callable[[str], object]
 
 REFERENCE_PER_STAGE = 2000  # train-side images per stage whose features form the reference (seeded sample)
 BASELINE_CHUNKS = 4  # held-out chunks of n images per stage feeding the baseline (at most)
-MARKER_REAL_PER_STAGE = 1000
+MIN_N = 8  # generated images per stage: KID needs 4 per side, 3-NN precision/recall more than 3
+MIN_REAL = 8  # real held-out and train images per stage, for the same reasons
+QUICK_N = 64
+QUICK_EPOCHS = 3
 
 
 @dataclass
@@ -45,11 +43,15 @@ class EvalConfig:
     holdout: float = 0.2
     margin: float = DEFAULT_MARGIN
     markers: bool | None = None  # None: on the synthetic set only
-    augment: Any = None  # an AugmentConfig to run the augmentation experiment; None: not run
+    augment: Any = None  # a CurveConfig to run the learning curve; None: not run
+    overwrite: bool = False  # write into an --out that already holds a report
+    quick: bool = False  # a smoke check: small judge set, few judge epochs, never a verdict
+    artefacts: bool = True
 
     def validate(self) -> None:
-        if self.n < 4:
-            raise EvalError(f"--n must be at least 4 (covariances, diversity and 3-NN manifolds need it), got {self.n}")
+        if self.n < MIN_N:
+            raise EvalError(f"--n must be at least {MIN_N} generated images per stage (KID needs 4 per side and "
+                            f"3-NN precision/recall more than 3), got {self.n}")
         if self.seed < 0:
             raise EvalError(f"--seed must be >= 0, got {self.seed}")
         if self.device not in ("auto", "cpu", "cuda"):
@@ -69,6 +71,42 @@ class EvalResult:
     judges: list[Judge] = field(default_factory=list)
 
 
+@dataclass
+class Real:
+    """The real side of a run: the images, their split, and what the report says about them."""
+
+    image_set: Any
+    split: Any
+    labels: np.ndarray
+    names: list[str]
+    synthetic: bool
+    judge_set: bool
+
+
+def check_out(out: Path, *, overwrite: bool) -> None:
+    """Refuse, before any work, an ``--out`` that is a file, holds a report already (without ``overwrite``)
+    or cannot be written."""
+    import os
+    import tempfile
+
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise EvalError(f"--out {out} exists and is not a folder; choose a folder")
+    if (out / "report.json").exists() and not overwrite:
+        raise EvalError(f"--out {out} already holds a report (report.json); pass --overwrite to replace it or choose another --out")
+    probe = out
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise EvalError(f"--out {out}: {probe} is not a folder; choose a writable folder")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".cgan-eval-probe.", dir=probe)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        raise EvalError(f"--out {out} is not writable ({probe}: {exc.strerror or exc}); choose a writable folder") from None
+
+
 def _subset(idx: np.ndarray, k: int, rng: np.random.Generator, *, shuffle: bool = False) -> np.ndarray:
     idx = np.asarray(idx)
     if shuffle:
@@ -83,6 +121,7 @@ def evaluate(config: EvalConfig, *, source: Source | None = None, image_set: Any
     import torch
 
     config.validate()
+    check_out(Path(config.out), overwrite=config.overwrite)
     before = torch.get_num_threads()
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -92,27 +131,34 @@ def evaluate(config: EvalConfig, *, source: Source | None = None, image_set: Any
         torch.set_num_threads(before)
 
 
-def _evaluate(config: EvalConfig, *, source: Source | None, image_set: Any, judges: list[Judge] | None,
-              log: Log) -> EvalResult:
-    from .devices import resolve_device
-    from .figures import judge_figures
-    from .judges import get_judge
-    from .report import write_report
+def _cache_dir(config: EvalConfig) -> Path:
+    from cgan.train.data import default_cache_dir
+
+    return Path(config.cache_dir).expanduser() if config.cache_dir else default_cache_dir()
+
+
+def load_real(config: EvalConfig, source: Source, image_set: Any, log: Log) -> Real:
+    """The real images and their subject split: the given set, the user's --data, or (no --data) the
+    judge set, rendered with its own seed, balanced, sharing no subject with the generator's set."""
     from .splits import split_image_set
 
-    times: dict[str, float] = {}
-    t_all = t = time.perf_counter()
-    out = Path(config.out)
-    if out.exists() and not out.is_dir():
-        raise EvalError(f"--out {out} exists and is not a folder")
-    if source is None:
-        source = load_source(config.model, device=config.device, threads=config.threads)
-    log(f"model: {source.description}; trained on: {source.training_data}; {source.img_size} px, {source.num_classes} stages")
-    if image_set is None:
-        from cgan.train.data import load_image_set
+    judge_set = False
+    if image_set is None and config.data is None:
+        from .judge_set import HOLDOUT, QUICK_SUBJECTS_PER_STAGE, JudgeSetSpec, load_judge_set
 
-        image_set = load_image_set(config.data, img_size=source.img_size, classes=config.classes,
-                                   cache_dir=config.cache_dir, log=log)
+        spec = JudgeSetSpec(img_size=source.img_size)
+        if config.quick:
+            spec.subjects_per_stage = QUICK_SUBJECTS_PER_STAGE
+        image_set = load_judge_set(spec, cache_dir=_cache_dir(config), log=log)
+        split = split_image_set(image_set, holdout=HOLDOUT, seed=config.seed)
+        judge_set = True
+    else:
+        if image_set is None:
+            from cgan.train.data import load_image_set
+
+            image_set = load_image_set(config.data, img_size=source.img_size, classes=config.classes,
+                                       cache_dir=config.cache_dir, log=log)
+        split = None
     names = list(source.stage_names)
     k = len(image_set.class_names)
     if k != source.num_classes:
@@ -120,123 +166,126 @@ def _evaluate(config: EvalConfig, *, source: Source | None, image_set: Any, judg
                         f"({', '.join(image_set.class_names)}); give data with the model's stages")
     if image_set.images.shape[-1] != source.img_size:
         raise EvalError(f"the data is {image_set.images.shape[-1]} px but the model makes {source.img_size} px images")
-    synthetic = config.data is None and str(getattr(image_set, "description", "")).startswith("synthetic")
+    if split is None:
+        split = split_image_set(image_set, group_regex=config.group_regex, holdout=config.holdout, seed=config.seed)
     labels = np.asarray(image_set.labels, dtype=np.int64)
-    split = split_image_set(image_set, group_regex=config.group_regex, holdout=config.holdout, seed=config.seed)
-    split_info = split.describe(labels, k)
+    synthetic = judge_set or (config.data is None and str(getattr(image_set, "description", "")).startswith("synthetic"))
+    real = Real(image_set=image_set, split=split, labels=labels, names=names, synthetic=synthetic, judge_set=judge_set)
+    check_real_sizes(real)
+    info = split.describe(labels, k)
     if split.kind == "image":
         log(f"note: {split.note}")
     else:
         log(f"split by subject ({split.note}): held-out subjects per stage "
-            + ", ".join(f"{a}: {b}" for a, b in zip(names, split_info["subjects_held_out"])))
-    times["load"] = time.perf_counter() - t
+            + ", ".join(f"{a}: {b}" for a, b in zip(names, info["subjects_held_out"])))
+    return real
 
-    t = time.perf_counter()
-    device = resolve_device(config.device)
-    small_cache: dict[int, np.ndarray] = {}
+
+def check_real_sizes(real: Real) -> None:
+    """Refuse, before any judge trains, real data with too few held-out or train images of a stage."""
+    for side, idx in (("held-out", real.split.held), ("train", real.split.train)):
+        counts = np.bincount(real.labels[idx], minlength=len(real.names))
+        short = [f"{real.names[s]} ({int(c)})" for s, c in enumerate(counts) if c < MIN_REAL]
+        if short:
+            raise EvalError(f"too few real images for KID and precision/recall: the {side} side of the "
+                            f"{real.split.kind}-level split has fewer than {MIN_REAL} images of {', '.join(short)}; "
+                            "give more images (or subjects) per stage")
+
+
+def get_judges(config: EvalConfig, real: Real, judges: list[Judge] | None, device: Any, log: Log,
+               small_cache: dict[int, np.ndarray]) -> list[Judge]:
+    from .judges import get_judge
+
     if judges is None:
-        from cgan.train.data import default_cache_dir
-
-        cache_dir = Path(config.cache_dir).expanduser() if config.cache_dir else default_cache_dir()
-        judges = [get_judge(image_set, split, cfg, cache_dir=cache_dir, device=device, retrain=config.retrain,
-                            log=log, small_cache=small_cache)
-                  for cfg in (config.judges or default_judges(seed=config.seed))]
+        configs = config.judges or default_judges(seed=config.seed)
+        judges = [get_judge(real.image_set, real.split, cfg, cache_dir=_cache_dir(config), device=device,
+                            retrain=config.retrain, log=log, small_cache=small_cache) for cfg in configs]
     for j in judges:
-        if j.num_classes != k:
-            raise EvalError(f"judge {j.name} knows {j.num_classes} stages, the data has {k}")
-    times["judges"] = time.perf_counter() - t
+        if j.num_classes != len(real.names):
+            raise EvalError(f"judge {j.name} knows {j.num_classes} stages, the data has {len(real.names)}")
+    return judges
 
-    t = time.perf_counter()
+
+@dataclass
+class Samples:
+    gen: list[np.ndarray]
+    ref: list[np.ndarray]
+    ref_groups: list[Any]
+    base: list[np.ndarray]
+    held: tuple[np.ndarray, np.ndarray, Any]
+
+
+def draw_samples(config: EvalConfig, real: Real, source: Source, log: Log) -> Samples:
+    """Reference (train side) and baseline (held-out) real images per stage, and the generated ones."""
+    k, split, labels = len(real.names), real.split, real.labels
     rng = np.random.default_rng([config.seed, 0xE7A1])
-    ref_idx = [_subset(split.train[labels[split.train] == s], REFERENCE_PER_STAGE, rng, shuffle=True) for s in range(k)]
+    ref_idx = [np.sort(_subset(split.train[labels[split.train] == s], REFERENCE_PER_STAGE, rng, shuffle=True))
+               for s in range(k)]
     held_by_stage = [split.held[labels[split.held] == s] for s in range(k)]
-    if any(len(h) < 2 for h in held_by_stage) or any(len(r) < 2 for r in ref_idx):
-        raise EvalError("every stage needs at least 2 held-out and 2 train images for the baseline; the data has too few")
     base_idx = [_subset(h, BASELINE_CHUNKS * config.n, rng, shuffle=True) for h in held_by_stage]
-    ref_images = [np.asarray(image_set.images[np.sort(i)]) for i in ref_idx]
-    base_images = [np.asarray(image_set.images[i]) for i in base_idx]
+    images = real.image_set.images
+    groups = split.groups
     log(f"generating {config.n} images per stage (seed {config.seed}) ...")
-    gen_images = []
+    gen = []
     for s in range(k):
         imgs = source.generate(s, config.n, config.seed)
         if imgs.shape != (config.n, source.img_size, source.img_size) or imgs.dtype != np.uint8:
             raise EvalError(f"the generator returned {imgs.dtype} {imgs.shape}; expected uint8 "
                             f"[{config.n}, {source.img_size}, {source.img_size}]")
-        gen_images.append(imgs)
-    times["generate"] = time.perf_counter() - t
+        gen.append(imgs)
+        log(f"  generated stage {s} ({real.names[s]}): {config.n} images")
+    held = np.sort(split.held)
+    return Samples(gen=gen, ref=[np.asarray(images[i]) for i in ref_idx],
+                   ref_groups=[None if groups is None else np.asarray(groups)[i] for i in ref_idx],
+                   base=[np.asarray(images[i]) for i in base_idx],
+                   held=(np.asarray(images[held]), labels[held], None if groups is None else np.asarray(groups)[held]))
+
+
+def _evaluate(config: EvalConfig, *, source: Source | None, image_set: Any, judges: list[Judge] | None,
+              log: Log) -> EvalResult:
+    from .devices import resolve_device
+    from .measure import measure
+    from .report import write_report
+    from .report_build import build_report
+
+    times: dict[str, float] = {}
+    t_all = t = time.perf_counter()
+    if source is None:
+        source = load_source(config.model, device=config.device, threads=config.threads)
+    log(f"model: {source.description}; trained on: {source.training_data}; {source.img_size} px, {source.num_classes} stages")
+    if config.quick:
+        log("--quick: a smoke check (small judge set, judges trained briefly, few images); it never gives a verdict")
+    real = load_real(config, source, image_set, log)
+    times["load"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    per_judge = []
-    for j in judges:
-        log(f"measuring with judge {j.name} ...")
-        per_judge.append(judge_figures(j, gen_images, ref_images, base_images, n=config.n, seed=config.seed))
-    pix = PIXEL_DIVERSITY_SIZE if source.img_size % PIXEL_DIVERSITY_SIZE == 0 else source.img_size
-    pg = [mean_pairwise_distance(pixel_vectors(gen_images[s], pix)) for s in range(k)]
-    pr = [mean_pairwise_distance(pixel_vectors(base_images[s][: config.n], pix)) for s in range(k)]
-    pixel = {"generated": pg, "real": pr, "ratio": [ratio(a, b) for a, b in zip(pg, pr)],
-             "space": f"pixels area-averaged to {pix} px in [0, 1], RMS difference"}
-    markers = None
-    if config.markers if config.markers is not None else synthetic:
-        markers = _marker_table(gen_images, image_set, labels, k, config.seed)
-    times["metrics"] = time.perf_counter() - t
+    device = resolve_device(config.device)
+    small_cache: dict[int, np.ndarray] = {}
+    judges = get_judges(config, real, judges, device, log, small_cache)
+    times["judges"] = time.perf_counter() - t
 
-    bar = passes_bar(per_judge, n_per_stage=config.n, pixel_ratio_min=min(pixel["ratio"]))
-    disagree = disagreement(per_judge, names, config.margin)
+    t = time.perf_counter()
+    samples = draw_samples(config, real, source, log)
+    times["generate"] = time.perf_counter() - t
+
+    measured = measure(config, real, samples, judges, source, log, times)
+
     augment = None
     if config.augment is not None:
-        from .augment import run_augment
+        from .augment import run_curve
 
         t = time.perf_counter()
-        augment = run_augment(config.augment, image_set=image_set, split=split, judges=judges, source=source,
-                              device=device, log=log, small_cache=small_cache)
+        augment = run_curve(config.augment, image_set=real.image_set, split=real.split, judges=judges, source=source,
+                            device=device, log=log, small_cache=small_cache)
         times["augment"] = time.perf_counter() - t
 
-    report = {
-        "tool": "cgan-eval", "version": __version__,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "disclaimer": DISCLAIMER,
-        "model": {"source": source.description, "kind": source.kind, "img_size": source.img_size,
-                  "num_classes": source.num_classes, "stage_names": names, "training_data": source.training_data},
-        "data": {"description": str(getattr(image_set, "description", "")), "class_names": list(image_set.class_names),
-                 "counts": np.bincount(labels, minlength=k).tolist(), "synthetic": synthetic},
-        "split": split_info,
-        "settings": {"n_per_stage": config.n, "seed": config.seed, "device": config.device,
-                     "threads": config.threads, "margin": config.margin,
-                     "noise_version": NOISE_VERSION,
-                     "noise": f"image k of stage s uses cgan.runtime.contract.noise(seed, k, 1, z_dim, version={NOISE_VERSION})"},
-        "judges": per_judge,
-        "pixel_diversity": pixel,
-        "markers": markers,
-        "passes_bar": bar,
-        "disagreement": disagree,
-        "augment": augment,
-    }
+    report = build_report(config, source, real, measured, augment)
+    out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     times["total"] = time.perf_counter() - t_all
     report["timing_s"] = {key: round(v, 2) for key, v in times.items()}
-    figure_real = [b[:8] for b in base_images]
-    files = write_report(out, report, gen_images, figure_real)
+    files = write_report(out, report, samples.gen, [b[:8] for b in samples.base], measured.get("flagged"))
+    from .metrics import plain
+
+    log(f"done in {times['total']:.0f} s")
     return EvalResult(report=plain(report), files=files, judges=list(judges))
-
-
-def _marker_table(gen_images: list[np.ndarray], image_set: Any, labels: np.ndarray, k: int, seed: int) -> dict[str, Any]:
-    from cgan.train.synth import MARKER_NAMES, estimate_markers
-
-    rng = np.random.default_rng([seed, 0x3A7])
-    table: dict[str, Any] = {name: {"generated_mean": [], "generated_std": [], "real_mean": [], "real_std": [],
-                                    "effect_size": []} for name in MARKER_NAMES}
-    for s in range(k):
-        real_idx = _subset(np.flatnonzero(labels == s), MARKER_REAL_PER_STAGE, rng)
-        g = estimate_markers(gen_images[s])
-        r = estimate_markers(np.asarray(image_set.images[real_idx]))
-        for name in MARKER_NAMES:
-            row = table[name]
-            row["generated_mean"].append(float(np.mean(g[name])))
-            row["generated_std"].append(float(np.std(g[name])))
-            row["real_mean"].append(float(np.mean(r[name])))
-            row["real_std"].append(float(np.std(r[name])))
-            row["effect_size"].append(ratio(row["generated_mean"][-1] - row["real_mean"][-1], row["real_std"][-1]))
-    table["_note"] = ("cgan.train.synth.estimate_markers on generated and on real images of each stage (up to "
-                      f"{MARKER_REAL_PER_STAGE}); effect size = (generated mean - real mean) / real std")
-    return table
-

@@ -165,10 +165,18 @@ def _knn_radii(x: np.ndarray, k: int) -> np.ndarray:
     return np.partition(d, k - 1, axis=1)[:, k - 1]
 
 
-def _coverage(manifold: np.ndarray, radii: np.ndarray, probes: np.ndarray) -> float:
-    """Share of ``probes`` within the k-NN ball of at least one row of ``manifold``."""
-    inside = (_sq_dists(probes, manifold) <= radii[None, :]).any(axis=1)
-    return float(inside.mean())
+def _inside(manifold: np.ndarray, radii: np.ndarray, probes: np.ndarray) -> np.ndarray:
+    """Whether each of ``probes`` lies within the k-NN ball of at least one row of ``manifold``."""
+    return (_sq_dists(probes, manifold) <= radii[None, :]).any(axis=1)
+
+
+def precision_recall_indicators(real: np.ndarray, gen: np.ndarray, *, k: int = PR_K) -> tuple[np.ndarray, np.ndarray]:
+    """Per generated sample: inside the real manifold (its mean is precision); per real sample: inside the
+    generated manifold (its mean is recall). What the bootstrap intervals resample."""
+    real, gen = np.asarray(real, dtype=np.float64), np.asarray(gen, dtype=np.float64)
+    if len(real) <= k or len(gen) <= k:
+        raise ValueError(f"precision/recall with k={k} needs more than {k} rows per side, got {len(real)} and {len(gen)}")
+    return _inside(real, _knn_radii(real, k), gen), _inside(gen, _knn_radii(gen, k), real)
 
 
 def precision_recall(real: np.ndarray, gen: np.ndarray, *, k: int = PR_K) -> dict[str, float]:
@@ -177,11 +185,8 @@ def precision_recall(real: np.ndarray, gen: np.ndarray, *, k: int = PR_K) -> dic
     Each sample's manifold ball has the radius of its k-th nearest neighbour within its own set.
     precision: generated samples inside the real manifold; recall: real samples inside the generated one.
     """
-    real, gen = np.asarray(real, dtype=np.float64), np.asarray(gen, dtype=np.float64)
-    if len(real) <= k or len(gen) <= k:
-        raise ValueError(f"precision/recall with k={k} needs more than {k} rows per side, got {len(real)} and {len(gen)}")
-    return {"precision": _coverage(real, _knn_radii(real, k), gen),
-            "recall": _coverage(gen, _knn_radii(gen, k), real), "k": int(k)}
+    p, r = precision_recall_indicators(real, gen, k=k)
+    return {"precision": float(p.mean()), "recall": float(r.mean()), "k": int(k)}
 
 
 # ---------------------------------------------------------------- diversity

@@ -20,24 +20,42 @@ def _f(v: Any, fmt: str = ".3f") -> str:
     return "n/a" if v is None or (isinstance(v, float) and not np.isfinite(v)) else format(v, fmt)
 
 
+def _ci(ci: Any, fmt: str = ".2f") -> str:
+    """`` [lo, hi]`` of a 95% interval, or nothing where there is none."""
+    if not ci or any(v is None or not np.isfinite(v) for v in ci):
+        return ""
+    return f" [{format(ci[0], fmt)}, {format(ci[1], fmt)}]"
+
+
+def _at(d: dict[str, Any], key: str, s: int) -> Any:
+    v = d.get(key)
+    return v[s] if v else None
+
+
 def judge_table(report: dict[str, Any], j: dict[str, Any]) -> str:
-    """Per-stage figures of one judge (markdown)."""
+    """Per-stage figures of one judge (markdown), with 95% intervals in brackets."""
     names = report["model"]["stage_names"]
     pix = report["pixel_diversity"]
-    lines = ["| stage | held-out acc. (real) | cond. acc. | FD ratio (gen / real) | KID ×1000 gen ± se (real) | "
-             "precision gen (real) | recall gen (real) | diversity feat. / pixel (gen/real) |",
+    held_ci = (j.get("held_out_ci") or {}).get("per_class", {}).get("ci") or [None] * len(names)
+    lines = ["| stage | held-out acc. (real) [95%] | cond. acc. [95%] | FD ratio (gen / real) | KID ×1000 gen ± se (real) | "
+             "precision gen [95%] (real) | recall gen [95%] (real) | diversity feat. / pixel (gen/real) |",
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    ca, prall = j["conditional_accuracy"], j["precision_recall"]
     for s, name in enumerate(names):
-        f, kd, pr = j["frechet"]["per_stage"][s], j["kid"]["per_stage"][s], j["precision_recall"]["per_stage"][s]
+        f, kd, pr = j["frechet"]["per_stage"][s], j["kid"]["per_stage"][s], prall["per_stage"][s]
         lines.append(
-            f"| {s} {name} | {_f(j['held_out']['per_class'][s])} | {_f(j['conditional_accuracy']['per_stage'][s])} | "
+            f"| {s} {name} | {_f(j['held_out']['per_class'][s], '.2f')}{_ci(held_ci[s])} | "
+            f"{_f(ca['per_stage'][s], '.2f')}{_ci(_at(ca, 'per_stage_ci', s))} | "
             f"{_f(f['ratio'], '.2f')} ({_f(f['generated'], '.2f')} / {_f(f['baseline'], '.2f')}, m={f['m']}) | "
             f"{_f(1000 * kd['generated']['kid'], '.2f')} ± {_f(1000 * kd['generated']['se'], '.2f')} "
-            f"({_f(1000 * kd['baseline']['kid'], '.2f')}) | {_f(pr['generated']['precision'], '.2f')} "
-            f"({_f(pr['baseline']['precision'], '.2f')}) | {_f(pr['generated']['recall'], '.2f')} "
+            f"({_f(1000 * kd['baseline']['kid'], '.2f')}) | {_f(pr['generated']['precision'], '.2f')}"
+            f"{_ci(_at(prall, 'precision_ci', s))} ({_f(pr['baseline']['precision'], '.2f')}) | "
+            f"{_f(pr['generated']['recall'], '.2f')}{_ci(_at(prall, 'recall_ci', s))} "
             f"({_f(pr['baseline']['recall'], '.2f')}) | {_f(j['diversity']['ratio'][s], '.2f')} / {_f(pix['ratio'][s], '.2f')} |")
     pr = j["precision_recall"]
-    lines.append(f"| all | {_f(j['held_out']['balanced_accuracy'])} (bal.) | {_f(j['conditional_accuracy']['overall'])} | "
+    bal_ci = (j.get("held_out_ci") or {}).get("balanced_accuracy_ci")
+    lines.append(f"| all | {_f(j['held_out']['balanced_accuracy'])}{_ci(bal_ci, '.3f')} (bal.) | "
+                 f"{_f(j['conditional_accuracy']['overall'])}{_ci(ca.get('overall_ci'), '.3f')} | "
                  f"{_f(j['frechet']['overall']['ratio'], '.2f')} | {_f(1000 * j['kid']['overall'], '.2f')} "
                  f"({_f(1000 * j['kid']['baseline'], '.2f')}) | {_f(pr['precision'], '.2f')} ({_f(pr['baseline_precision'], '.2f')}) | "
                  f"{_f(pr['recall'], '.2f')} ({_f(pr['baseline_recall'], '.2f')}) | |")
@@ -67,54 +85,78 @@ def split_lines(report: dict[str, Any]) -> list[str]:
     return out
 
 
+MARK = {"met": "x", "not met": " ", "inconclusive": "?", "–": "–"}
+
+
 def bar_lines(report: dict[str, Any]) -> list[str]:
     bar = report["passes_bar"]
     out = [f"verdict: {bar['verdict']} ({bar['reason']})"]
     for c in bar["criteria"]:
+        status = c.get("status", "met" if c["met"] else "not met")
         value = f"{c['value']:.0f}" if c["name"] == "n_per_stage" else _f(c["value"])
-        out.append(f"- [{'x' if c['met'] else ' '}] {c['name']}: {value} {c['op']} {c['threshold']} "
-                   f"({'met' if c['met'] else 'NOT met'}; judge {c['judge']}) — {c['what']}")
+        shown = {"met": "met", "not met": "NOT met", "inconclusive": "INCONCLUSIVE: the decision flips inside the interval",
+                 "–": "–: decides nothing, a judge is below its gate" if bar["verdict"] == "no verdict" and "gate" in bar["reason"]
+                 else "–: decides nothing"}[status]
+        out.append(f"- [{MARK[status]}] {c['name']}: {value}{_ci(c.get('ci'), '.3f')} {c['op']} {c['threshold']} "
+                   f"({shown}; judge {c['judge']}) — {c['what']}")
     if report["disagreement"]["flag"]:
         out.append(report["disagreement"]["sentence"])
     return out
 
 
-def augment_table(report: dict[str, Any]) -> str:
-    aug, names = report["augment"], report["model"]["stage_names"]
-    lines = ["| judge | arm | balanced acc. | " + " | ".join(f"recall {n}" for n in names) + " |",
-             "| --- | --- | ---: |" + " ---: |" * len(names)]
-    for j in aug["per_judge"]:
-        for arm, what in aug["arms"].items():
-            a = j["arms"][arm]
-            lines.append(f"| {j['judge']} | ({arm}) {what} | {a['balanced_accuracy_mean']:.3f} ± {a['balanced_accuracy_sd']:.3f} | "
-                         + " | ".join(f"{m:.3f} ± {s:.3f}" for m, s in zip(a["recall_mean"], a["recall_sd"])) + " |")
-    return "\n".join(lines)
+def severity_lines(report: dict[str, Any]) -> list[str]:
+    sev, names = report.get("severity"), report["model"]["stage_names"]
+    if not sev:
+        return []
+    e = sev["real_error"]
+    out = [f"Estimator: {sev['estimator']}. On {e['n']:,} real held-out images: RMSE {e['rmse']:.2f}, MAE {e['mae']:.2f}, "
+           f"bias {e['bias']:+.2f} stage spacings (r = {e['correlation']:.2f}); per stage, the median estimate sits "
+           + ", ".join(f"{v:+.2f}" for v in e["median_error_per_stage"]) + " stage spacings from the true median. "
+           f"Units: {sev['units']} ({sev['spacing']:.3f} severity).", "",
+           "| stage | generated median | real median | median offset (spacings) | Wasserstein-1 (spacings) |",
+           "| --- | ---: | ---: | ---: | ---: |"]
+    for s, name in enumerate(names):
+        out.append(f"| {s} {name} | {sev['generated_median'][s]:.3f} | {sev['real_median'][s]:.3f} | "
+                   f"{sev['median_offset'][s]:+.2f} | {sev['wasserstein'][s]:.2f} |")
+    out += ["", f"Generated stages in order of severity: **{'yes' if sev['in_order'] else 'NO'}** "
+                f"(real held-out stages: {'yes' if sev['real_in_order'] else 'no'})."]
+    return out
 
 
-def rare_stage_line(report: dict[str, Any]) -> str:
-    """One sentence: the rarest stage's recall on real held-out subjects, arm (b) against arm (a), per judge."""
-    from .verdict import rare_stage_recall
-
-    aug, names = report["augment"], report["model"]["stage_names"]
-    rows = rare_stage_recall(aug, aug["settings"]["fit_counts"])
-    if not rows:
-        return ""
-    stage = names[rows[0]["stage"]]
-    parts = [f"{r['judge']} {r['recall_a']:.3f} → {r['recall_b']:.3f}" for r in rows]
-    return (f"Rare stage ({stage}, fewest real training images): recall on held-out real subjects, real only (a) → "
-            f"real + generated (b): {'; '.join(parts)}.")
+def artefact_lines(report: dict[str, Any]) -> list[str]:
+    art, names = report.get("artefacts"), report["model"]["stage_names"]
+    if not art:
+        return []
+    rows = art["per_stage"]
+    out = [art["what"] + ".", "",
+           "| images | " + " | ".join(f"{s} {n}" for s, n in enumerate(names)) + " | all |",
+           "| --- |" + " ---: |" * (len(names) + 1)]
+    for key, what in (("generated", "generated"), ("real_held_out", "real held-out"), ("corrupted_real", "corrupted real (calibration)")):
+        out.append(f"| {what} | " + " | ".join(f"{v:.1%}" for v in rows[key]) + f" | {art['rate'][key]:.1%} |")
+    kinds = art["by_kind_generated"]
+    out += ["", "Generated images flagged by kind (share, per stage): " + "; ".join(
+        f"{key} " + ", ".join(f"{v:.1%}" for v in vals) for key, vals in kinds.items()) + "."]
+    return out
 
 
 def summary(report: dict[str, Any]) -> str:
-    """What the CLI prints at the end: each judge's table, the verdict, the augmentation table."""
+    """What the CLI prints at the end: each judge's table, the verdict, the severity check, the artefact
+    rate, the learning curve."""
+    names = report["model"]["stage_names"]
     parts = []
     for j in report["judges"]:
         gate = "passes" if j["competent"] else "FAILS"
         parts += [f"judge {j['judge']} ({gate} its competence gate {j['gate']:.2f}):", judge_table(report, j), ""]
     parts += bar_lines(report)
+    if report.get("severity"):
+        parts += ["", "severity check (no judge; synthetic ground truth):", *severity_lines(report)]
+    if report.get("artefacts"):
+        parts += ["", "implausible anatomy:", *artefact_lines(report)]
     if report.get("augment"):
-        parts += ["", "augmentation experiment (held-out real subjects, mean ± sd over repeats):", augment_table(report),
-                  rare_stage_line(report)]
+        from .augment import curve_sentence, curve_table
+
+        parts += ["", "learning curve (held-out real subjects, mean ± sd over repeats):",
+                  curve_table(report["augment"], names), curve_sentence(report["augment"], names)]
     return "\n".join(parts)
 
 
@@ -123,14 +165,17 @@ def markdown(report: dict[str, Any]) -> str:
     k = len(names)
     parts = ["# cgan-eval report", "", f"_{report['disclaimer']}_", "",
              f"- model: {report['model']['source']} (trained on: {report['model']['training_data']})",
-             f"- data: {report['data']['description']}",
+             f"- data: {report['data']['description']}" + (f" ({report['data']['note']})" if report['data'].get('note') else ""),
              *split_lines(report),
              f"- generated: {report['settings']['n_per_stage']} images per stage, seed {report['settings']['seed']}",
              f"- created {report['created']} by cgan-eval {report['version']} in {report['timing_s']['total']:.0f} s", "",
+             f"- intervals: {report['settings']['intervals']}",
+             *(["- **--quick: a smoke check, never a verdict**"] if report["settings"].get("quick") else []), "",
              "## Verdict", "", *bar_lines(report), ""]
     for j in report["judges"]:
         parts += [f"## Judge {j['judge']}", "",
-                  f"Held-out balanced accuracy {j['held_out']['balanced_accuracy']:.3f} (gate {j['gate']:.2f}: "
+                  f"Held-out balanced accuracy {j['held_out']['balanced_accuracy']:.3f}"
+                  f"{_ci((j.get('held_out_ci') or {}).get('balanced_accuracy_ci'), '.3f')} (gate {j['gate']:.2f}: "
                   f"{'passed' if j['competent'] else 'FAILED, no verdict from this judge'}); trained {j['epochs']} epochs "
                   f"in {_f(j['train_seconds'], '.0f')} s.", "", judge_table(report, j), "",
                   "Confusion matrix of generated images (rows: intended stage, columns: predicted):", "",
@@ -142,9 +187,18 @@ def markdown(report: dict[str, Any]) -> str:
             parts += ["", "Calibration: real held-out images degraded a little, scored like a generator:", "",
                       calibration_table(j, names)]
         parts.append("")
+    if report.get("severity"):
+        parts += ["## Severity against the ground truth (synthetic set, no judge)", "", *severity_lines(report), ""]
+    if report.get("artefacts"):
+        parts += ["## Implausible anatomy", "", *artefact_lines(report), ""]
+        if (report.get("files") or {}).get("artefacts"):
+            parts += ["Flagged generated images (up to 16):", "", "![flagged images](artefacts.png)", ""]
     if report.get("augment"):
-        parts += ["## Augmentation experiment", "", augment_table(report), "", rare_stage_line(report), "",
-                  "![augmentation](augment.png)", ""]
+        from .augment import curve_sentence, curve_table
+
+        parts += ["## Learning curve: real only, real + generated, generated only", "",
+                  curve_table(report["augment"], names), "", curve_sentence(report["augment"], names), "",
+                  "![learning curve](augment.png)", ""]
     markers = report.get("markers")
     if markers:
         parts += ["## Atrophy markers (synthetic set)", "", markers["_note"], "",
@@ -186,13 +240,30 @@ def write_figure(path: Path, generated: Sequence[np.ndarray], real: Sequence[np.
     return Path(path)
 
 
+def write_flagged(path: Path, images: Sequence[np.ndarray], columns: int = FIGURE_COLUMNS) -> Path:
+    """The flagged generated images, ``columns`` to a row."""
+    from PIL import Image
+
+    size = max(int(images[0].shape[-1]), 64)
+    rows = -(-len(images) // columns)
+    canvas = Image.new("L", (columns * (size + 2), rows * (size + 2)), 255)
+    for i, img in enumerate(images):
+        tile = Image.fromarray(np.ascontiguousarray(img), mode="L").resize((size, size), Image.Resampling.NEAREST)
+        canvas.paste(tile, ((i % columns) * (size + 2), (i // columns) * (size + 2)))
+    with atomic_path(path) as tmp:
+        canvas.save(tmp, format="PNG")
+    return Path(path)
+
+
 def write_report(out: Path, report: dict[str, Any], generated: Sequence[np.ndarray],
-                 real: Sequence[np.ndarray]) -> dict[str, Path]:
+                 real: Sequence[np.ndarray], flagged: Sequence[np.ndarray] | None = None) -> dict[str, Path]:
     files = {"json": out / "report.json", "markdown": out / "report.md", "figure": out / "samples.png"}
     if report.get("augment"):
         from .augment import write_plot
 
         files["augment"] = write_plot(out / "augment.png", report["augment"], report["model"]["stage_names"])
+    if flagged:
+        files["artefacts"] = write_flagged(out / "artefacts.png", flagged)
     report["files"] = {key: str(p) for key, p in files.items()}
     write_figure(files["figure"], generated, real, report["model"]["stage_names"])
     atomic_write_text(files["markdown"], markdown(report))

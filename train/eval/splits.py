@@ -4,8 +4,8 @@ Real OASIS slices come many per subject; a split by image puts slices of one bra
 inflates every held-out figure (Yagis et al., Sci Rep 2021). The subject id is parsed from the file
 name (``OAS1_0001_MR1_...`` -> ``OAS1_0001``) or by a user's regular expression (its first group, or
 the whole match); subjects are held out stratified by stage (a subject's stage is the stage of most of
-its images). Where no file name yields a subject (e.g. the built-in v1 synthetic set, which has no
-subjects), the split falls back to images, and says so.
+its images). Where no file name yields a subject (an in-memory set, or files named without one), the split
+falls back to images, and says so.
 """
 
 from __future__ import annotations

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 # The bar a generator must clear (issue 15's, for the default model): every judge-based figure is read
 # against the judge's own reading of real images or against a calibration row, not against a constant
 # that depends on how hard the data is.
@@ -43,6 +45,35 @@ def _criteria(j: dict[str, Any], pixel_ratio_min: float) -> dict[str, float]:
     }
 
 
+def _q(reps: np.ndarray) -> list[float] | None:
+    r = np.asarray(reps, dtype=np.float64)
+    r = r[np.isfinite(r)]
+    if len(r) == 0:
+        return None
+    return [float(np.quantile(r, 0.025)), float(np.quantile(r, 0.975))]
+
+
+def _intervals(j: dict[str, Any]) -> dict[str, list[float] | None]:
+    """95% intervals of the criteria that have them: bootstrap replicates over held-out subjects and
+    generated images (``j["_reps"]``, see :mod:`.figures`) and, for KID, its standard error (±1.96 se)."""
+    out: dict[str, list[float] | None] = {}
+    reps = j.get("_reps")
+    if reps is not None:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            held = np.nanmean(reps["held_per_class"], axis=1)
+            out["conditional_accuracy_relative"] = _q(reps["conditional_overall"] / held)
+            out["conditional_accuracy_min_stage"] = _q(np.min(reps["conditional_accuracy"], axis=1))
+            out["precision_min_stage"] = _q(np.min(reps["precision"], axis=1))
+            out["recall_min_stage"] = _q(np.min(reps["recall"], axis=1))
+    blur = _blur1(j)
+    per = j["kid"].get("per_stage") or []
+    ses = [x["generated"].get("se", float("nan")) for x in per]
+    if blur and blur["kid"] > 0 and ses and all(np.isfinite(ses)):
+        se = float(np.sqrt(np.sum(np.square(ses)))) / len(ses)
+        out["kid_over_blur1"] = [(j["kid"]["overall"] - 1.96 * se) / blur["kid"], (j["kid"]["overall"] + 1.96 * se) / blur["kid"]]
+    return out
+
+
 WHAT = {
     "conditional_accuracy_relative": "conditional accuracy (all stages) / the judge's held-out balanced accuracy on real subjects",
     "conditional_accuracy_min_stage": "lowest per-stage conditional accuracy",
@@ -61,49 +92,70 @@ def _met(value: float, op: str, threshold: float) -> bool:
     return bool(value < threshold) if op == "<" else bool(value >= threshold)
 
 
-def passes_bar(judges: list[dict[str, Any]], *, n_per_stage: int, pixel_ratio_min: float) -> dict[str, Any]:
-    """Each criterion with its value (the worse of the judges), threshold and whether it is met.
+def _status(value: float, ci: list[float] | None, op: str, threshold: float) -> str:
+    """"met" / "not met", or "inconclusive" when the decision flips inside the 95% interval."""
+    met = _met(value, op, threshold)
+    if ci is not None and all(np.isfinite(ci)):
+        if {_met(ci[0], op, threshold), _met(ci[1], op, threshold), met} != {met}:
+            return "inconclusive"
+    return "met" if met else "not met"
 
-    ``verdict`` is "met", "not met", or "no verdict" when a judge failed its competence gate. Only judges
-    that pass their gate count; when none does, the values are still given (the worse of all judges,
-    marked "below gate") so a reader sees how far the generator is, but they decide nothing."""
+
+RANK = {"not met": 0, "inconclusive": 1, "met": 2}
+
+
+def passes_bar(judges: list[dict[str, Any]], *, n_per_stage: int, pixel_ratio_min: float,
+               quick: bool = False) -> dict[str, Any]:
+    """Each criterion with its value, 95% interval, threshold and status, over the judges.
+
+    A criterion is "not met" if any competent judge puts it conclusively short, else "inconclusive" if
+    its decision flips inside any judge's interval, else "met"; the value shown is the deciding judge's.
+    The verdict: "no verdict" when a judge is below its competence gate (the figures are still given, the
+    judge marked "below gate", but every status is "–": they decide nothing); otherwise "not met" if any
+    criterion is not met, "inconclusive" if none is not met but one is inconclusive, else "met". ``quick``
+    (a smoke check): never a verdict."""
     competent = [j for j in judges if j["competent"]]
     failed = [j for j in judges if not j["competent"]]
     counted = competent or judges
+    decides = bool(competent) and not failed and not quick
     criteria = []
     for name, (op, threshold) in BAR.items():
         if name == "n_per_stage":
-            value, by = float(n_per_stage), "-"
+            value, ci, by = float(n_per_stage), None, "-"
+            status = "met" if _met(value, op, threshold) else "not met"
         elif counted:
-            vals = [(_criteria(j, pixel_ratio_min)[name], j["judge"] + ("" if j["competent"] else " (below gate)"))
-                    for j in counted]
-            known = [v for v in vals if v[0] == v[0]] or vals
-            value, by = (max if op == "<" else min)(known)
+            rows = []
+            for j in counted:
+                v = _criteria(j, pixel_ratio_min)[name]
+                ci = _intervals(j).get(name)
+                rows.append((RANK[_status(v, ci, op, threshold)], -v if op == "<" else v, v, ci,
+                             j["judge"] + ("" if j["competent"] else " (below gate)")))
+            known = [r for r in rows if r[2] == r[2]] or rows
+            rank, _, value, ci, by = min(known, key=lambda r: (r[0], r[1]))
+            status = next(k for k, v in RANK.items() if v == rank)
         else:
-            value, by = float("nan"), "-"
-        criteria.append({"name": name, "what": WHAT[name], "value": float(value), "op": op, "threshold": threshold,
-                         "met": _met(float(value), op, threshold), "judge": by})
-    all_met = bool(competent) and not failed and all(c["met"] for c in criteria)
-    if failed:
+            value, ci, by, status = float("nan"), None, "-", "not met"
+        criteria.append({"name": name, "what": WHAT[name], "value": float(value), "ci": ci, "op": op,
+                         "threshold": threshold, "status": status if decides else "–",
+                         "met": bool(decides and status == "met"), "judge": by})
+    statuses = [c["status"] for c in criteria]
+    all_met = decides and all(st == "met" for st in statuses)
+    if quick:
+        verdict, reason = "no verdict", "--quick is a smoke check with small samples and briefly trained judges: never a verdict"
+    elif failed:
         verdict = "no verdict"
         reason = "; ".join(f"judge {j['judge']} is below its competence gate (held-out balanced accuracy "
                            f"{j['held_out']['balanced_accuracy']:.3f} < {j['gate']:.2f})" for j in failed)
+    elif not competent:
+        verdict, reason = "no verdict", "no judge"
+    elif "not met" in statuses:
+        verdict, reason = "not met", "a criterion is short of its threshold beyond its 95% interval (worse judge)"
+    elif "inconclusive" in statuses:
+        verdict, reason = "inconclusive", "no criterion is conclusively short, but one flips inside its 95% interval"
     else:
-        verdict = "met" if all_met else "not met"
-        reason = "worse of the judges on every criterion"
+        verdict, reason = "met", "every criterion met by every competent judge, beyond its 95% interval"
     return {"criteria": criteria, "all_met": all_met, "verdict": verdict, "reason": reason,
             "judges_counted": [j["judge"] for j in competent]}
-
-
-def rare_stage_recall(augment: dict[str, Any], counts: list[int]) -> list[dict[str, Any]]:
-    """The rare stage's (fewest real training images) recall in arm (b) against arm (a), per judge."""
-    rare = int(min(range(len(counts)), key=lambda s: counts[s]))
-    out = []
-    for j in augment["per_judge"]:
-        a, b = j["arms"]["a"], j["arms"]["b"]
-        out.append({"judge": j["judge"], "stage": rare, "recall_a": a["recall_mean"][rare], "recall_b": b["recall_mean"][rare],
-                    "balanced_a": a["balanced_accuracy_mean"], "balanced_b": b["balanced_accuracy_mean"]})
-    return out
 
 
 def disagreement(judges: list[dict[str, Any]], stage_names: list[str], margin: float = DEFAULT_MARGIN) -> dict[str, Any]:
