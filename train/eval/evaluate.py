@@ -12,6 +12,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from cgan.runtime.contract import EVAL_DIR
+
 from .judges import Judge, JudgeConfig, default_judges
 from .sources import EvalError, Source, load_source
 from .verdict import DEFAULT_MARGIN
@@ -34,7 +36,7 @@ class EvalConfig:
     cache_dir: Path | None = None
     n: int = 256
     seed: int = 0
-    out: Path = Path("model_output") / "eval"
+    out: Path = EVAL_DIR
     judges: list[JudgeConfig] | None = None  # None: default_judges()
     retrain: bool = False
     device: str = "auto"
