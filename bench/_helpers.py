@@ -128,3 +128,20 @@ def cpu_peak_gflops() -> dict[str, float]:
     if "avx512f" in flags:
         out["avx512_gflops"] = round(per_lane * 16, 1)
     return out
+
+
+def gflop_per_image(path: Path) -> float:
+    """Multiply-adds x 2 of every (transposed) convolution of the fp32 generator, from its weights and shapes."""
+    import onnx
+    from onnx import numpy_helper, shape_inference
+
+    model = shape_inference.infer_shapes(onnx.load(str(path)))
+    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim] for v in model.graph.value_info}
+    inits = {t.name: numpy_helper.to_array(t).shape for t in model.graph.initializer}
+    flops = 0
+    for node in model.graph.node:
+        if node.op_type == "ConvTranspose":
+            cin, cout, kh, kw = inits[node.input[1]]
+            h, w = shapes[node.input[0]][2:]
+            flops += 2 * cin * cout * kh * kw * h * w
+    return flops / 1e9

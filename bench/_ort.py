@@ -47,7 +47,8 @@ def find_session(obj) -> ort.InferenceSession:
 
 
 def runtime_generator(path: Path, provider: str = "cpu", **options):
-    """``cgan.runtime.load(path, provider=...)``; skips the benchmark when the runtime has no ``load`` yet."""
+    """``cgan.runtime.load(path, provider=...)`` on ONNX Runtime (the rows these feed are ORT's; test_bench_peers.py
+    times the engine choice itself); skips the benchmark when the runtime has no ``load`` yet."""
     try:
         from cgan.runtime import load
     except ImportError:
@@ -57,6 +58,7 @@ def runtime_generator(path: Path, provider: str = "cpu", **options):
             import pytest
 
             pytest.skip(f"cgan.runtime.load is not available: {exc}")
+    options.setdefault("engine", "onnxruntime")
     return load(path, provider=provider, **options)
 
 

@@ -54,6 +54,13 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def _isa() -> dict[str, str]:
+    """The vector and int8 instructions every speed figure depends on (AVX2 / AVX-512 / VNNI / AMX flags)."""
+    from cgan.runtime.cpu import isa_class, isa_summary
+
+    return {"class": isa_class(), "flags": isa_summary()}
+
+
 def pytest_benchmark_update_machine_info(config, machine_info):
     """Versions and CPU for the report (pytest-benchmark's own machine info lacks the libraries)."""
     import numpy
@@ -66,6 +73,7 @@ def pytest_benchmark_update_machine_info(config, machine_info):
         "numpy": numpy.__version__,
         "onnxruntime": onnxruntime.__version__,
         "ort_providers": onnxruntime.get_available_providers(),
+        "isa": _isa(),
         "python_version": platform.python_version(),
         "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
     }
@@ -76,6 +84,12 @@ def pytest_benchmark_update_machine_info(config, machine_info):
         info["torch_threads"] = torch.get_num_threads()
         if torch.cuda.is_available():
             info["gpu"] = torch.cuda.get_device_name(0)
+    except ImportError:
+        pass
+    try:
+        import openvino
+
+        info["openvino"] = openvino.__version__.split("-")[0]
     except ImportError:
         pass
     machine_info["cgan"] = info

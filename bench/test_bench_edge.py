@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench._helpers import REPO, cpu_peak_gflops, python_env
+from bench._helpers import REPO, cpu_peak_gflops, gflop_per_image, python_env
 
 GOAL_ONE_IMAGE_MS = 3.0
 GOAL_COLD_START_S = 0.35
@@ -31,26 +31,9 @@ GOAL_INT8_MB = 4.5
 COLD_ROUNDS = 5
 
 
-def gflop_per_image(path: Path) -> float:
-    """Multiply-adds x 2 of every (transposed) convolution of the fp32 generator, from its weights and shapes."""
-    import onnx
-    from onnx import numpy_helper, shape_inference
-
-    model = shape_inference.infer_shapes(onnx.load(str(path)))
-    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim] for v in model.graph.value_info}
-    inits = {t.name: numpy_helper.to_array(t).shape for t in model.graph.initializer}
-    flops = 0
-    for node in model.graph.node:
-        if node.op_type == "ConvTranspose":
-            cin, cout, kh, kw = inits[node.input[1]]
-            h, w = shapes[node.input[0]][2:]
-            flops += 2 * cin * cout * kh * kw * h * w
-    return flops / 1e9
-
-
 @pytest.fixture(scope="module")
 def int8_model(speed_model, bench_tmp):
-    """The speed model quantized by `cgan-export --int8` (its library call), with its report."""
+    """The speed model quantized by `cgan-export --int8` (its library call, default size mode), with its report."""
     from cgan.export.int8_export import export_int8
 
     path, _ = speed_model
@@ -77,7 +60,7 @@ def test_int8_quality_and_size(benchmark, speed_model, int8_model):
     from bench._ort import find_session
 
     path, source = speed_model
-    fp32, int8 = load(path, provider="cpu"), load(int8_model.path, provider="cpu")
+    fp32, int8 = load(path, provider="cpu", engine="onnxruntime"), load(int8_model.path, provider="cpu", engine="onnxruntime")
     feeds = stage_feeds(fp32.info, 64, seed=12345)
     result: dict = {}
     benchmark.pedantic(lambda: result.update(f=measure_fidelity(find_session(fp32), find_session(int8), feeds, fp32.info.num_classes)),
@@ -88,6 +71,7 @@ def test_int8_quality_and_size(benchmark, speed_model, int8_model):
         kind="int8_quality", model=source, variant="int8 against fp32, 64 fresh images per stage",
         fp32_mb=round(path.stat().st_size / 1e6, 2), int8_mb=round(int8_model.path.stat().st_size / 1e6, 2),
         psnr_db_worst=round(fid.worst_psnr_db, 2), mae_grey_worst=round(fid.worst_mae_grey, 3),
+        max_grey_worst=fid.worst_max_grey, p999_grey_worst=fid.worst_p999_grey, mode=int8_model.mode, isa=int8_model.isa,
         psnr_db_per_stage=[round(v, 2) for v in fid.psnr_db], mae_grey_per_stage=[round(v, 3) for v in fid.mae_grey],
         fp32_layers=list(int8_model.fp32_layers),
         goal_met=fid.meets() and int8_model.path.stat().st_size <= GOAL_INT8_MB * 1e6,

@@ -164,7 +164,7 @@ mark("import cgan.runtime and its CLI")
 args = build_parser().parse_args(["--n", "1", "--stage", "2", "--model", sys.argv[1]])
 mark("parse the command line")
 from cgan.runtime import load
-gen = load(args.model, provider="cpu", prepack="auto")  # as cgan-run --n 1
+gen = load(args.model, provider="cpu", prepack="auto", images=1)  # as cgan-run --n 1
 mark("load (session created)")
 images = gen.generate(stage=2, n=1, seed=0)
 mark("generate 1 image")

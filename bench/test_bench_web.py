@@ -26,7 +26,7 @@ def _python_ms_per_image(cwd: Path) -> float:
     """The same model in the Python runtime on this CPU, batch of 4 as the page's first batches: best of 7."""
     from cgan.runtime import load
 
-    gen = load(None, provider="cpu", cwd=cwd)
+    gen = load(None, provider="cpu", cwd=cwd, engine="onnxruntime")  # the page runs ONNX Runtime (web) too
     gen.generate(0, 4)
     best = float("inf")
     for _ in range(7):

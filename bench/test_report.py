@@ -88,3 +88,30 @@ def test_report_missing_json_is_one_line_error(tmp_path):
     assert done.returncode == 1
     assert done.stderr.startswith("error: ") and "pytest --benchmark-only" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_report_shows_the_peers_with_the_fraction_of_peak_the_isa_and_grades_the_runtime(tmp_path):
+    data = _data()
+    data["machine_info"]["cgan"]["isa"] = {"class": "avx2", "flags": "avx fma avx2"}
+    runtime = "runtime generate(), engine auto (openvino)"
+    # batch 64: runtime 400 ms, OpenVINO 500 ms, torch.compile 380 ms, torch eager 800 ms; 0.25 GFLOP per image, 100 GFLOP/s peak:
+    # the runtime does 64 x 0.25 / 0.4 = 40 GFLOP/s = 40.0% of peak and beats OpenVINO but not torch.compile
+    ms = {"torch eager fp32": 800.0, "torch.compile fp32 (freezing)": 380.0, "OpenVINO compile_model, defaults": 500.0, runtime: 400.0}
+    data["benchmarks"].append({
+        "name": "test_cpu_peers_interleaved[64]", "fullname": "bench/test_bench_peers.py::test_cpu_peers_interleaved[64]",
+        "stats": {"median": 3.0, "min": 2.9, "rounds": 5},
+        "extra_info": dict(kind="peers", device="cpu", batch=64, rounds_each=6, median_ms=ms,
+                           images_per_s={k: 64 / (v / 1e3) for k, v in ms.items()},
+                           fraction_of_fp32_peak={k: 64 * 0.25 / (v / 1e3) / 100.0 for k, v in ms.items()},
+                           gflop_per_image=0.25, peak={"clock_ghz": 3.125, "cores": 2, "avx2_gflops": 100.0}, fp32_peak_gflops=100.0,
+                           isa="avx fma avx2", isa_class="avx2", skipped={})})
+    src = tmp_path / "b.json"
+    src.write_text(json.dumps(data))
+    done = subprocess.run([sys.executable, "-m", "bench.report", "--json", str(src), "--no-write"],
+                          cwd=REPO, env=python_env(), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    text = done.stdout
+    assert "- CPU instructions: avx fma avx2 (class avx2" in text
+    assert f"| {runtime} | 400.00 / 160 / 40.0% / 2.00× |" in text
+    assert "| runtime (openvino) ≤ OpenVINO compile_model, defaults, batch 64, interleaved | 400.00 vs 500.00 ms (1.25× the peer's speed) | met |" in text
+    assert "| runtime (openvino) ≤ torch.compile fp32 (freezing), batch 64, interleaved | 400.00 vs 380.00 ms (0.95× the peer's speed) | **not met** |" in text

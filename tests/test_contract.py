@@ -148,6 +148,19 @@ def test_uint8_mapping_rounds_and_clips():
     np.testing.assert_allclose(back, [-1.0, 1.0])
 
 
+def test_uint8_mapping_of_a_batch_equals_the_float32_formula_value_for_value():
+    """The in-place mapping gives what the plain float32 expression gives, on a model-sized batch and on grey-level boundaries."""
+    rng = np.random.default_rng(7)
+    x = (rng.random((8, 1, 32, 32), dtype=np.float32) * 2.4 - 1.2).astype(np.float32)
+    x[0, 0, 0, :6] = (np.arange(6, dtype=np.float32) + 0.5) / np.float32(127.5) - 1  # exact half steps
+    expected = np.clip(np.rint((x - np.float32(-1.0)) * np.float32(127.5)), 0, 255).astype(np.uint8)
+    got = contract.to_uint8(x)
+    assert got.dtype == np.uint8 and got.shape == x.shape
+    np.testing.assert_array_equal(got, expected)
+    assert x.min() < -1 and x.max() > 1  # both clips exercised
+    np.testing.assert_array_equal(contract.to_uint8(x.astype(np.float64)), expected)
+
+
 def test_metadata_json_is_what_other_runtimes_read():
     meta = _info().to_metadata()
     assert json.loads(meta[Key.STAGE_NAMES]) == list(contract.STAGE_NAMES)
