@@ -96,7 +96,7 @@ def export(
         "auto", "--weights", help="Which generator of a training checkpoint: auto (the EMA copy when there is one), ema or raw."
     ),
     card: bool = typer.Option(True, "--card/--no-card", help="Write the model card beside the model (<name>.README.md)."),
-    overwrite: bool = typer.Option(True, "--overwrite/--no-overwrite", help="Replace an existing output file (atomically)."),
+    overwrite: bool = typer.Option(False, "--overwrite/--no-overwrite", help="Replace an existing model file and card (atomically); without it an existing one is refused, as by every other command."),
     push_to_hub: Optional[str] = typer.Option(
         None, "--push-to-hub", metavar="OWNER/REPO", help="Upload the model and card to this Hugging Face repo (needs a token: `hf auth login`)."
     ),

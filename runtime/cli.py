@@ -2,143 +2,20 @@
 
 from __future__ import annotations
 
-import argparse
 import contextlib
+import dataclasses
 import itertools
 import json
 import sys
 import time
-from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import NoReturn, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 from .contract import DISCLAIMER, parse_stages
-from .manifest import MANIFEST_NAME
-from .noise import NOISE_VERSION, NOISE_VERSIONS
 from .errors import CganError, user_errors_exit
-
-DEFAULT_OUT = Path("generated")
-GRID_IMAGES = 16  # images per stage on a --grid sheet
-PROGRESSION_ROWS = 32  # samples on a --progression sheet
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    """Everything a run was asked to do (printed at start, saved in npy sidecars)."""
-
-    model: Optional[str]
-    stages: tuple[int, ...]
-    n: int
-    seed: int
-    start: int
-    out: str
-    layout: str
-    format: str
-    grid: Optional[str]
-    progression: bool
-    batch_size: Optional[int]
-    provider: str
-    threads: Optional[int]
-    writers: Optional[int]
-    overwrite: bool
-    noise_version: int = NOISE_VERSION
-    engine: str = "auto"
-
-    def line(self) -> str:
-        values = asdict(self)
-        values["stages"] = ",".join(map(str, self.stages))
-        values["model"] = self.model or "default"
-        values["batch_size"] = self.batch_size or "default"
-        return "cgan-run " + " ".join(f"{k}={v}" for k, v in values.items() if v is not None)
-
-
-_HELP = (
-    "Generate synthetic brain-MRI slices of chosen dementia stages with an exported dementia-cgan model, "
-    "on ONNX Runtime (CPU or GPU; no torch needed).\n\n"
-    "Writes --n images per stage as 8-bit grayscale PNGs at the model's size, named "
-    "stage{S}_seed{SEED}_{K:08d}.png, into --out (default generated/), or into the four Kaggle OASIS folder "
-    "names with --layout oasis. Image K of a (model, seed, stage) never changes: --start K continues a "
-    "sequence, so a job split over processes or machines equals one run.\n\n"
-    "Model: --model PATH.onnx or hf:OWNER/REPO, hf:OWNER/REPO/FILE, hf:OWNER/REPO@REVISION/FILE (Hugging Face Hub; honours HF_HOME, HF_HUB_CACHE, "
-    "HF_HUB_OFFLINE), else model_output/cDCGAN_generator.onnx, else the model shipped with the package. "
-    "The model, its training data and the provider are always printed.\n\n"
-    "Existing files are never overwritten without --overwrite; every file appears whole or not at all.\n\n"
-    + DISCLAIMER
-)
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse with one-line errors: ``error: <what>`` on stderr and exit code 2, no usage dump.
-
-    The command line is parsed with the standard library rather than typer/click: those cost ~25-30 ms
-    of imports on every start (measured with ``python -X importtime``), a tenth of ``cgan-run --n 1``.
-    """
-
-    def error(self, message: str) -> NoReturn:
-        print(f"error: {message} (see {self.prog} --help)", file=sys.stderr)
-        raise SystemExit(2)
-
-
-class _ParagraphHelp(argparse.HelpFormatter):
-    """Wraps the description paragraph by paragraph (argparse's default joins them into one)."""
-
-    def _fill_text(self, text: str, width: int, indent: str) -> str:
-        import textwrap
-
-        return "\n\n".join(textwrap.fill(p, width, initial_indent=indent, subsequent_indent=indent) for p in text.split("\n\n"))
-
-
-def _whole(value: str) -> int:
-    try:
-        return int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}") from None
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="cgan-run", description=_HELP, formatter_class=_ParagraphHelp, allow_abbrev=False)
-    opt = parser.add_argument
-    opt("--stage", "-s", default="all", metavar="STAGE",
-        help="Stage: a number (0-3), a name (case-insensitive: non-demented, very-mild, mild, moderate), a comma list, or all (default).")
-    opt("--n", "-n", type=_whole, default=16, metavar="N", help="Images per stage (default 16).")
-    opt("--out", "-o", type=Path, default=None, metavar="DIR", help=f"Output folder (default: {DEFAULT_OUT}/).")
-    opt("--layout", default="flat", help="flat (default): all files in --out; oasis: one Kaggle OASIS folder per stage (Non Demented, ...).")
-    opt("--format", dest="fmt", default="png", metavar="FORMAT",
-        help="png (default): one 8-bit PNG per image; npy: one float32 stack (n, 1, H, W) per stage, values -1..1, with a JSON sidecar; none: no image files (with --grid).")
-    opt("--grid", type=Path, default=None, metavar="FILE.png", help=f"Also write a labelled contact sheet (PNG): one row per stage, its first {GRID_IMAGES} images.")
-    opt("--progression", action="store_true",
-        help=f"Contact sheet of the same noise at every stage: one row per sample (first {PROGRESSION_ROWS}), one column per stage (default file: OUT/progression.png).")
-    opt("--seed", type=_whole, default=0, help="Seed of the noise sequence (default 0).")
-    opt("--start", type=_whole, default=0, metavar="K", help="Index of the first image in the sequence (for split jobs; default 0).")
-    opt("--batch-size", "-b", type=_whole, default=None, metavar="B", help="Images per session call (default: 64 on CPU, 256 on GPU).")
-    opt("--model", "-m", default=None, metavar="MODEL",
-        help="PATH.onnx, or hf:OWNER/REPO with optional @REVISION and /FILE (default: model_output/cDCGAN_generator.onnx, else the embedded model).")
-    opt("--provider", default="auto", help="auto (default: CUDA when available, else CPU), cpu, cuda, or any ONNX Runtime provider name.")
-    opt("--engine", default="auto", metavar="ENGINE",
-        help="onnxruntime, openvino (CPU only; pip install 'dementia-cgan[openvino]'), or auto (default: openvino when it is installed, "
-             "the provider is the CPU and --n is at least 512, where it was measured faster; else onnxruntime). The engine is printed.")
-    opt("--threads", type=_whole, default=None, help="CPU threads for the model (default: onnxruntime's, one per core).")
-    opt("--writers", type=_whole, default=None, help="PNG writer threads (default: one per core, at most 4).")
-    opt("--overwrite", action="store_true", help="Replace files that already exist.")
-    opt("--noise-version", type=_whole, default=NOISE_VERSION, metavar="V",
-        help="Noise contract: 2 (default; portable Philox, the browser page draws the same), or 1 (numpy default_rng, to regenerate images of runs made before version 2).")
-    opt("--balance", type=Path, default=None, metavar="DATA",
-        help="Balance the dataset folder DATA (OASIS class folders or stage0..stageK, as cgan-train reads): count each stage, print the plan, "
-             "then write the generated images that bring every stage to the largest stage's count, in DATA's layout under --out, "
-             f"with a manifest {MANIFEST_NAME}. A second run writes only what is missing.")
-    opt("--ratio", default=None, metavar="R", help="With --balance: generate floor(R x real) images per stage instead.")
-    opt("--target", type=_whole, default=None, metavar="N", help="With --balance: bring every stage to N images (real + generated) instead.")
-    opt("--quiet", "-q", action="store_true", help="Only the one line naming the model and provider (on stderr), and errors.")
-    opt("--version", action="version", version=f"%(prog)s {_version()}")
-    return parser  # fmt: skip
-
-
-def _version() -> str:
-    from . import __version__
-
-    return __version__
-
+from .noise import NOISE_VERSIONS
+from .run_options import DEFAULT_OUT, GRID_IMAGES, PROGRESSION_ROWS, RunConfig, RunOptions, build_parser
 
 def _echo(message: str, *, err: bool = False) -> None:
     stream = sys.stderr if err else sys.stdout
@@ -154,78 +31,59 @@ def _echo(message: str, *, err: bool = False) -> None:
 
 
 @user_errors_exit
-def run(
-    stage: str = "all",
-    n: int = 16,
-    out: Optional[Path] = None,
-    layout: str = "flat",
-    fmt: str = "png",
-    grid: Optional[Path] = None,
-    progression: bool = False,
-    seed: int = 0,
-    start: int = 0,
-    batch_size: Optional[int] = None,
-    model: Optional[str] = None,
-    provider: str = "auto",
-    threads: Optional[int] = None,
-    writers: Optional[int] = None,
-    overwrite: bool = False,
-    noise_version: int = NOISE_VERSION,
-    balance: Optional[Path] = None,
-    ratio: Optional[str] = None,
-    target: Optional[int] = None,
-    quiet: bool = False,
-    engine: str = "auto",
-) -> None:
-    """Generate images (see _HELP)."""
-    out_dir = out if out is not None else DEFAULT_OUT
-    if balance is None and (ratio is not None or target is not None):
+def run(**options: Any) -> None:
+    """Generate images: ``options`` are :class:`RunOptions`' fields (the command line's options)."""
+    o = RunOptions(**options)
+    out_dir = o.out if o.out is not None else DEFAULT_OUT
+    grid = o.grid
+    if o.balance is None and (o.ratio is not None or o.target is not None):
         raise CganError("--ratio and --target plan a --balance run; give --balance DATA too")
-    if balance is not None:
-        _check_balance_args(balance, ratio=ratio, target=target, layout=layout, fmt=fmt, grid=grid, progression=progression, start=start)
-    _check_args(n=n, seed=seed, start=start, batch_size=batch_size, threads=threads, writers=writers, layout=layout, fmt=fmt)
-    if noise_version not in NOISE_VERSIONS:
-        raise CganError(f"unknown --noise-version {noise_version}; expected one of {', '.join(map(str, NOISE_VERSIONS))}")
+    if o.balance is not None:
+        _check_balance_args(o.balance, ratio=o.ratio, target=o.target, layout=o.layout, fmt=o.format, grid=grid,
+                            progression=o.progression, start=o.start)
+    _check_args(n=o.n, seed=o.seed, start=o.start, batch_size=o.batch_size, threads=o.threads, writers=o.writers,
+                layout=o.layout, fmt=o.format)
+    if o.noise_version not in NOISE_VERSIONS:
+        raise CganError(f"unknown --noise-version {o.noise_version}; expected one of {', '.join(map(str, NOISE_VERSIONS))}")
     if grid is not None and grid.suffix.lower() != ".png":
         raise CganError(f"--grid {grid}: the contact sheet is a PNG; give a file name ending in .png")
-    if progression and grid is None:
+    if o.progression and grid is None:
         grid = out_dir / "progression.png"
 
     from .api import load
     from .writers import check_layout
 
     # One image per stage: unpacked fp32 weights start ~60 ms sooner and cost little for so few calls (measured; see SessionSettings).
-    images = n if balance is None else _balance_size(balance, ratio=ratio, target=target) if engine == "auto" else None
-    gen = load(model, provider=provider, threads=threads, prepack="auto" if n == 1 else True, engine=engine, images=images,
-               log=None if quiet else (lambda msg: _echo(msg, err=True)))
-    stages = tuple(parse_stages(stage, gen.info.stage_names))
-    if balance is not None:
+    images = o.n if o.balance is None else _balance_size(o.balance, ratio=o.ratio, target=o.target) if o.engine == "auto" else None
+    gen = load(o.model, provider=o.device, threads=o.threads, prepack="auto" if o.n == 1 else True, engine=o.engine, images=images,
+               log=None if o.quiet else (lambda msg: _echo(msg, err=True)))
+    stages = tuple(parse_stages(o.stage, gen.info.stage_names))
+    if o.balance is not None:
         from .balance import run_balance
 
         _echo(gen.describe(), err=True)
         if gen.isa_notice:
             _echo(gen.isa_notice, err=True)
         summary = run_balance(
-            gen, balance, out_dir, seed=seed, noise_version=noise_version, ratio=ratio, target=target,
-            stages=stages if stage != "all" else None, batch_size=batch_size, writers=writers, overwrite=overwrite,
-            echo=(lambda msg: None) if quiet else _echo, progress=None if quiet else _progress,
+            gen, o.balance, out_dir, seed=o.seed, noise_version=o.noise_version, ratio=o.ratio, target=o.target,
+            stages=stages if o.stage != "all" else None, batch_size=o.batch_size, writers=o.writers, overwrite=o.overwrite,
+            echo=(lambda msg: None) if o.quiet else _echo, progress=None if o.quiet else _progress,
         )  # fmt: skip
-        if not quiet:
+        if not o.quiet:
             _echo(summary)
         return
-    check_layout(layout, gen.info.num_classes)
-    config = RunConfig(
-        model=model or f"{gen.model.kind}:{gen.path}", stages=stages, n=n, seed=seed, start=start, out=str(out_dir), layout=layout, format=fmt,
-        grid=str(grid) if grid else None, progression=progression, batch_size=batch_size, provider=provider,
-        threads=threads, writers=writers, overwrite=overwrite, noise_version=noise_version, engine=gen.engine,
-    )  # fmt: skip
+    check_layout(o.layout, gen.info.num_classes)
+    config = RunConfig(**{
+        **dataclasses.asdict(o), "model": o.model or f"{gen.model.kind}:{gen.path}", "stages": stages, "out": out_dir,
+        "grid": grid, "engine": gen.engine,
+    })  # fmt: skip
     _echo(gen.describe(), err=True)
     if gen.isa_notice:
         _echo(gen.isa_notice, err=True)
-    if not quiet:
+    if not o.quiet:
         _echo(config.line())
-    result = generate_to_disk(gen, config, quiet=quiet)
-    if not quiet:
+    result = generate_to_disk(gen, config, quiet=o.quiet)
+    if not o.quiet:
         _echo(result)
 
 
@@ -444,7 +302,7 @@ def _sidecar(gen, config: RunConfig, stage: int) -> dict:
         "engine": gen.engine,
         "provider": gen.provider,
         "created": datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
-        "run": json.loads(json.dumps(asdict(config))),
+        "run": json.loads(json.dumps(config.record())),
         "disclaimer": DISCLAIMER,
     }
 

@@ -11,7 +11,7 @@ from typing import Any
 from cgan.runtime.errors import CganError
 
 from . import checkpoint as ckpt
-from .config import TrainConfig
+from .options import TrainConfig
 from .models import GeneratorConfig
 from .warm_start import ExportedGenerator, check_fits, is_onnx_source, read_exported
 

@@ -38,7 +38,8 @@ from . import checkpoint as ckpt
 from . import ddp, objectives, outputs
 from .augment import diff_augment, parse_policy
 from .batches import epoch_order, iter_batches, stratified_order, to_model_input
-from .config import TrainConfig, TrainResult, merge_resumed, resolve_device, resolve_precision
+from .config import TrainResult, merge_resumed, resolve_device, resolve_precision
+from .options import TrainConfig
 from .fast import compile_or_eager, load_optimizer_state, make_adam
 from .init_from import absolute, read_init
 from .models import GeneratorConfig, batch_groups, build_discriminator, build_generator

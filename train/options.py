@@ -1,0 +1,217 @@
+"""cgan-train's settings, one dataclass field each: :class:`TrainConfig`. The fields made with :func:`flag`
+carry their command-line name and help, and cgan-train's command line is built from them (train/cli.py),
+so an option is written once. Torch-free (the checks that need the model registry import it when they
+run), so ``cgan-train --help`` works without torch."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from cgan.runtime.contract import OUTPUT_DIR
+from cgan.runtime.errors import CganError
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def flag(default: Any, decls: str, *, help: str, parse: Callable[[Any], Any] | None = None,
+         cli_type: Any = None) -> Any:
+    """A field that is also a cgan-train option: ``decls`` as typer takes them (``--x`` or ``--x/--no-x``);
+    ``parse`` turns the command-line value (of ``cli_type``, default: the field's type) into the field's."""
+    return field(default=default, metadata={"cli": {"decls": decls, "help": help, "parse": parse, "type": cli_type}})
+
+
+def class_list(text: Optional[str]) -> list[str] | None:
+    """``--classes "a,b,c,d"`` -> ["a", "b", "c", "d"]."""
+    if text is None:
+        return None
+    names = [c.strip() for c in text.split(",") if c.strip()]
+    if not names:
+        raise CganError(f"--classes {text!r} names no class; give folder names in stage order, e.g. \"a,b,c,d\"")
+    return names
+
+
+def options() -> list[dataclasses.Field]:
+    """The fields of :class:`TrainConfig` that are cgan-train options, in the order --help lists them."""
+    return [f for f in dataclasses.fields(TrainConfig) if "cli" in f.metadata]
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on, saved as config.json. A field made with :func:`flag` is a
+    cgan-train option: its name (``lr_g`` -> ``--lr-g``), default and help are read from here."""
+
+    data: Path | None = flag(None, "--data",
+                        help="Dataset folder: Kaggle OASIS layout (Data/ or its parent), stage0..stageN, or class folders named by --classes (default: the built-in synthetic OASIS-like set, built once and cached).")
+    classes: list[str] | None = flag(None, "--classes", parse=class_list, cli_type=Optional[str],
+                        help='Class folders in stage order, e.g. "a,b,c,d".')
+    strict: bool = flag(False, "--strict",
+                        help="Stop at the first unreadable image instead of skipping it.")
+    cache_dir: Path | None = flag(None, "--cache-dir",
+                        help="Decoded-image cache (default: $CGAN_CACHE, $XDG_CACHE_HOME/dementia-cgan or ~/.cache/dementia-cgan).")
+    epochs: int = flag(10, "--epochs",
+                        help="Epochs in total (an epoch = as many draws as images).")
+    max_steps: int | None = flag(None, "--max-steps",
+                        help="Stop after this many optimizer steps in total, counting those before --resume.")
+    batch_size: int = flag(16, "--batch-size",
+                        help="Images per step (per process under torchrun).")
+    lr_g: float = flag(2e-4, "--lr-g",
+                        help="Generator learning rate (Adam, betas 0.5, 0.999).")
+    lr_d: float = flag(5e-5, "--lr-d",
+                        help="Discriminator learning rate.")
+    beta1: float = 0.5
+    beta2: float = 0.999
+    seed: int = flag(42, "--seed",
+                        help="Seed for weights, sampling and noise.")
+    img_size: int = flag(128, "--img-size",
+                        help="Image size, a power of two >= 32.")
+    z_dim: int = flag(100, "--z-dim",
+                        help="Latent size.")
+    width: int = flag(512, "--width",
+                        help="Channels of the generator's first block, halved at each upsampling (the original: 512).")
+    disc: str = flag("projection", "--disc",
+                        help="Discriminator: projection (the notebook's, spectral norm) or spatial (image + label-map channel).")
+    disc_width: int = flag(64, "--disc-width",
+                        help="Channels of the discriminator's first conv, doubled per block (the original: 64); its cost grows with the square.")
+    minibatch_std: bool = flag(False, "--minibatch-std/--no-minibatch-std",
+                        help="Give the discriminator a channel with the batch's feature spread (ProGAN's minibatch standard deviation), the usual cure for a generator that gives one image per stage; not in the original.")
+    balance: bool = flag(True, "--balance/--no-balance",
+                        help="Balanced sampling: weight 1/class count per image, draws with replacement.")
+    device: str = flag("auto", "--device",
+                        help="auto (CUDA if available), cpu or cuda.")
+    precision: str = flag("auto", "--precision",
+                        help="auto (fp16 autocast + GradScaler on CUDA, fp32 on CPU), fp32, bf16 (autocast) or fp16 (CUDA only).")
+    channels_last: bool = flag(True, "--channels-last/--no-channels-last",
+                        help="Channels-last (NHWC) memory format for the convolutions: faster on CPU. A resumed run keeps its saved setting.")
+    threads: int | None = flag(None, "--threads",
+                        help="torch CPU threads (default: torch's choice).")
+    out: Path = flag(OUTPUT_DIR, "--out",
+                        help="Output folder: generator file, checkpoints/, history, plots, samples/, config.json.")
+    resume: bool = flag(False, "--resume",
+                        help="Continue the run in --out from its newest checkpoint, exactly, with its saved config (repeat no flags); only --epochs, --max-steps (to extend it), --device, --threads, --workers, --quiet, --cache-dir, --sample-every, --checkpoint-every and --keep-checkpoints may differ, and the change is recorded in config.json.")
+    init_from: Path | None = flag(None, "--init-from",
+                        help="Start from the G and D weights of a checkpoint (ckpt_*.pt) of another run, with fresh optimizers and this run's learning rates: fine-tuning, e.g. at a lower rate. Or a warm start from an exported generator: an fp32 .onnx that cgan-export wrote, or 'default' (the embedded default model); its generator is rebuilt from the file (checked against it in ONNX Runtime) beside a fresh discriminator (see --d-warmup). --max-steps counts this run's steps.")
+    ema: bool = flag(False, "--ema",
+                        help="Keep an exponential moving average of G's weights and export it.")
+    ema_decay: float = flag(0.999, "--ema-decay",
+                        help="EMA decay per step.")
+    sample_every: int = flag(1, "--sample-every",
+                        help="Write a fixed-noise sample grid every N epochs (0: at the end only).")
+    checkpoint_every: int = flag(500, "--checkpoint-every",
+                        help="Write a full checkpoint every N steps (0: only at epoch ends); one is always written at each epoch end and at the end.")
+    keep_checkpoints: int = flag(2, "--keep-checkpoints",
+                        help="Checkpoints kept in --out/checkpoints.")
+    workers: int = flag(0, "--workers",
+                        help="Threads gathering batches ahead of the step (0: in the training thread).")
+    quiet: bool = flag(False, "--quiet",
+                        help="No progress bar and no per-epoch lines.")
+    changes: list = field(default_factory=list)  # what each --resume changed: [{"step", "time", "set": {name: [old, new]}}]
+    # the faster step's switch and the discriminator-side levers (see train/objectives.py, augment.py)
+    compile: bool = flag(False, "--compile/--no-compile",
+                        help="torch.compile the generator and discriminator (the first steps take minutes to compile; losses match eager within float tolerance, not bit for bit). Where compile is unavailable or fails, training continues eagerly after a one-line note.")
+    loss: str = flag("bce", "--loss",
+                        help="Adversarial loss: bce (the original's) or hinge.")
+    diffaugment: str = flag("", "--diffaugment",
+                        help='DiffAugment for the discriminator, applied to real and generated images alike: a comma list of color (brightness/contrast), translation (up to 1/8), cutout (a half-side square), e.g. "color,translation,cutout" [default: off]. No flips.')
+    r1: float = flag(0.0, "--r1",
+                        help="R1 gradient penalty weight gamma on real images (0: off).")
+    r1_every: int = flag(16, "--r1-every",
+                        help="Apply R1 every N discriminator steps, weighted by N (lazy regularisation).")
+    # conditioning levers (see train/cbn.py and the aux head in train/models.py) and the warm start's D warm-up
+    generator: str = flag("dcgan", "--generator",
+                        help="Generator: dcgan (the original's layers; loads its checkpoint) or cbn (conditional BatchNorm: every block's scale and shift set by the stage; same inputs and output, so the export, cgan-run and the web page are unchanged).")
+    aux_weight: float = flag(0.0, "--aux-weight",
+                        help="AC-GAN: a stage classifier on the (projection) discriminator's features, trained on real images' stages and generated images' asked-for stages; the generator is also scored by it. The weight of its cross-entropy (0: off).")
+    d_warmup: int = flag(0, "--d-warmup",
+                        help="Train the discriminator alone for the first N steps (the generator generates but does not move): for a warm start, whose discriminator is new. Counts toward --max-steps.")
+    balanced_batches: bool = flag(False, "--balanced-batches/--no-balanced-batches",
+                        help="Every batch holds the stages in equal shares (the stages left over take turns when the batch size is not a multiple of their count), instead of the balanced sampler's random mix; each stage's images drawn uniformly with replacement.")
+
+    # flags a --resume may change (recorded in `changes`); every other saved setting is kept, and a differing flag refused
+    SAFE_ON_RESUME = ("epochs", "max_steps", "device", "threads", "workers", "quiet", "cache_dir", "sample_every",
+                      "checkpoint_every", "keep_checkpoints")
+    # what a checkpoint given to --init-from must share with this run: G's and D's shapes
+    ARCH_FIELDS = ("img_size", "z_dim", "width", "disc", "disc_width", "minibatch_std", "generator")
+
+    def validate(self) -> None:
+        """Raise :class:`CganError` naming the first flag that is out of range."""
+        from .augment import parse_policy  # torch: only once a run is configured, never for --help
+        from .models import DISCRIMINATORS, GENERATORS, GeneratorConfig
+        from .objectives import LOSSES
+
+        if self.img_size < 32 or self.img_size & (self.img_size - 1):
+            raise CganError(f"--img-size must be a power of two >= 32 (32, 64, 128, 256...), got {self.img_size}")
+        positive = {"--epochs": self.epochs, "--batch-size": self.batch_size, "--z-dim": self.z_dim, "--width": self.width,
+                    "--keep-checkpoints": self.keep_checkpoints}
+        if self.max_steps is not None:
+            positive["--max-steps"] = self.max_steps
+        if self.threads is not None:
+            positive["--threads"] = self.threads
+        for name, value in positive.items():
+            if value < 1:
+                raise CganError(f"{name} must be at least 1, got {value}")
+        for name, value in {"--sample-every": self.sample_every, "--checkpoint-every": self.checkpoint_every,
+                            "--workers": self.workers, "--seed": self.seed}.items():
+            if value < 0:
+                raise CganError(f"{name} must be >= 0, got {value}")
+        for name, value in {"--lr-g": self.lr_g, "--lr-d": self.lr_d}.items():
+            if not value > 0:
+                raise CganError(f"{name} must be > 0, got {value}")
+        if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
+            raise CganError(f"Adam betas must lie in [0, 1), got ({self.beta1}, {self.beta2})")
+        if not 0 < self.ema_decay < 1:
+            raise CganError(f"--ema-decay must lie in (0, 1), got {self.ema_decay}")
+        try:
+            GeneratorConfig(z_dim=self.z_dim, img_size=self.img_size, width=self.width)
+        except ValueError as exc:
+            raise CganError(f"--width {self.width}: {exc}") from None
+        if self.disc not in DISCRIMINATORS:
+            raise CganError(f"--disc {self.disc!r} is unknown; choose {' or '.join(DISCRIMINATORS)}")
+        if self.disc_width < 1:
+            raise CganError(f"--disc-width must be >= 1, got {self.disc_width}")
+        if self.device not in DEVICES:
+            raise CganError(f"--device {self.device!r} is unknown; choose {', '.join(DEVICES)}")
+        if self.precision not in PRECISIONS:
+            raise CganError(f"--precision {self.precision!r} is unknown; choose {', '.join(PRECISIONS)}")
+        if self.loss not in LOSSES:
+            raise CganError(f"--loss {self.loss!r} is unknown; choose {' or '.join(LOSSES)}")
+        try:
+            parse_policy(self.diffaugment)
+        except ValueError as exc:
+            raise CganError(f"--diffaugment {self.diffaugment!r}: {exc}") from None
+        if not (self.r1 >= 0 and math.isfinite(self.r1)):
+            raise CganError(f"--r1 must be a finite number >= 0 (0 turns it off), got {self.r1}")
+        if self.r1_every < 1:
+            raise CganError(f"--r1-every must be at least 1, got {self.r1_every}")
+        if self.generator not in GENERATORS:
+            raise CganError(f"--generator {self.generator!r} is unknown; choose {' or '.join(GENERATORS)}")
+        if not (self.aux_weight >= 0 and math.isfinite(self.aux_weight)):
+            raise CganError(f"--aux-weight must be a finite number >= 0 (0 turns it off), got {self.aux_weight}")
+        if self.aux_weight > 0 and self.disc != "projection":
+            raise CganError(f"--aux-weight needs --disc projection: the {self.disc} discriminator is given the stage "
+                            "as an input, so a stage classifier on its features would read the answer")
+        if self.d_warmup < 0:
+            raise CganError(f"--d-warmup must be >= 0, got {self.d_warmup}")
+        if self.balanced_batches and not self.balance:
+            raise CganError("--balanced-batches draws every stage equally; it cannot go with --no-balance")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        for key in ("data", "cache_dir", "out", "init_from"):
+            d[key] = None if d[key] is None else str(d[key])
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        kw = {k: v for k, v in d.items() if k in known}
+        for key in ("data", "cache_dir", "out", "init_from"):
+            if kw.get(key) is not None:
+                kw[key] = Path(kw[key])
+        return cls(**kw)
+
+
