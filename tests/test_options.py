@@ -7,7 +7,6 @@ import dataclasses
 
 import pytest
 import typer
-from typer.testing import CliRunner
 
 from cgan.runtime.run_options import RunConfig, RunOptions, build_parser
 from cgan.train.options import TrainConfig, options
