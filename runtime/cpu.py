@@ -90,5 +90,5 @@ def int8_isa_notice(provenance: dict, precision: str, *, current: str | None = N
     if validated == current:
         return None
     return (f"note: this int8 model's worst case (largest pixel difference {provenance.get(INT8_MAX_KEY, '?')}, 99.9th percentile "
-            f"{provenance.get(INT8_P999_KEY, '?')} grey levels from its fp32 model) was measured on a {validated} CPU; this one is "
+            f"{provenance.get(INT8_P999_KEY, '?')} grey levels from its fp32 model) was measured on a CPU of class {validated}; this one is "
             f"{current}, whose int8 kernels round differently: re-run cgan-export --int8 here to measure it, or use the fp32 model")

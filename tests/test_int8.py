@@ -208,7 +208,7 @@ def test_an_int8_model_validated_on_another_cpu_class_says_so_in_one_line(int8_e
         runs[name] = call_main(run_main, ["--model", str(path), "--n", "1", "--stage", "0", "--out", str(tmp_path / name)])
         assert runs[name].exit_code == 0, runs[name].stderr
     notes = [line for line in runs["other"].stderr.splitlines() if line.startswith("note: this int8 model")]
-    assert len(notes) == 1 and f"measured on a {other} CPU; this one is {isa_class()}" in notes[0]
+    assert len(notes) == 1 and f"measured on a CPU of class {other}; this one is {isa_class()}" in notes[0]
     assert "note:" not in runs["same"].stderr
 
 

@@ -46,7 +46,7 @@ class OnnxSource(Source):
         info = self.gen.info
         if info.channels != 1:
             raise EvalError(f"{self.gen.source} has {info.channels} channels; cgan-eval measures grayscale (1-channel) models")
-        self.description = f"{self.gen.source} [ONNX Runtime, {self.gen.provider}]"
+        self.description = f"{self.gen.source} [{self.gen.engine}, {self.gen.provider}]"
         self.kind = "onnx"
         self.img_size, self.num_classes, self.stage_names = info.img_size, info.num_classes, tuple(info.stage_names)
         self.training_data = self.gen.training_data
