@@ -46,9 +46,8 @@ def peers_section(benches: list[dict]) -> list[str]:
         return []
     first = rows[0]["extra_info"]
     lines = ["## The runtime against its peers (CPU, interleaved call by call)", "",
-             f"Same batch to every contender, one after another, each call after a {100} ms pause; median of "
-             f"{', '.join(str(b['extra_info']['rounds_each']) for b in rows)} rounds (batch "
-             f"{', '.join(str(b['extra_info']['batch']) for b in rows)}). CPU: {first.get('isa', '?')}; fp32 peak "
+             "Same batch to every contender, one after another, each call after a 100 ms pause; medians of "
+             + " and ".join(f"{b['extra_info']['rounds_each']} rounds at batch {b['extra_info']['batch']}" for b in rows) + f". CPU: {first.get('isa', '?')}; fp32 peak "
              f"{first['fp32_peak_gflops']} GFLOP/s ({first['peak']['clock_ghz']} GHz × 2 FMA × "
              f"{16 if first['peak'].get('avx512_gflops') else 8} lanes × 2 × {first['peak']['cores']} cores); "
              f"{first['gflop_per_image']:.3f} GFLOP per image.", ""]
