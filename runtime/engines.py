@@ -51,14 +51,15 @@ def choose_engine(
     on_cpu = (provider or "auto").strip().lower() in _CPU_PROVIDERS
     if key == OPENVINO:
         if not on_cpu:
-            raise EngineError(f"the openvino engine runs on the CPU only; drop --provider {provider} or use --engine onnxruntime")
+            raise EngineError(f"the openvino engine runs on the CPU only; drop --device {provider} or use --engine onnxruntime")
         if not openvino_installed():
             raise EngineError("the openvino engine needs the openvino package, which is not installed; "
                               "install it with: pip install 'dementia-cgan[openvino]'")  # fmt: skip
         return OPENVINO
-    if key == ONNXRUNTIME or not on_cpu or not openvino_installed():
+    # the cheap tests first: a small run (cgan-run --n 1) does not even look for the package
+    if key == ONNXRUNTIME or not on_cpu or latency or (images is not None and images < OPENVINO_MIN_IMAGES):
         return ONNXRUNTIME
-    if latency or (images is not None and images < OPENVINO_MIN_IMAGES):
+    if not openvino_installed():
         return ONNXRUNTIME
     if (provider or "auto").strip().lower() == "auto":  # auto takes CUDA when there is one: ONNX Runtime's
         if cuda_available is None:
