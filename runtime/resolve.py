@@ -29,6 +29,14 @@ HUB_PROBE_S = 3.0  # seconds to wait for the Hub before using the local cache al
 _HUB_RE = re.compile(r"^(?P<owner>[^/@\s]+)/(?P<repo>[^/@\s]+)(?:@(?P<rev>[^/\s]+))?(?:/(?P<file>\S+))?$")
 
 
+def one_model(argument: str | None, option: str | None) -> str | None:
+    """The model a command was given as its MODEL argument or its ``--model`` option (the same thing, so that
+    every command takes both); two different ones are refused."""
+    if argument is not None and option is not None and argument != option:
+        raise ModelError(f"two models given ({argument} and --model {option}); give one")
+    return argument if argument is not None else option
+
+
 @dataclass(frozen=True)
 class ResolvedModel:
     """A model file on local disk and how it was found."""

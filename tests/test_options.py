@@ -7,6 +7,7 @@ import dataclasses
 
 import pytest
 import typer
+from typer.testing import CliRunner
 
 from cgan.runtime.run_options import RunConfig, RunOptions, build_parser
 from cgan.train.options import TrainConfig, options
@@ -108,3 +109,29 @@ def test_cgan_export_refuses_to_replace_a_model_unless_told(tmp_path):
     assert out.read_bytes() == b"the user's file"
     assert invoke(str(ckpt), "--out", str(out), "--no-card", "--overwrite").exit_code == 0
     assert out.read_bytes() != b"the user's file"
+
+
+# ---------------------------------------------------------------- MODEL or --model, in every command that takes a model
+
+def test_cgan_web_takes_the_model_as_an_option_too(tmp_path):
+    from _models import model_file
+
+    from cgan.runtime.web.cli import app
+
+    model = str(model_file("gen32"))
+    built = CliRunner().invoke(app, ["build", "--model", model, "--out", str(tmp_path / "site"), "--no-webgpu"])
+    assert built.exit_code == 0, built.output
+    assert (tmp_path / "site" / "model.onnx").read_bytes() == model_file("gen32").read_bytes()
+    both = CliRunner().invoke(app, ["build", model, "--model", "other.onnx", "--out", str(tmp_path / "s2")])
+    assert both.exit_code == 1 and "two models given" in both.stderr and not (tmp_path / "s2").exists()
+
+
+def test_cgan_eval_takes_the_model_as_an_option_too(tmp_path):
+    from cgan.train.eval.cli import app
+
+    missing = tmp_path / "missing.onnx"
+    for args in ([str(missing)], ["--model", str(missing)]):
+        result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "e"), "--quick"])
+        assert result.exit_code == 1 and f"{missing} does not exist" in result.stderr, result.output
+    both = CliRunner().invoke(app, [str(missing), "--model", "other.onnx", "--out", str(tmp_path / "e")])
+    assert both.exit_code == 1 and "two models given" in both.stderr

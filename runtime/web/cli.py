@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from ..contract import DISCLAIMER
+from ..contract import DISCLAIMER, LAST_EXPORT
 from ..errors import user_errors_exit
 
 app = typer.Typer(
@@ -23,7 +23,8 @@ app = typer.Typer(
 @app.command()
 @user_errors_exit
 def build(
-    model: Optional[str] = typer.Argument(None, help="PATH.onnx or hf:OWNER/REPO[@REVISION][/FILE] (default: model_output/cDCGAN_generator.onnx, else the embedded model)."),
+    model: Optional[str] = typer.Argument(None, help=f"PATH.onnx or hf:OWNER/REPO[@REVISION][/FILE] (default: {LAST_EXPORT}, else the embedded model)."),
+    model_option: Optional[str] = typer.Option(None, "--model", "-m", help="The same as MODEL, as cgan-run takes it."),
     out: Path = typer.Option(Path("site"), "--out", "-o", help="Folder to write the site into."),
     ort_dist: Optional[Path] = typer.Option(
         None, "--ort-dist", envvar="CGAN_ORT_DIST",
@@ -33,9 +34,10 @@ def build(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing, non-empty --out."),
 ) -> None:
     """Write index.html, the page's script and style, the model and site.json (and onnxruntime-web) to --out."""
+    from ..resolve import one_model
     from .site import build_site
 
-    result = build_site(model, out, ort_dist=ort_dist, webgpu=webgpu, overwrite=overwrite)
+    result = build_site(one_model(model, model_option), out, ort_dist=ort_dist, webgpu=webgpu, overwrite=overwrite)
     typer.echo(result.summary())
     typer.echo(f"preview: cgan-web serve {out}   publish: copy the folder to any static web host")
 

@@ -8,8 +8,9 @@ from typing import Optional
 
 import typer
 
-from cgan.runtime.contract import DISCLAIMER, EVAL_DIR
+from cgan.runtime.contract import DISCLAIMER, EVAL_DIR, LAST_EXPORT
 from cgan.runtime.errors import CganError, user_errors_exit
+from cgan.train.options import class_list as class_list_of
 
 app = typer.Typer(
     name="cgan-eval",
@@ -20,7 +21,7 @@ app = typer.Typer(
 
 HELP = (
     "Measure a generator (an .onnx file, hf:OWNER/REPO, or a .pth/.pt checkpoint) against real images. "
-    "MODEL defaults to what cgan-run uses: model_output/cDCGAN_generator.onnx (the last export), else the "
+    f"MODEL (or --model) defaults to what cgan-run uses: {LAST_EXPORT} (the last export), else the "
     "embedded default model. Real images come from --data (any layout cgan-train reads) or, without it, the "
     "judge set: synthetic OASIS-like subjects rendered with their own seed, balanced over stages (256 subjects "
     "per stage, 64 held out), sharing no subject with the set a generator trains on.\n\n"
@@ -57,6 +58,7 @@ HELP = (
 @user_errors_exit
 def evaluate(
     model: Optional[str] = typer.Argument(None, help="Generator: .onnx path, hf:OWNER/REPO or hf:OWNER/REPO/FILE, or a .pth/.pt checkpoint (default: the last export, else the embedded default)."),
+    model_option: Optional[str] = typer.Option(None, "--model", "-m", help="The same as MODEL, as cgan-run takes it."),
     data: Optional[Path] = typer.Option(None, "--data", help="Real images: Kaggle OASIS layout, stage0..stageN, or class folders named by --classes (default: the built-in synthetic set)."),
     classes: Optional[str] = typer.Option(None, "--classes", help='Class folders in stage order, e.g. "a,b,c,d".'),
     n: int = typer.Option(256, "--n", help="Generated images per stage."),
@@ -82,7 +84,9 @@ def evaluate(
     threads: int = typer.Option(1, "--threads", help="CPU threads for torch and ONNX Runtime (1 is fastest for these small networks on a shared CPU)."),
 ) -> None:
     from cgan.runtime.deps import require_torch
+    from cgan.runtime.resolve import one_model
 
+    model = one_model(model, model_option)
     require_torch("cgan-eval")
     from .augment import CurveConfig
     from .evaluate import QUICK_EPOCHS, QUICK_N
@@ -90,9 +94,7 @@ def evaluate(
     from .judges import JudgeConfig, default_judges
     from .report import summary
 
-    class_list = [c.strip() for c in classes.split(",") if c.strip()] if classes is not None else None
-    if classes is not None and not class_list:
-        raise CganError(f"--classes {classes!r} names no class; give folder names in stage order, e.g. \"a,b,c,d\"")
+    class_list = class_list_of(classes)
     wanted = [j.strip() for j in judges.split(",") if j.strip()]
     if not wanted or any(j not in ("small", "deep") for j in wanted) or len(set(wanted)) != len(wanted):
         raise CganError(f"--judges {judges!r}: expected small, deep or small,deep")
