@@ -255,7 +255,7 @@ def write_job(gen, job: BalanceJob, *, seed: int, noise_version: int, model_sha2
                 png.close(cancel=True)
                 raise
             finally:
-                written = _completed(job, names, folders, seed, noise_version, model_sha256, overwrite=overwrite)
+                written = _completed(job, names, folders, seed, noise_version, model_sha256)
                 write_manifest(job.manifest, [*job.rows, *written])
     except BaseException:
         for folder in reversed(made):  # a run that wrote nothing leaves no empty folder it made
@@ -267,7 +267,7 @@ def write_job(gen, job: BalanceJob, *, seed: int, noise_version: int, model_sha2
     return len(written)
 
 
-def _completed(job: BalanceJob, names: dict, folders: list, seed: int, noise_version: int, sha: str, *, overwrite: bool) -> list[ManifestRow]:
+def _completed(job: BalanceJob, names: dict, folders: list, seed: int, noise_version: int, sha: str) -> list[ManifestRow]:
     """Rows for the planned files that now exist (all of them after a success; the finished ones after a failure)."""
     rows = []
     for s, ns in names.items():
