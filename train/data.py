@@ -34,6 +34,7 @@ from cgan.runtime.fileio import atomic_path, atomic_write_text, preallocated_npy
 # the layout logic lives in the runtime (cgan-run --balance reads the same layouts); re-exported here
 from cgan.runtime.layout import IMAGE_EXTENSIONS, DataError, Layout, find_layout, list_images  # noqa: F401
 from cgan.runtime.outputs import clean_dead_temps
+from cgan.runtime.progress import progress
 
 from . import synth
 
@@ -137,10 +138,9 @@ def _build_cache(entry: Path, key: str, files: list[Path], labels: np.ndarray, i
             return len(span)
 
         spans = [range(s, min(s + 64, n)) for s in range(0, n, 64)]
-        with synth.progress_bar("decoding images") as bar, ThreadPoolExecutor(_decode_workers()) as pool:
-            task = bar.add_task("", total=n)
+        with progress("decoding images", total=n, unit="image") as bar, ThreadPoolExecutor(_decode_workers()) as pool:
             for done in pool.map(work, spans):
-                bar.advance(task, done)
+                bar.advance(done)
         if not ok.all():
             kept = np.flatnonzero(ok)
             with atomic_path(tmp) as ctmp:  # the kept images, compacted, then renamed onto tmp

@@ -482,17 +482,13 @@ def _train(config: TrainConfig, state, latest, init_state, image_set, info, devi
             f"D(x) {row['d_real']:.3f}, D(G(z)) {row['d_fake']:.3f}, {row['steps']} steps in "
             f"{row['epoch_time_s']:.1f} s ({row['images_per_s']:.1f} img/s)")
 
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from cgan.runtime.progress import progress
 
-    console = Console()  # stdout: log lines printed while the bar is live appear above it
-    bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(bar_width=24), MofNCompleteColumn(),
-                   TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[stats]}"),
-                   disable=not (info.is_main and not config.quiet and console.is_terminal),
-                   console=console, transient=True)
     try:
-        with bar:
-            task = bar.add_task("training", total=run.total_steps, completed=run.step, stats="")
+        # a bar on a terminal; plain lines from the first step on when the output is a pipe or a log file
+        with progress(f"epoch {run.epoch + 1}/{config.epochs}", total=run.total_steps, completed=run.step,
+                      unit="step", enabled=info.is_main and not config.quiet) as bar:
+            say = bar.logger(say)  # end_epoch's lines go above the bar, not into it
             while run.step < run.total_steps:
                 if config.balanced_batches:
                     order = stratified_order(run.labels, run.gen_config.num_classes, seed=config.seed, epoch=run.epoch,
@@ -500,7 +496,7 @@ def _train(config: TrainConfig, state, latest, init_state, image_set, info, devi
                 else:
                     order = epoch_order(run.labels, run.gen_config.num_classes, seed=config.seed, epoch=run.epoch,
                                         balance=config.balance, rank=info.rank, world_size=info.world_size)
-                bar.update(task, description=f"epoch {run.epoch + 1}/{config.epochs}")
+                bar.update(description=f"epoch {run.epoch + 1}/{config.epochs}")
                 t0 = time.perf_counter()
                 for u8, lab in iter_batches(run.images, run.labels, order, config.batch_size, run.batch,
                                             config.workers):
@@ -513,11 +509,10 @@ def _train(config: TrainConfig, state, latest, init_state, image_set, info, devi
                     run_images += len(lab)
                     now = time.perf_counter()
                     run.epoch_time, t0 = run.epoch_time + now - t0, now
-                    if not bar.disable:
+                    if bar.mode != "off":
                         d, g, dr, df = losses[-1].tolist()
                         ips = run.epoch_images * info.world_size / max(run.epoch_time, 1e-9)
-                        bar.update(task, advance=1,
-                                   stats=f"D {d:.3f}  G {g:.3f}  D(x) {dr:.2f}  D(G(z)) {df:.2f}  {ips:.1f} img/s")
+                        bar.advance(stats=f"D {d:.3f}  G {g:.3f}  D(x) {dr:.2f}  D(G(z)) {df:.2f}  {ips:.1f} img/s")
                     if run.batch == run.steps_per_epoch or run.step >= run.total_steps:
                         break
                     if config.checkpoint_every and run.step % config.checkpoint_every == 0:

@@ -34,6 +34,7 @@ import numpy as np
 
 from cgan.runtime.contract import DISCLAIMER, OASIS_COUNTS, OASIS_FOLDERS
 from cgan.runtime.errors import CganError
+from cgan.runtime.progress import progress
 from cgan.runtime.writers import png_bytes
 
 from .synth_anatomy import TEMPLATE_NOTICE, share_template, template_slabs
@@ -230,22 +231,6 @@ def _pool_map(fn: Callable, jobs: list, workers: int) -> Iterator:
         yield from map(fn, jobs[done:])
 
 
-def progress_bar(description: str):
-    """A transient rich progress bar (shown only on a terminal)."""
-    import sys
-
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    return Progress(
-        TextColumn(description),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        transient=True,
-        disable=not sys.stderr.isatty(),
-    )
-
-
 def render_set(n: int, *, seed: int, img_size: int = 128, workers: int | None = None,
                out: np.ndarray | None = None, slices_per_subject: int = SLICES_PER_SUBJECT
                ) -> tuple[np.ndarray, np.ndarray]:
@@ -258,11 +243,10 @@ def render_set(n: int, *, seed: int, img_size: int = 128, workers: int | None = 
     images = out if out is not None else np.empty((n, img_size, img_size), dtype=np.uint8)
     workers = default_workers() if workers is None else workers
     jobs = [(seed, n, img_size, a, b, slices_per_subject) for a, b in _ranges(n)]
-    with progress_bar("rendering synthetic set") as bar:
-        task = bar.add_task("", total=n)
+    with progress("rendering synthetic set", total=n, unit="image") as bar:
         for (_, _, _, a, b, _), arr in zip(jobs, _pool_map(_array_chunk, jobs, workers if n >= POOL_MIN else 1)):
             images[a:b] = arr
-            bar.advance(task, b - a)
+            bar.advance(b - a)
     return images, stages
 
 
@@ -301,11 +285,10 @@ def make_synthetic_set(out: Path, *, n: int, seed: int, img_size: int = 128, log
         workers = default_workers() if workers is None else workers
         jobs = [(tmp, seed, n, img_size, a, b) for a, b in _ranges(n)]
         rows: list[dict] = []
-        with progress_bar(f"writing {out}") as bar:
-            task = bar.add_task("", total=n)
+        with progress(f"writing {out}", total=n, unit="image") as bar:
             for chunk_rows in _pool_map(_write_chunk, jobs, workers if n >= POOL_MIN else 1):
                 rows.extend(chunk_rows)
-                bar.advance(task, len(chunk_rows))
+                bar.advance(len(chunk_rows))
         _write_labels(tmp / LABELS_CSV, rows)
         (tmp / README_NAME).write_text(dataset_readme(n=n, seed=seed, img_size=img_size, counts=counts,
                                                       subjects=set_plan(n, seed).subjects), encoding="utf-8")

@@ -23,7 +23,7 @@ app = typer.Typer(
 @app.command()
 @user_errors_exit
 def build(
-    model: Optional[str] = typer.Argument(None, help=f"PATH.onnx or hf:OWNER/REPO[@REVISION][/FILE] (default: {LAST_EXPORT}, else the embedded model)."),
+    model: Optional[str] = typer.Argument(None, help=f"PATH.onnx, or hf:OWNER/REPO with an optional @REVISION and /FILE (default: {LAST_EXPORT}, else the embedded model)."),
     model_option: Optional[str] = typer.Option(None, "--model", "-m", help="The same as MODEL, as cgan-run takes it."),
     out: Path = typer.Option(Path("site"), "--out", "-o", help="Folder to write the site into."),
     ort_dist: Optional[Path] = typer.Option(

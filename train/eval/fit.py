@@ -97,7 +97,7 @@ def fit(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, x_val: np.ndarray,
     epoch with the best validation balanced accuracy (stop after ``config.patience`` epochs without a
     gain). With ``checkpoint``, the state after every epoch is saved there and a matching one (same
     ``ident``) is resumed. Returns the history."""
-    from cgan.train.synth import progress_bar
+    from cgan.runtime.progress import progress
 
     torch.manual_seed(config.seed)
     model.to(device).to(memory_format=torch.channels_last)
@@ -125,8 +125,7 @@ def fit(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, x_val: np.ndarray,
             log(f"{name}: resuming an interrupted fit after epoch {state['epoch']} ({checkpoint})")
     step = state["step"]
     policy = getattr(config, "augment", "") or ""
-    with progress_bar(f"{name}") as bar:
-        task = bar.add_task("", total=total, completed=step)
+    with progress(f"{name}", total=total, completed=step, unit="step") as bar:
         while state["epoch"] < config.max_epochs and step < total:
             epoch = state["epoch"]
             rng = np.random.default_rng([config.seed, epoch, 0xC1A5])
@@ -147,7 +146,7 @@ def fit(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, x_val: np.ndarray,
                 step += 1
                 loss_sum += loss.item() * len(idx)
                 seen += len(idx)
-                bar.advance(task)
+                bar.advance()
             seconds = time.perf_counter() - t0
             val = accuracy_summary(confusion(y_val, predict(model, x_val, device), num_classes))["balanced_accuracy"]
             state["epoch"] = epoch + 1
