@@ -153,7 +153,7 @@ def test_every_figure_and_measurement_file_named_in_the_docs_exists():
 DEVELOPMENT_TALK = [
     (r"\bissues?\s*#?\d+", "an issue number"),
     (r"(?<![\w&])#\d{1,4}\b", "an issue number"),
-    (r"\[[A-F](?:\]|:|,| \d)", "a run letter"),
+    (r"\[[A-F](?:\]|: | \d| met)", "a run letter"),  # [A 180, B 268 ms], [A: 1.98], [A met; ...]
     (r"\bruns? [A-F]\b(?! [a-z])", "a run letter"),
     (r"\bcommit\s+[0-9a-f]{6,40}\b", "a commit id"),
     (r"(?<![\w-])(?=[0-9a-f]*[a-f])(?=[0-9a-f]*\d)[0-9a-f]{7,12}(?![\w-])", "a commit id"),
@@ -181,9 +181,10 @@ def test_the_check_catches_development_talk():
     assert _talk("this development shell sets PYTHONDONTWRITEBYTECODE=1")
     assert _talk("14 minutes measured on this 2-core machine")
     assert _talk("the step before #15")
+    assert _talk("[A met; B and C not, on a busy host]")
     # and leaves alone what a user needs
     assert not _talk("the bare session, session.run, InferenceSession, 0xD2511F53, sha256 `e9695c30a78012f3...`")
-    assert not _talk("(A) BCE, (B) + DiffAugment; stage 3 Moderate; batch 64; seed 0")
+    assert not _talk("(A) BCE, (B) + DiffAugment; stage 3 Moderate; batch 64; seed 0; `[C, H, W]` values")
 
 
 @pytest.mark.parametrize("page", _user_texts(), ids=lambda p: str(p.relative_to(ROOT)))
