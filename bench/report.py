@@ -23,8 +23,7 @@ DEFAULT_JSON = REPO / ".benchmarks" / "latest.json"
 DEFAULT_OUT = REPO / "bench" / "RESULTS.md"
 EAGER = "eager fp32"
 
-# The goals of this round (issue #6; one image and cold start as issue 17 set them); each is judged
-# from the benchmarks of one run.
+# The goals the runtime and the trainer are held to; each is judged from the benchmarks of one run.
 GOAL_ORT_RATIO_B64 = 1.2
 GOAL_ONE_IMAGE_MS = 3.0
 GOAL_COLD_START_S = 0.35
@@ -35,7 +34,7 @@ GOAL_INT8_PSNR_DB = 40.0
 GOAL_INT8_MAE_GREY = 1.5
 GOAL_INT8_MAX_GREY = 16  # the int8 worst case: largest pixel difference and its 99.9th percentile
 GOAL_INT8_P999_GREY = 4
-GOAL_TRAIN_VS_PRESENT = 1.5  # issue 15: cgan-train's CPU step against the step before it
+GOAL_TRAIN_VS_PRESENT = 1.5  # cgan-train's CPU step against the step before it
 GOAL_TRAIN_VS_ORIGINAL = 2.0  # and against the original notebook's loop
 
 
@@ -263,7 +262,7 @@ def build_report(data: dict) -> str:
                     lines.append(f"- {key.replace('_', ' ')}: {value}")
             lines.append("")
 
-    # ---- the training step: speed ratios (issue 15's goal) and the work behind them
+    # ---- the training step: speed ratios (against their goal) and the work behind them
     ratios = _by_kind(training, "train_ratio")
     if ratios:
         lines += ["## Training step on CPU: speed and work (original loop, present step, cgan-train; interleaved step by step)", "",

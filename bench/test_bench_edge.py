@@ -1,4 +1,4 @@
-"""Edge use (issue 17): the int8 model, one image, cold start -- each against the fp32 runtime and torch, side by side.
+"""Edge use: the int8 model, one image, cold start -- each against the fp32 runtime and torch, side by side.
 
 - int8: quality (PSNR over the output range, grey levels, every stage) and size against the fp32
   model, and images/s at batch 1 and 64 with torch eager fp32, ORT fp32 and ORT int8 alternating

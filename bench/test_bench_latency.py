@@ -21,8 +21,8 @@ import pytest
 
 from bench._helpers import REPO, median_s, python_env, record_throughput, run_benchmark
 
-GOAL_ONE_IMAGE_MS = 3.0  # issue 17
-GOAL_COLD_START_S = 0.35  # issue 17
+GOAL_ONE_IMAGE_MS = 3.0  # one image, warm session
+GOAL_COLD_START_S = 0.35  # cgan-run --n 1, start to exit
 COLD_ROUNDS = {"cgan-run": 5, "torch script": 3}  # the torch baseline is slow and steady
 
 

@@ -1,12 +1,12 @@
 """Training throughput on CPU at 128 px, batch 16 and 32: cgan-train's step against the present step
-(before issue 15) and the original loop.
+(before it was made faster) and the original loop.
 
 "Original loop" is a plain reimplementation of the notebook's: the same models, fp32, a
 ``DataLoader`` over a dataset that opens and decodes every image file with PIL at each step
 (grayscale, resize, ``x/255``, normalise 0.5/0.5, as torchvision's ImageFolder + transforms), a
 ``WeightedRandomSampler`` with weight 1/class count, and the step D(real), D(G(z)) then G against
 D(G(z)) with D's gradients computed in the G step too. "present step" is cgan-train's step as it
-was before issue 15 (a faithful copy in ``bench/_present_step.py``: three D passes, three
+was before it was made faster (a faithful copy in ``bench/_present_step.py``: three D passes, three
 spectral-norm power iterations, per-parameter Adam, NCHW), fed like the new one. "cgan-train" is
 ``TrainingRun.train_step`` with cgan-train's defaults, fed from the uint8 memory-mapped cache.
 
@@ -138,7 +138,7 @@ def original_loop(folder: Path, batch: int, seed: int = 42):
 
 def cgan_train_loop(image_set, batch: int, *, present: bool = False, **overrides):
     """A callable doing ``n`` steps of cgan-train's loop on ``image_set`` (nothing written to disk);
-    ``present``: with the step as it was before issue 15 (its defaults too: NCHW tensors)."""
+    ``present``: with the step as it was before it was made faster (its defaults too: NCHW tensors)."""
     import torch
 
     from bench._present_step import as_present, present_step
@@ -178,7 +178,7 @@ def cgan_train_loop(image_set, batch: int, *, present: bool = False, **overrides
 
 
 ORIGINAL = "original loop (PIL decode per step, fp32)"
-PRESENT = "present step (before issue 15), fp32"
+PRESENT = "present step (the step before it was made faster), fp32"
 VARIANTS = {
     ORIGINAL: None,
     PRESENT: {"present": True},

@@ -150,15 +150,22 @@ class OnnxGenerator:
         noise_version: int = NOISE_VERSION,
     ) -> Iterator[Batch]:
         """Images ``start .. start+n-1`` of ``stage`` in session-sized batches (float32, as the model outputs them)."""
+        return self._batches(*self._checked(stage, n, seed, start, batch_size, noise_version))
+
+    def _checked(self, stage: int | str, n: int, seed: int, start: int, batch_size: int | None,
+                 noise_version: int) -> tuple[int, int, int, int, int, int]:
+        """A request checked before any work: (stage index, n, seed, start, batch size, noise version)."""
         s = self.stage_index(stage)
         n, seed, start, bs = _check_counts(n, seed, start, self.default_batch_size if batch_size is None else batch_size)
-        return self._batches(s, n, seed, start, bs, _check_noise(noise_version, seed, start + n))
+        return s, n, seed, start, bs, _check_noise(noise_version, seed, start + n)
 
-    def _batches(self, s: int, n: int, seed: int, start: int, bs: int, version: int) -> Iterator[Batch]:
+    def _batches(self, s: int, n: int, seed: int, start: int, bs: int, version: int,
+                 out: np.ndarray | None = None) -> Iterator[Batch]:
+        """The batches of a checked request; with ``out`` (``[n, C, H, W]``) each is written into its rows."""
         for k0 in range(start, start + n, bs):
             b = min(bs, start + n - k0)
-            images = self._run(s, k0, b, seed, version)
-            yield Batch(stage=s, start=k0, images=images, noise_version=version)
+            rows = None if out is None else out[k0 - start : k0 - start + b]
+            yield Batch(stage=s, start=k0, images=self._run(s, k0, b, seed, version, rows), noise_version=version)
 
     def _run(self, s: int, k0: int, b: int, seed: int, version: int, out: np.ndarray | None = None) -> np.ndarray:
         """Images ``k0 .. k0+b-1`` of stage ``s``, checked: finite, and a batch that does not fit in memory
@@ -193,15 +200,11 @@ class OnnxGenerator:
         noise_version: int = NOISE_VERSION,
     ) -> np.ndarray:
         """Images ``start .. start+n-1`` of ``stage`` as float32 ``[n, C, H, W]`` in the output range ([-1, 1])."""
-        s = self.stage_index(stage)
-        n, seed, start, bs = _check_counts(n, seed, start, self.default_batch_size if batch_size is None else batch_size)
-        version = _check_noise(noise_version, seed, start + n)
+        request = self._checked(stage, n, seed, start, batch_size, noise_version)
         info = self.info
-        out = np.empty((n, info.channels, info.img_size, info.img_size), dtype=np.float32)
-        for k0 in range(start, start + n, bs):
-            b = min(bs, start + n - k0)
-            i = k0 - start
-            self._run(s, k0, b, seed, version, out[i : i + b])
+        out = np.empty((request[1], info.channels, info.img_size, info.img_size), dtype=np.float32)
+        for _ in self._batches(*request, out=out):
+            pass
         return out
 
     def generate(

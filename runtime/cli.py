@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from .contract import DISCLAIMER, parse_stages
-from .errors import CganError, user_errors_exit
+from .errors import CganError, check_least, user_errors_exit
 from .noise import NOISE_VERSIONS
 from .run_options import DEFAULT_OUT, GRID_IMAGES, PROGRESSION_ROWS, RunConfig, RunOptions, build_parser
 
@@ -90,18 +90,9 @@ def run(**options: Any) -> None:
 def _check_args(*, n: int, seed: int, start: int, batch_size: Optional[int], threads: Optional[int], writers: Optional[int], layout: str, fmt: str) -> None:
     from .writers import FORMATS, LAYOUTS
 
-    if n < 1:
-        raise CganError(f"--n must be at least 1, got {n}")
-    if seed < 0:
-        raise CganError(f"--seed must be >= 0, got {seed}")
-    if start < 0:
-        raise CganError(f"--start must be >= 0, got {start}")
-    if batch_size is not None and batch_size < 1:
-        raise CganError(f"--batch-size must be at least 1, got {batch_size}")
-    if threads is not None and threads < 1:
-        raise CganError(f"--threads must be at least 1, got {threads}")
-    if writers is not None and writers < 1:
-        raise CganError(f"--writers must be at least 1, got {writers}")
+    for option, value, least in (("--n", n, 1), ("--seed", seed, 0), ("--start", start, 0), ("--batch-size", batch_size, 1),
+                                 ("--threads", threads, 1), ("--writers", writers, 1)):
+        check_least(option, value, least)
     if layout not in LAYOUTS:
         raise CganError(f"unknown --layout {layout!r}; expected one of {', '.join(LAYOUTS)}")
     if fmt not in FORMATS:

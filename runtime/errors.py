@@ -33,6 +33,12 @@ class DiskFullError(OutputError):
     """No space left where a file was being written (raised instead of the bare OSError, naming the file)."""
 
 
+def check_least(option: str, value: int | float | None, least: int) -> None:
+    """A number given to ``option`` below ``least`` is a :class:`CganError` naming it (None: not given)."""
+    if value is not None and value < least:
+        raise CganError(f"{option} must be {'>= 0' if least == 0 else f'at least {least}'}, got {value}")
+
+
 def first_line(exc: BaseException, limit: int = 300) -> str:
     """The first non-blank line of ``exc``'s message, stripped and cut to ``limit`` characters (its type
     name when the message is empty): how a library's multi-line exception is quoted inside our one-line errors."""

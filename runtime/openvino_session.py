@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .contract import INPUT_STAGE, INPUT_Z, OUTPUT_IMAGE, ModelInfo, check_io
+from .contract import INPUT_STAGE, INPUT_Z, ModelInfo, check_io
 from .errors import CganError, ModelError, first_line
 
 DEVICE = "CPU"

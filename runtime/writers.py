@@ -22,9 +22,8 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from .contract import DISCLAIMER, OASIS_FOLDERS
-from .errors import CganError, OutputError  # noqa: F401 - OutputError re-exported (it was defined here)
+from .errors import CganError, OutputError
 from .fileio import atomic_path, atomic_write_bytes, atomic_write_text, preallocated_npy
-from .outputs import check_free  # noqa: F401 - re-exported: the guard lives in outputs.py
 
 LAYOUTS = ("flat", "oasis")
 FORMATS = ("png", "npy", "none")

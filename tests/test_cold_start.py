@@ -1,4 +1,4 @@
-"""What `cgan-run --n 1` imports on its way to the first PNG: only what that path needs (issue 17).
+"""What `cgan-run --n 1` imports on its way to the first PNG: only what that path needs.
 
 Timing belongs to bench/ (test_bench_edge.py measures the cold start against the torch script); this
 checks the cause instead: heavy optional layers stay off the start path of a small run.

@@ -69,7 +69,7 @@ def test_default_chain_reads_model_output_and_writes_model_and_card(tmp_path):
 
 @pytest.mark.slow
 def test_the_card_never_replaces_a_readme_beside_the_model(tmp_path):
-    """Issue 12: `cgan-export --out gen.onnx` run in a project folder replaced its README.md, even with --no-overwrite."""
+    """`cgan-export --out gen.onnx` run in a project folder replaced its README.md, even with --no-overwrite."""
     ckpt = save_checkpoint(tmp_path / "g.pth")
     readme = tmp_path / "README.md"
     readme.write_text("# my project\n")

@@ -1,4 +1,4 @@
-"""The shared output guard (issue 12): every name planned and refused before writing, one run per folder,
+"""The shared output guard: every name planned and refused before writing, one run per folder,
 killed runs' temporary files cleaned, full disks, NaN models, sortable names, the Hub's fail-fast."""
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def test_planned_names_cover_every_stage(tmp_path):
 
 
 def test_a_multi_stage_run_refuses_the_existing_files_of_every_stage(tmp_path, model):
-    """Issue 12, 1: `--stage 0` then `--stage 0,1` into the same folder replaced the stage-0 files."""
+    """`--stage 0` then `--stage 0,1` into the same folder replaced the stage-0 files."""
     out = tmp_path / "t1"
     assert invoke("--stage", "0", "--n", "4", "--model", model, "--out", str(out)).exit_code == 0
     before = snapshot(out)
@@ -120,7 +120,7 @@ def _wait_for(predicate, proc: subprocess.Popen, what: str, timeout: float = 120
 
 @pytest.mark.slow
 def test_two_concurrent_runs_into_one_folder(tmp_path, model):
-    """Issue 12, 2: two runs with the same --out both reported success; one's images replaced the other's."""
+    """two runs with the same --out both reported success; one's images replaced the other's."""
     out = tmp_path / "shared"
     first = _popen_run("--stage", "all", "--n", "4000", "--model", model, "--out", str(out), "--writers", "1", "--batch-size", "16")
     try:
@@ -185,7 +185,7 @@ def test_dead_processes_temp_files_are_cleaned_live_ones_kept(tmp_path):
 
 @pytest.mark.slow
 def test_kill_9_leftovers_are_cleaned_by_the_next_run(tmp_path, model):
-    """Issue 12, 8: kill -9 left hidden temp files (a 327 MB .tmp.npy, .png.<pid>.<tid>.tmp) that nothing cleaned."""
+    """kill -9 left hidden temp files (a 327 MB .tmp.npy, .png.<pid>.<tid>.tmp) that nothing cleaned."""
     out = tmp_path / "o"
     proc = _popen_run("--stage", "0", "--n", "200000", "--format", "npy", "--model", model, "--out", str(out))
     try:
@@ -204,7 +204,7 @@ def test_kill_9_leftovers_are_cleaned_by_the_next_run(tmp_path, model):
 # ---------------------------------------------------------------- full disks
 
 def test_npy_on_a_full_disk_is_one_line_and_leaves_nothing(small_disk, model):
-    """Issue 12, 5: `--format npy` on a full disk died with SIGBUS (exit 135), leaving a hidden temp file."""
+    """`--format npy` on a full disk died with SIGBUS (exit 135), leaving a hidden temp file."""
     out = small_disk / "o"
     result = run_script("cgan-run", "--stage", "0,1", "--n", "400", "--format", "npy", "--model", model, "--out", str(out), block_torch=True)
     assert result.returncode == 1, result.stderr
@@ -245,7 +245,7 @@ def test_pngs_on_a_disk_that_fills_are_one_line(small_disk, model):
 # ---------------------------------------------------------------- broken models, the Hub
 
 def test_a_nan_model_writes_nothing(tmp_path):
-    """Issue 12, 7: a model whose output is NaN wrote all-black PNGs and exited 0 after a numpy warning."""
+    """a model whose output is NaN wrote all-black PNGs and exited 0 after a numpy warning."""
     out = tmp_path / "o"
     result = run_script("cgan-run", "--n", "3", "--model", str(model_file("nan")), "--out", str(out), block_torch=True)
     assert result.returncode == 1
@@ -268,7 +268,7 @@ def test_hub_lookups_say_so_and_fail_fast_when_unreachable(tmp_path):
 
 @pytest.mark.slow
 def test_a_batch_too_large_for_memory_says_to_lower_it(tmp_path, model):
-    """Issue 12, 8: a --batch-size too large for memory printed a traceback. The child's address space is capped
+    """a --batch-size too large for memory printed a traceback. The child's address space is capped
     at 1.5 GiB, so the 100,000-image batch cannot be allocated whatever the machine has."""
     import resource
 

@@ -289,7 +289,8 @@ def test_npy_writer_abort_leaves_nothing(tmp_path):
 
 
 def test_png_writer_reports_a_failed_write(tmp_path):
-    from cgan.runtime.writers import OutputError, PngWriter
+    from cgan.runtime.errors import OutputError
+    from cgan.runtime.writers import PngWriter
 
     pixels = np.zeros((3, 8, 8), dtype=np.uint8)
     writer = PngWriter(workers=1)  # one thread: the first batch is done before the second fails

@@ -1,4 +1,4 @@
-"""Issue 15: the faster training step and the discriminator-side levers (--loss, --r1, --diffaugment, --compile)."""
+"""The faster training step and the discriminator-side levers (--loss, --r1, --diffaugment, --compile)."""
 
 from __future__ import annotations
 

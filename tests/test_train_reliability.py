@@ -1,4 +1,4 @@
-"""cgan-train and the data cache under faults (issue 12): resume without repeating flags, safe changes on resume,
+"""cgan-train and the data cache under faults: resume without repeating flags, safe changes on resume,
 full disks, a second run into the same --out, a checkpoint that needs pickled code, --help's defaults."""
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def history(out: Path) -> list[str]:
 
 @pytest.mark.slow
 def test_killed_run_resumed_without_repeating_flags_is_bit_identical(dataset, tmp_path):
-    """Issue 12, 4: a run started with --epochs, killed, and resumed as `cgan-train --resume --out DIR` forgot --epochs."""
+    """a run started with --epochs, killed, and resumed as `cgan-train --resume --out DIR` forgot --epochs."""
     run = ["--epochs", "3", "--checkpoint-every", "1", "--quiet"]  # 3 epochs of 4 steps: 12 steps, not the default 10 epochs
     whole = run_script("cgan-train", *args_for(dataset, tmp_path / "whole", *run))
     assert whole.returncode == 0, whole.stderr
@@ -149,7 +149,7 @@ def test_a_second_run_into_the_same_out_is_refused(dataset, tmp_path):
 
 
 def test_help_keeps_its_defaults():
-    """Issue 12, 8: rich read "[default: ...]" in three help texts as markup and dropped it."""
+    """rich read "[default: ...]" in three help texts as markup and dropped it."""
     result = run_script("cgan-train", "--help")
     text = " ".join(result.stdout.replace("│", " ").split())
     for default in ("(default: the built-in synthetic OASIS-like set", "(default: $CGAN_CACHE", "(default: torch's choice)"):
@@ -159,7 +159,7 @@ def test_help_keeps_its_defaults():
 # ---------------------------------------------------------------- full disks
 
 def test_a_full_disk_at_checkpoint_time_is_one_line(dataset, small_disk):
-    """Issue 12, 5: a full disk when the checkpoint is written printed a traceback (inline_container.cc ... unexpected pos)."""
+    """a full disk when the checkpoint is written printed a traceback (inline_container.cc ... unexpected pos)."""
     out = small_disk / "run"
     result = run_script("cgan-train", *args_for(dataset, out, "--max-steps", "2", "--width", "128", "--quiet"))
     assert result.returncode == 1
@@ -169,7 +169,7 @@ def test_a_full_disk_at_checkpoint_time_is_one_line(dataset, small_disk):
 
 
 def test_a_full_disk_while_building_the_cache_is_one_line(tmp_path, small_disk):
-    """Issue 12, 5: the data cache build died with SIGBUS (exit 135) on a full disk and left a hidden temp file."""
+    """the data cache build died with SIGBUS (exit 135) on a full disk and left a hidden temp file."""
     data = make_synthetic_set(tmp_path / "syn", n=40, seed=1, img_size=64, log=quiet)
     result = run_script("cgan-data", "scan", "--data", str(data), "--img-size", "256", "--cache-dir", str(small_disk))
     assert result.returncode == 1, result.stderr

@@ -359,7 +359,7 @@ def train(config: TrainConfig, *, image_set=None, log: Log = print, given: set[s
     """Train (or, with ``config.resume``, continue) a run; write its files to ``config.out``.
 
     ``image_set`` (a :class:`cgan.train.data.ImageSet`) replaces loading ``config.data``. With ``resume``,
-    the run continues as saved; ``given`` names the fields set on the command line (see :func:`_merge_resumed`).
+    the run continues as saved; ``given`` names the fields set on the command line (see :func:`cgan.train.config.merge_resumed`).
     Raises :class:`CganError` for bad settings before anything is written.
     """
     config.validate()

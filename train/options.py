@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from cgan.runtime.contract import OUTPUT_DIR
-from cgan.runtime.errors import CganError
+from cgan.runtime.errors import CganError, check_least
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda")
@@ -145,19 +145,13 @@ class TrainConfig:
 
         if self.img_size < 32 or self.img_size & (self.img_size - 1):
             raise CganError(f"--img-size must be a power of two >= 32 (32, 64, 128, 256...), got {self.img_size}")
-        positive = {"--epochs": self.epochs, "--batch-size": self.batch_size, "--z-dim": self.z_dim, "--width": self.width,
-                    "--keep-checkpoints": self.keep_checkpoints}
-        if self.max_steps is not None:
-            positive["--max-steps"] = self.max_steps
-        if self.threads is not None:
-            positive["--threads"] = self.threads
-        for name, value in positive.items():
-            if value < 1:
-                raise CganError(f"{name} must be at least 1, got {value}")
+        for name, value in {"--epochs": self.epochs, "--batch-size": self.batch_size, "--z-dim": self.z_dim,
+                            "--width": self.width, "--keep-checkpoints": self.keep_checkpoints,
+                            "--max-steps": self.max_steps, "--threads": self.threads}.items():
+            check_least(name, value, 1)
         for name, value in {"--sample-every": self.sample_every, "--checkpoint-every": self.checkpoint_every,
                             "--workers": self.workers, "--seed": self.seed}.items():
-            if value < 0:
-                raise CganError(f"{name} must be >= 0, got {value}")
+            check_least(name, value, 0)
         for name, value in {"--lr-g": self.lr_g, "--lr-d": self.lr_d}.items():
             if not value > 0:
                 raise CganError(f"{name} must be > 0, got {value}")

@@ -33,7 +33,7 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 
 from cgan.runtime.contract import DISCLAIMER, OASIS_COUNTS, OASIS_FOLDERS
-from cgan.runtime.errors import CganError
+from cgan.runtime.errors import CganError, check_least
 from cgan.runtime.progress import progress
 from cgan.runtime.writers import png_bytes
 
@@ -251,10 +251,8 @@ def render_set(n: int, *, seed: int, img_size: int = 128, workers: int | None = 
 
 
 def _check_set_args(n: int, seed: int, img_size: int) -> None:
-    if n < 1:
-        raise CganError(f"--n must be at least 1, got {n}")
-    if seed < 0:
-        raise CganError(f"--seed must be >= 0, got {seed}")
+    check_least("--n", n, 1)
+    check_least("--seed", seed, 0)
     if img_size < 16:
         raise CganError(f"image size must be at least 16 px, got {img_size}")
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-# The bar a generator must clear (issue 15's, for the default model): every judge-based figure is read
+# The bar a generator must clear (the project's, for the default model): every judge-based figure is read
 # against the judge's own reading of real images or against a calibration row, not against a constant
 # that depends on how hard the data is.
 BAR = {
