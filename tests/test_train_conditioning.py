@@ -16,7 +16,7 @@ from cgan.runtime.api import load
 from cgan.runtime.contract import Key, noise
 from cgan.runtime.errors import CganError
 from cgan.train import ddp
-from cgan.train.batches import stratified_order
+from cgan.train.batches import draw_order, epoch_order, stratified_order
 from cgan.train.cli import app
 from cgan.train.loop import TrainConfig, TrainingRun, to_model_input, train
 from cgan.train.models import GeneratorConfig, build_generator
@@ -283,6 +283,14 @@ def test_balanced_batches_hold_every_stage_in_equal_shares(batch):
     # ranks draw disjoint streams of the same shape
     r0, r1 = (stratified_order(labels, 4, seed=3, epoch=0, rank=r, world_size=2) for r in (0, 1))
     assert len(r0) == len(r1) == len(labels) // 2 and not np.array_equal(r0, r1)
+
+
+def test_the_loop_draws_stage_balanced_batches_only_when_asked():
+    labels = np.array([0] * 50 + [1] * 10 + [2] * 4 + [3] * 1)
+    kw = dict(seed=3, epoch=2, balance=True, rank=1, world_size=2)
+    on = draw_order(labels, 4, balanced_batches=True, **kw)
+    assert all(np.bincount(labels[on[i:i + 4]], minlength=4).tolist() == [1, 1, 1, 1] for i in range(0, len(on) - 3, 4))
+    np.testing.assert_array_equal(draw_order(labels, 4, balanced_batches=False, **kw), epoch_order(labels, 4, **kw))
 
 
 def test_balanced_batches_refuse_a_stage_without_images():

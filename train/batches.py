@@ -33,6 +33,15 @@ def epoch_order(labels: np.ndarray, num_classes: int, *, seed: int, epoch: int, 
     return draws[rank::world_size][: n // world_size]
 
 
+def draw_order(labels: np.ndarray, num_classes: int, *, seed: int, epoch: int, balance: bool,
+               balanced_batches: bool, rank: int = 0, world_size: int = 1) -> np.ndarray:
+    """The epoch's draws the run's flags ask for: :func:`stratified_order` with ``--balanced-batches``,
+    else :func:`epoch_order`."""
+    if balanced_batches:
+        return stratified_order(labels, num_classes, seed=seed, epoch=epoch, rank=rank, world_size=world_size)
+    return epoch_order(labels, num_classes, seed=seed, epoch=epoch, balance=balance, rank=rank, world_size=world_size)
+
+
 def stratified_order(labels: np.ndarray, num_classes: int, *, seed: int, epoch: int,
                      rank: int = 0, world_size: int = 1) -> np.ndarray:
     """Stage-balanced batches (``--balanced-batches``): this rank's ``len(labels) // world_size`` draws for

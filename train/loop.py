@@ -37,14 +37,15 @@ from cgan.runtime.outputs import FolderLock, clean_dead_temps
 from . import checkpoint as ckpt
 from . import ddp, objectives, outputs
 from .augment import diff_augment, parse_policy
-from .batches import epoch_order, iter_batches, stratified_order, to_model_input
+from .batches import draw_order, epoch_order, iter_batches, to_model_input  # noqa: F401 - epoch_order: re-exported for tests
 from .config import TrainResult, merge_resumed, resolve_device, resolve_precision
 from .options import TrainConfig
 from .fast import compile_or_eager, load_optimizer_state, make_adam
 from .init_from import absolute, read_init
 from .models import GeneratorConfig, batch_groups, build_discriminator, build_generator
+from .models import split_outputs as _split
 from .run_outputs import RunOutputs
-from .warm_start import ExportedGenerator, check_rebuild, rebuild_generator
+from .warm_start import ExportedGenerator, warm_state
 
 Log = Callable[[str], object]
 
@@ -320,14 +321,10 @@ class TrainingRun(RunOutputs):
         self.init_source = f"{source.name} (step {state['step']} of a run seeded {state['train_config'].get('seed')})"
 
     def _warm_start(self, exported: ExportedGenerator) -> None:
-        if exported.config.num_classes != self.gen_config.num_classes:
-            raise CganError(f"--init-from {self.config.init_from} generates {exported.config.num_classes} stages; the data "
-                            f"has {self.gen_config.num_classes} classes ({', '.join(self.class_names)})")
-        generator = rebuild_generator(exported, self.gen_config)
-        self.warm_start_diff = check_rebuild(exported, generator, str(self.config.init_from))
-        self.G.load_state_dict(generator.state_dict())
-        if self.G_ema is not None:
-            self.G_ema.load_state_dict(generator.state_dict())
+        state, self.warm_start_diff = warm_state(exported, self.gen_config, self.class_names, str(self.config.init_from))
+        for g in (self.G, self.G_ema):
+            if g is not None:
+                g.load_state_dict(state)
         self.init_source = f"{exported.describe()}, rebuilt as {self.gen_config.arch}; a fresh discriminator"
 
     # ------------------------------------------------------------ outputs (rank 0)
@@ -346,11 +343,6 @@ class TrainingRun(RunOutputs):
         t = self.epoch_time
         return {"epoch": self.epoch + 1, "g_loss": g_loss, "d_loss": d_loss, "d_real": d_real, "d_fake": d_fake,
                 "epoch_time_s": t, "steps": self.batch, "images_per_s": float(total[5]) / t if t > 0 else 0.0}
-
-
-def _split(out) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """D's output as (adversarial logits, stage logits or None): with --aux-weight, D returns both."""
-    return out if isinstance(out, tuple) else (out, None)
 
 
 # ---------------------------------------------------------------- entry point
@@ -490,12 +482,9 @@ def _train(config: TrainConfig, state, latest, init_state, image_set, info, devi
                       unit="step", enabled=info.is_main and not config.quiet) as bar:
             say = bar.logger(say)  # end_epoch's lines go above the bar, not into it
             while run.step < run.total_steps:
-                if config.balanced_batches:
-                    order = stratified_order(run.labels, run.gen_config.num_classes, seed=config.seed, epoch=run.epoch,
-                                             rank=info.rank, world_size=info.world_size)
-                else:
-                    order = epoch_order(run.labels, run.gen_config.num_classes, seed=config.seed, epoch=run.epoch,
-                                        balance=config.balance, rank=info.rank, world_size=info.world_size)
+                order = draw_order(run.labels, run.gen_config.num_classes, seed=config.seed, epoch=run.epoch,
+                                   balance=config.balance, balanced_batches=config.balanced_batches,
+                                   rank=info.rank, world_size=info.world_size)
                 bar.update(description=f"epoch {run.epoch + 1}/{config.epochs}")
                 t0 = time.perf_counter()
                 for u8, lab in iter_batches(run.images, run.labels, order, config.batch_size, run.batch,

@@ -234,5 +234,10 @@ def build_discriminator(kind: str, config: GeneratorConfig, width: int = 64, min
                minibatch_std=minibatch_std, **extra)
 
 
+def split_outputs(out) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """A discriminator's output as (adversarial logits, stage logits or None): with a classifier, D returns both."""
+    return out if isinstance(out, tuple) else (out, None)
+
+
 def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())

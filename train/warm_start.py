@@ -252,6 +252,17 @@ def max_difference(exp: ExportedGenerator, generator: nn.Module) -> float:
     return float(np.abs(got - want).max())
 
 
+def warm_state(exp: ExportedGenerator, target: GeneratorConfig, class_names: list[str],
+               shown: str) -> tuple[dict[str, torch.Tensor], float]:
+    """(the rebuilt generator's state dict for ``target``, its checked difference from the file) for a run
+    on data with ``class_names``."""
+    if exp.config.num_classes != target.num_classes:
+        raise CganError(f"--init-from {shown} generates {exp.config.num_classes} stages; the data has "
+                        f"{target.num_classes} classes ({', '.join(class_names)})")
+    generator = rebuild_generator(exp, target)
+    return generator.state_dict(), check_rebuild(exp, generator, shown)
+
+
 def check_rebuild(exp: ExportedGenerator, generator: nn.Module, shown: str) -> float:
     """The max abs difference of :func:`max_difference`; a :class:`CganError` when above :data:`CHECK_TOLERANCE`."""
     diff = max_difference(exp, generator)
