@@ -100,42 +100,21 @@ def export_generator(
         raise ExportError(f"tolerance must be a number >= 0, got {tolerance}")
     out = Path(out)
     _check_output(out, overwrite=overwrite, card=model_card)
-
-    for wrapper_attr in ("module", "_orig_mod"):  # DistributedDataParallel, torch.compile
-        generator = getattr(generator, wrapper_attr, generator)
-    body = ("convs", "norms", "to_image") if getattr(getattr(generator, "config", None), "arch", "dcgan") == "cbn" else ("net",)
-    if not all(hasattr(generator, a) for a in ("config", "label_emb", *body)):
-        raise ExportError(f"export_generator needs a cgan.train.models.Generator, got {type(generator).__name__}")
-    reference = copy.deepcopy(generator).float().cpu().eval()
+    reference = _reference_copy(generator)
     cfg = reference.config
     if stage_names is not None and len(stage_names) != cfg.num_classes:
         raise ExportError(f"{len(stage_names)} stage names {list(stage_names)} for a Generator of {cfg.num_classes} stages")
     precision = "fp16" if fp16 else "fp32"
-    say(f"tracing the Generator ({cfg.img_size} px, z_dim {cfg.z_dim}, {cfg.num_classes} stages) to ONNX opset {opset}, {precision}")
-    module = build_inference_module(reference, fp16=fp16)
-    model = trace_to_onnx(module, z_dim=cfg.z_dim, opset=opset)
-    check_graph(model, z_dim=cfg.z_dim, channels=cfg.channels, img_size=cfg.img_size, opset=opset)
 
+    say(f"tracing the Generator ({cfg.img_size} px, z_dim {cfg.z_dim}, {cfg.num_classes} stages) to ONNX opset {opset}, {precision}")
+    model = trace_to_onnx(build_inference_module(reference, fp16=fp16), z_dim=cfg.z_dim, opset=opset)
+    check_graph(model, z_dim=cfg.z_dim, channels=cfg.channels, img_size=cfg.img_size, opset=opset)
     providers = validation_providers(fp16)
     say(f"validating in onnxruntime ({', '.join(providers)}) against torch at batch sizes {', '.join(map(str, BATCH_SIZES))}, every stage")
     model_bytes = model.SerializeToString()
-    parities = [compare_with_torch(model_bytes, reference, tolerance=tolerance, provider=p) for p in providers]
-    parity = max(parities, key=lambda p: p.max_abs_err)
+    parity = max((compare_with_torch(model_bytes, reference, tolerance=tolerance, provider=p) for p in providers),
+                 key=lambda p: p.max_abs_err)
 
-    now = datetime.now(timezone.utc).replace(microsecond=0).isoformat()
-    prov = {Key.CREATED: now, Key.TOOL_VERSION: __version__}
-    prov.update(_provenance_keys(provenance or {}))
-    prov.update(
-        {
-            Key.OPSET: str(opset),
-            Key.PARITY_MAX_ABS_ERR: f"{parity.max_abs_err:.3e}",
-            Key.PARITY_TOLERANCE: f"{tolerance:g}",
-            Key.PARITY_PROVIDERS: ",".join(providers),
-            Key.EXPORTED: now,
-            # read from the weights themselves: a warm start (cgan-train --init-from MODEL.onnx) rebuilds it
-            Key.ARCHITECTURE: getattr(cfg, "arch", "dcgan"),
-        }
-    )
     info = ModelInfo(
         z_dim=cfg.z_dim,
         num_classes=cfg.num_classes,
@@ -143,27 +122,12 @@ def export_generator(
         channels=cfg.channels,
         stage_names=tuple(stage_names) if stage_names is not None else stage_names_for(cfg.num_classes),
         precision=precision,
-        provenance=prov,
+        provenance=_export_provenance(provenance or {}, cfg, opset=opset, parity=parity, tolerance=tolerance, providers=providers),
     )
     _set_metadata(model, info)
-    card_text = render_card(info, out.name) if model_card else None
-
     data = model.SerializeToString()
-    try:
-        with atomic_path(out) as tmp:
-            tmp.write_bytes(data)
-            read_metadata(tmp)  # the runtime's own reader must accept the file before it gets its name
-        card_path = card_path_for(out) if card_text is not None else None
-        if card_path is not None:
-            atomic_write_text(card_path, card_text)
-    except DiskFullError:
-        raise
-    except CganError as exc:
-        raise ExportError(f"the written model did not pass the runtime's checks ({exc}); nothing was kept") from None
-    except OSError as exc:
-        raise ExportError(f"cannot write {out} ({exc.strerror or exc}); choose another --out") from None
-
-    report = ExportReport(
+    card_path = _write(out, data, render_card(info, out.name) if model_card else None)
+    return ExportReport(
         path=out,
         max_abs_err=parity.max_abs_err,
         info=ModelInfo.from_metadata(info.to_metadata(), source=str(out)),
@@ -177,7 +141,6 @@ def export_generator(
         seconds=time.perf_counter() - started,
         size_bytes=len(data),
     )
-    return report
 
 
 def export_checkpoint(checkpoint: Path, out: Path, **kwargs: Any) -> ExportReport:
@@ -198,6 +161,54 @@ def export_checkpoint(checkpoint: Path, out: Path, **kwargs: Any) -> ExportRepor
 
 
 # ---------------------------------------------------------------- internals
+
+def _reference_copy(generator: Any) -> Any:
+    """A CPU float32 copy in eval mode of a Generator (unwrapped from DDP or torch.compile); the caller's stays as it is."""
+    for wrapper_attr in ("module", "_orig_mod"):  # DistributedDataParallel, torch.compile
+        generator = getattr(generator, wrapper_attr, generator)
+    body = ("convs", "norms", "to_image") if getattr(getattr(generator, "config", None), "arch", "dcgan") == "cbn" else ("net",)
+    if not all(hasattr(generator, a) for a in ("config", "label_emb", *body)):
+        raise ExportError(f"export_generator needs a cgan.train.models.Generator, got {type(generator).__name__}")
+    return copy.deepcopy(generator).float().cpu().eval()
+
+
+def _export_provenance(provenance: Mapping[str, Any], cfg: Any, *, opset: int, parity: Any, tolerance: float,
+                       providers: list[str]) -> dict[str, str]:
+    """The metadata beyond the model's shape: where the weights came from, and what this export measured."""
+    now = datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+    prov = {Key.CREATED: now, Key.TOOL_VERSION: __version__}
+    prov.update(_provenance_keys(provenance))
+    prov.update(
+        {
+            Key.OPSET: str(opset),
+            Key.PARITY_MAX_ABS_ERR: f"{parity.max_abs_err:.3e}",
+            Key.PARITY_TOLERANCE: f"{tolerance:g}",
+            Key.PARITY_PROVIDERS: ",".join(providers),
+            Key.EXPORTED: now,
+            # read from the weights themselves: a warm start (cgan-train --init-from MODEL.onnx) rebuilds it
+            Key.ARCHITECTURE: getattr(cfg, "arch", "dcgan"),
+        }
+    )
+    return prov
+
+
+def _write(out: Path, data: bytes, card_text: str | None) -> Path | None:
+    """Write the model, once the runtime's own reader accepts it, then its card; returns the card's path."""
+    try:
+        with atomic_path(out) as tmp:
+            tmp.write_bytes(data)
+            read_metadata(tmp)  # the runtime's own reader must accept the file before it gets its name
+        card_path = card_path_for(out) if card_text is not None else None
+        if card_path is not None:
+            atomic_write_text(card_path, card_text)
+        return card_path
+    except DiskFullError:
+        raise
+    except CganError as exc:
+        raise ExportError(f"the written model did not pass the runtime's checks ({exc}); nothing was kept") from None
+    except OSError as exc:
+        raise ExportError(f"cannot write {out} ({exc.strerror or exc}); choose another --out") from None
+
 
 def _provenance_keys(provenance: Mapping[str, Any]) -> dict[str, str]:
     out = {}
