@@ -202,3 +202,18 @@ def test_the_card_template_speaks_of_the_model_only():
     card = render_card(read_metadata(EMBEDDED_DEFAULT), "cDCGAN_generator.onnx")
     card = re.sub(r"sha256 \| `[0-9a-f]+`", "", card)
     assert not _talk(card), _talk(card)
+
+
+def test_help_texts_are_unwrapped_so_a_narrow_terminal_fills_its_lines():
+    """typer's rich help keeps every newline: a text wrapped by hand shows ragged half-lines at 80 columns."""
+    hook = _hook()
+    ragged = []
+    for command in _scripts():
+        group = hook._click_command(command)
+        if group is None:
+            continue  # cgan-run: argparse rewraps its own text
+        commands = list(getattr(group, "commands", {}).values()) or [group]
+        for cmd in [group, *commands]:
+            texts = [cmd.help or ""] + [getattr(p, "help", None) or "" for p in cmd.params]
+            ragged += [f"{command} {cmd.name}: {t[:60]!r}" for t in texts if re.search(r"[^\n]\n[^\n]", t)]
+    assert not ragged, ragged

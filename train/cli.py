@@ -12,6 +12,7 @@ import typer
 
 from cgan.runtime.contract import DISCLAIMER
 from cgan.runtime.errors import user_errors_exit
+from cgan.runtime.helptext import unwrap
 
 from .options import TrainConfig, options
 
@@ -70,7 +71,7 @@ def _signature() -> inspect.Signature:
 
 train.__signature__ = _signature()
 train.__annotations__ = {p.name: p.annotation for p in train.__signature__.parameters.values()}
-app.command(help=HELP)(user_errors_exit(train))
+app.command(help=unwrap(HELP))(user_errors_exit(train))
 
 
 def _given(ctx: typer.Context, name: str) -> bool:

@@ -9,6 +9,7 @@ import typer
 
 from cgan.runtime.contract import DISCLAIMER
 from cgan.runtime.errors import CganError, user_errors_exit
+from cgan.runtime.helptext import unwrap
 
 app = typer.Typer(
     name="cgan-data",
@@ -19,7 +20,6 @@ app = typer.Typer(
 )
 
 
-@app.command()
 @user_errors_exit
 def synth(
     out: Path = typer.Option(..., "--out", help="Folder to write (must not exist or be empty, unless --overwrite)."),
@@ -48,7 +48,6 @@ def synth(
     make_synthetic_set(out, n=n, seed=seed, img_size=img_size, workers=workers, overwrite=overwrite, log=typer.echo)
 
 
-@app.command()
 @user_errors_exit
 def scan(
     data: Optional[Path] = typer.Option(None, "--data", help="Dataset folder (default: the built-in synthetic set)."),
@@ -80,6 +79,11 @@ def scan(
     if images.cache_path is not None:
         state = "built" if images.rebuilt else "up to date"
         typer.echo(f"cache ({state}): {images.cache_path}")
+
+
+# registered with their docstrings unwrapped: rich keeps a hand-wrapped text's line breaks
+app.command(help=unwrap(synth.__doc__))(synth)
+app.command(help=unwrap(scan.__doc__))(scan)
 
 
 def main() -> None:

@@ -48,7 +48,7 @@ HELP = (
     "never a verdict.\n\n"
     "Writes report.json, report.md, samples.png (and artefacts.png, augment.png) to --out, which must be "
     "writable and must not hold a report already (--overwrite). Inception FID is not offered: its weights "
-    "cannot be downloaded here, and a network trained on colour photographs says little about grayscale brain "
+    "are not bundled, and a network trained on colour photographs says little about grayscale brain "
     "slices.\n\n"
     f"{DISCLAIMER}"
 )
@@ -59,7 +59,7 @@ HELP = (
 def evaluate(
     model: Optional[str] = typer.Argument(None, help="Generator: .onnx path, hf:OWNER/REPO or hf:OWNER/REPO/FILE, or a .pth/.pt checkpoint (default: the last export, else the embedded default)."),
     model_option: Optional[str] = typer.Option(None, "--model", "-m", help="The same as MODEL, as cgan-run takes it."),
-    data: Optional[Path] = typer.Option(None, "--data", help="Real images: Kaggle OASIS layout, stage0..stageN, or class folders named by --classes (default: the built-in synthetic set)."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Real images: Kaggle OASIS layout, stage0..stageN, or class folders named by --classes (default: the judge set, synthetic subjects that share none with the set a generator trains on)."),
     classes: Optional[str] = typer.Option(None, "--classes", help='Class folders in stage order, e.g. "a,b,c,d".'),
     n: int = typer.Option(256, "--n", help="Generated images per stage."),
     seed: int = typer.Option(0, "--seed", help="Noise seed for the generated images, the split and the judges."),

@@ -111,7 +111,8 @@ def describe(spec: JudgeSetSpec) -> str:
 
 def load_judge_set(spec: JudgeSetSpec, *, cache_dir: Path, log: Log = print, workers: int | None = None):
     """The judge set as an ImageSet (with ``severity`` per image), rendered into the cache once."""
-    from cgan.train.synth import _pool_map, default_workers, progress_bar
+    from cgan.runtime.progress import progress
+    from cgan.train.synth import _pool_map, default_workers
 
     entry = Path(cache_dir) / "datasets" / f"judgeset-{spec.key()}"
     cache, meta_path = entry / "images.npy", entry / "meta.json"
@@ -132,16 +133,12 @@ def load_judge_set(spec: JudgeSetSpec, *, cache_dir: Path, log: Log = print, wor
         with atomic_path(cache) as tmp:
             arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(rows), spec.img_size, spec.img_size))
             w = default_workers() if workers is None else workers
-            done = 0
-            with progress_bar("rendering the judge set") as bar:
-                task = bar.add_task("", total=len(rows))
+            # a bar on a terminal, a plain line at a steady interval in a pipe or a log
+            with progress("rendering the judge set", total=len(rows), unit="image") as bar:
                 for a, (imgs, sev) in zip(range(0, len(rows), 64), _pool_map(_render_chunk, jobs, w)):
                     arr[a : a + len(imgs)] = imgs
                     severity[a : a + len(imgs)] = sev
-                    bar.advance(task, len(imgs))
-                    done += len(imgs)
-                    if done % 1024 < 64:
-                        log(f"  judge set: {done:,} / {len(rows):,} images")
+                    bar.advance(len(imgs))
             arr.flush()
             del arr
         meta = {"key": spec.key(), "severity": severity.tolist()}
