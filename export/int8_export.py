@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from cgan.runtime.api import check_finite_model
 from cgan.runtime.contract import ModelInfo, read_metadata
 from cgan.runtime.errors import CganError
 from cgan.runtime.fileio import atomic_path, atomic_write_text
@@ -89,6 +90,7 @@ def export_int8(
             if not source.is_file():
                 raise ExportError(f"fp32 model {source} does not exist; give a .onnx written by cgan-export or a checkpoint")
             read_metadata(source)  # the runtime's contract first: a foreign file is refused with its reason
+            check_finite_model(source)  # a NaN model has nothing to calibrate on: say so, not "scale issue"
             fp32_path = source
         else:
             from .api import export_checkpoint  # torch: only for a checkpoint

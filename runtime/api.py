@@ -189,6 +189,24 @@ class OnnxGenerator:
             )
         return images
 
+    def check_finite(self, stages, *, seed: int = 0, start: int = 0, noise_version: int = NOISE_VERSION) -> None:
+        """Run the first image of every stage in ``stages`` (one session call) and raise :class:`ModelError`
+        naming the stages whose output is not finite: called before anything is written, so a model that
+        is broken for one stage is refused before the other stages' files appear."""
+        stages = [self.stage_index(s) for s in stages]
+        if not stages:
+            return
+        version = _check_noise(noise_version, seed, start + 1)
+        z = np.repeat(noise(seed, start, 1, self.info.z_dim, version), len(stages), axis=0)
+        images = self._session.run(z, np.asarray(stages, dtype=np.int64), None)
+        bad = [s for s, img in zip(stages, images) if not np.isfinite(img).all()]
+        if bad:
+            names = ", ".join(f"{s} ({self.info.stage_names[s]})" for s in bad)
+            raise ModelError(
+                f"the model {self.source} gives non-finite values (NaN or inf) for stage {names}, so nothing was written; "
+                "it is broken (e.g. exported from a diverged training run): use another model or checkpoint"
+            )
+
     def generate_float(
         self,
         stage: int | str = 0,
@@ -260,6 +278,15 @@ def load(
 
         return OnnxGenerator(open_openvino(resolved.path, settings, source=resolved.description), resolved)
     return OnnxGenerator(open_session(resolved.path, settings, source=resolved.description), resolved)
+
+
+def check_finite_model(model: "ResolvedModel | str | os.PathLike") -> None:
+    """Refuse (:class:`ModelError`) a model whose first image of any stage is NaN or inf: for the commands
+    that take a model without generating with it (``cgan-web build``, ``cgan-export --int8``)."""
+    resolved = model if isinstance(model, ResolvedModel) else ResolvedModel(Path(model), "path", str(model))
+    session = open_session(resolved.path, SessionSettings(provider="cpu"), source=resolved.description)
+    gen = OnnxGenerator(session, resolved)
+    gen.check_finite(range(gen.info.num_classes))
 
 
 def _check_noise(version: object, seed: int, end: int) -> int:

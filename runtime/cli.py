@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import itertools
 import json
 import sys
 import time
@@ -47,6 +46,8 @@ def run(**options: Any) -> None:
         raise CganError(f"unknown --noise-version {o.noise_version}; expected one of {', '.join(map(str, NOISE_VERSIONS))}")
     if grid is not None and grid.suffix.lower() != ".png":
         raise CganError(f"--grid {grid}: the contact sheet is a PNG; give a file name ending in .png")
+    if grid is not None:
+        _check_grid(grid)
     if o.progression and grid is None:
         grid = out_dir / "progression.png"
 
@@ -85,6 +86,17 @@ def run(**options: Any) -> None:
     result = generate_to_disk(gen, config, quiet=o.quiet)
     if not o.quiet:
         _echo(result)
+
+
+def _check_grid(grid: Path) -> None:
+    """The contact sheet's own problems, named as --grid's (not --out's)."""
+    if grid.is_dir():
+        raise CganError(f"--grid {grid} is a folder; give the contact sheet a file name ending in .png")
+    for parent in grid.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise CganError(f"--grid {grid}: {parent} is a file, not a folder; choose another place for the contact sheet")
+            break
 
 
 def _check_args(*, n: int, seed: int, start: int, batch_size: Optional[int], threads: Optional[int], writers: Optional[int], layout: str, fmt: str) -> None:
@@ -138,16 +150,17 @@ def generate_to_disk(gen, config: RunConfig, *, quiet: bool = False) -> str:
     """
     from .fileio import check_space
     from .outputs import check_free, locked_folders
-    from .writers import index_digits, planned_files, prepare_dirs, stack_bytes
+    from .writers import PlannedNames, index_digits, min_png_bytes, planned_files, prepare_dirs, stack_bytes
 
     info = gen.info
     out = Path(config.out)
     grid = Path(config.grid) if config.grid else None
+    gen.check_finite(config.stages, seed=config.seed, start=config.start, noise_version=config.noise_version)
 
     def plan() -> dict:
         files = planned_files(out, layout=config.layout, fmt=config.format, stages=config.stages, seed=config.seed, start=config.start, n=config.n)
         if grid is not None:
-            files[grid.parent] = itertools.chain(files.get(grid.parent, ()), [grid.name])
+            files.setdefault(grid.parent, PlannedNames()).add([grid.name])
         return files
 
     folders = list(plan())
@@ -155,6 +168,10 @@ def generate_to_disk(gen, config: RunConfig, *, quiet: bool = False) -> str:
     if config.format == "npy":
         need = stack_bytes(config.n, info.channels, info.img_size) * len(config.stages)
         check_space(out, need, f"{len(config.stages)} npy stack(s) of {config.n:,} images")
+    elif config.format == "png":  # a lower bound: refuses at once a run the disk can never hold
+        shape = (info.img_size, info.img_size) + ((info.channels,) if info.channels > 1 else ())
+        need = min_png_bytes(shape) * config.n * len(config.stages)
+        check_space(out, need, f"{config.n * len(config.stages):,} PNG files")
     roots = [out] if config.format != "none" else []
     if grid is not None and (not roots or out.resolve() not in (grid.parent.resolve(), *grid.parent.resolve().parents)):
         roots.append(grid.parent)

@@ -54,13 +54,16 @@ def find_existing(files: Mapping[Path, Iterable[str]], *, limit: int = SHOWN_CLA
         present = set(os.listdir(folder))  # one listing per folder, not one stat per file
         if not present:
             continue
-        for name in names:
-            if name in present:
-                if (folder / name).is_dir():
-                    raise OutputError(f"{folder / name} is a folder where an output file should go; choose another --out")
-                count += 1
-                if len(first) < limit:
-                    first.append(folder / name)
+        if isinstance(names, (set, frozenset)) or getattr(names, "fast_contains", False):
+            found = (name for name in sorted(present) if name in names)  # a listing, not a walk over every planned name
+        else:
+            found = (name for name in names if name in present)
+        for name in found:
+            if (folder / name).is_dir():
+                raise OutputError(f"{folder / name} is a folder where an output file should go; choose another --out")
+            count += 1
+            if len(first) < limit:
+                first.append(folder / name)
     return count, first
 
 
@@ -217,7 +220,8 @@ def locked_folders(folders: Sequence[Path], command: str, *, clean: Iterable[Pat
 # ---------------------------------------------------------------- clean
 
 def clean_dead_temps(folder: str | os.PathLike) -> list[Path]:
-    """Remove ``.{name}.{pid}.{token}.tmp*`` files of processes that no longer run; return what was removed."""
+    """Remove ``.{name}.{pid}.{token}.tmp*`` files, and such folders (a staged output, see
+    :mod:`cgan.runtime.staging`), of processes that no longer run; return what was removed."""
     removed: list[Path] = []
     try:
         entries = list(os.scandir(folder))
@@ -225,10 +229,20 @@ def clean_dead_temps(folder: str | os.PathLike) -> list[Path]:
         return removed
     for entry in entries:
         m = TEMP_NAME.match(entry.name)
-        if not m or not entry.is_file(follow_symlinks=False):
+        if not m:
+            continue
+        is_dir = entry.is_dir(follow_symlinks=False)
+        if not is_dir and not entry.is_file(follow_symlinks=False):
             continue
         pid = int(m["pid"])
         if pid == os.getpid() or pid_alive(pid):
+            continue
+        if is_dir:
+            import shutil
+
+            shutil.rmtree(entry.path, ignore_errors=True)
+            if not os.path.lexists(entry.path):
+                removed.append(Path(entry.path))
             continue
         with contextlib.suppress(OSError):
             os.unlink(entry.path)

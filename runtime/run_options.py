@@ -32,6 +32,13 @@ def whole(value: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}") from None
 
 
+def folder(value: str) -> Path:
+    """A folder name; an empty one is refused (it would be the current folder, which "." says plainly)."""
+    if not value.strip():
+        raise argparse.ArgumentTypeError("expected a folder name, got an empty string (. is the current folder)")
+    return Path(value)
+
+
 def option(default: Any, *flags: str, help: str, type: Any = None, metavar: str | None = None,
            switch: bool = False, record: bool = True) -> Any:
     """A field that is a cgan-run option. ``flags``: its names, the first the main one (the others are short
@@ -48,7 +55,7 @@ class RunOptions:
     stage: str = option("all", "--stage", "-s", metavar="STAGE", record=False,
         help="Stage: a number (0-3), a name (case-insensitive: non-demented, very-mild, mild, moderate), a comma list, or all (default).")
     n: int = option(16, "--n", "-n", type=whole, metavar="N", help="Images per stage (default 16).")
-    out: Optional[Path] = option(None, "--out", "-o", type=Path, metavar="DIR", help=f"Output folder (default: {DEFAULT_OUT}/).")
+    out: Optional[Path] = option(None, "--out", "-o", type=folder, metavar="DIR", help=f"Output folder (default: {DEFAULT_OUT}/).")
     layout: str = option("flat", "--layout",
         help="flat (default): all files in --out; oasis: one Kaggle OASIS folder per stage (Non Demented, ...).")
     format: str = option("png", "--format", metavar="FORMAT",

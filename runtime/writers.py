@@ -67,17 +67,61 @@ def check_layout(layout: str, num_classes: int) -> None:
         )
 
 
+class PlannedNames:
+    """The file names a run plans in one folder, from several parts (stages, a contact sheet): iterable,
+    sized, and with an ``in`` that never walks them, so checking a run of a billion names against a
+    folder costs one listing of the folder, not a billion strings."""
+
+    fast_contains = True
+
+    def __init__(self, parts: Iterable[Any] = ()) -> None:
+        self.parts = list(parts)
+
+    def add(self, part: Any) -> "PlannedNames":
+        self.parts.append(part)
+        return self
+
+    def __iter__(self):
+        return itertools.chain.from_iterable(self.parts)
+
+    def __len__(self) -> int:
+        return sum(len(p) for p in self.parts)
+
+    def __contains__(self, name: object) -> bool:
+        return any(name in p for p in self.parts)
+
+
+class _PngNames:
+    """``image_name(stage, seed, k)`` for k in ``start .. start+n-1``, made on demand."""
+
+    def __init__(self, stage: int, seed: int, start: int, n: int, digits: int) -> None:
+        self.stage, self.seed, self.start, self.n, self.digits = stage, seed, start, n, digits
+        self._prefix = f"stage{stage}_seed{seed}_"
+
+    def __iter__(self):
+        return (image_name(self.stage, self.seed, k, digits=self.digits) for k in range(self.start, self.start + self.n))
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __contains__(self, name: object) -> bool:
+        if not isinstance(name, str) or not name.startswith(self._prefix) or not name.endswith(".png"):
+            return False
+        index = name[len(self._prefix) : -4]
+        return len(index) == self.digits and index.isdigit() and self.start <= int(index) < self.start + self.n
+
+
 def planned_files(
     out: Path, *, layout: str, fmt: str, stages: Sequence[int], seed: int, start: int, n: int
-) -> dict[Path, Iterable[str]]:
+) -> dict[Path, PlannedNames]:
     """The files a run will write, as folder -> file names, every stage's (lazy for PNGs: a million names
     are never held at once)."""
-    files: dict[Path, Iterable[str]] = {}
+    files: dict[Path, PlannedNames] = {}
     digits = index_digits(start + n - 1)
     for s in stages:
         folder = stage_dir(out, layout, s)
         if fmt == "png":
-            names: Iterable[str] = _png_names(s, seed, start, n, digits)
+            names: Any = _PngNames(s, seed, start, n, digits)
         elif fmt == "npy":
             stack = stack_name(s, seed, start, n)
             names = [stack, stack[:-4] + ".json"]
@@ -85,13 +129,15 @@ def planned_files(
             continue
         else:
             raise OutputError(f"unknown --format {fmt!r}; expected one of {', '.join(FORMATS)}")
-        files[folder] = itertools.chain(files[folder], names) if folder in files else names
+        files.setdefault(folder, PlannedNames()).add(names)
     return files
 
 
-def _png_names(stage: int, seed: int, start: int, n: int, digits: int) -> Iterable[str]:
-    # a function, not a generator expression in the loop: each stage's names keep their own stage
-    return (image_name(stage, seed, k, digits=digits) for k in range(start, start + n))
+def min_png_bytes(shape: tuple[int, ...], text: dict[str, str] | None = None) -> int:
+    """A lower bound on the size of one PNG file of ``shape``: its head and text chunks, the smallest
+    image data zlib can make (all pixels equal) and the end chunk."""
+    rows = png_rows(np.zeros((1, *shape), dtype=np.uint8))[0]
+    return len(png_head(shape, text)) + len(_chunk(b"IDAT", zlib.compress(rows, 9))) + len(_PNG_END)
 
 
 def stack_bytes(n: int, channels: int, img_size: int) -> int:
@@ -217,6 +263,8 @@ class PngWriter:
             self._slots.release()
 
     def _done(self, fut: Future) -> None:
+        if fut.cancelled():  # cancelled by close(cancel=True) after an error or Ctrl-C: nothing to report
+            return
         exc = fut.exception()
         if exc is not None and self._error is None:
             self._error = exc

@@ -28,7 +28,8 @@ def _root() -> Path:
 
 @functools.lru_cache(maxsize=None)
 def model_file(kind: str = "gen32") -> Path:
-    """The path of a test model; kinds: gen32, no_metadata, bad_inputs, nan (outputs NaN), truncated, not_onnx."""
+    """The path of a test model; kinds: gen32, no_metadata, bad_inputs, nan (outputs NaN), nan3 (NaN for
+    stage 3 only), truncated, not_onnx."""
     out = _root() / f"{kind}.onnx"
     if kind == "gen32":
         import torch
@@ -72,6 +73,17 @@ def model_file(kind: str = "gen32") -> Path:
                    key=lambda i: i)
         tensor = model.graph.initializer[last]
         model.graph.initializer[last].CopyFrom(numpy_helper.from_array(np.full(tuple(tensor.dims), np.nan, np.float32), tensor.name))
+        onnx.save(model, out)
+    elif kind == "nan3":
+        import numpy as np
+        import onnx
+        from onnx import numpy_helper
+
+        model = onnx.load(model_file("gen32"))  # the label embedding's row for stage 3 NaN: broken for that stage only
+        (emb,) = [t for t in model.graph.initializer if t.data_type == onnx.TensorProto.FLOAT and list(t.dims) == [4, 4]]
+        table = numpy_helper.to_array(emb).copy()
+        table[3] = np.nan
+        emb.CopyFrom(numpy_helper.from_array(table, emb.name))
         onnx.save(model, out)
     elif kind == "truncated":
         data = model_file("gen32").read_bytes()

@@ -83,7 +83,7 @@ def test_out_is_never_replaced_without_overwrite(tmp_path):
     assert [p.name for p in out.iterdir()] == ["mine.txt"]
     result = invoke("build", str(model_file("gen32")), "--out", str(out), "--overwrite")
     assert result.exit_code == 0, result.output
-    assert not (out / "mine.txt").exists() and (out / "index.html").is_file()
+    assert (out / "mine.txt").read_text() == "keep" and (out / "index.html").is_file()  # only the site's files are replaced
     assert sorted(p.name for p in tmp_path.iterdir()) == ["site"]  # no temporary folders left behind
     (tmp_path / "file").write_text("x")
     assert "is a file" in invoke("build", "--out", str(tmp_path / "file")).output

@@ -111,14 +111,22 @@ class UnreadableCheckpointError(CganError):
         self.path, self.reason = path, reason
 
 
+# What torch's weights-only unpickler says when a file asks for code (a global, a reduce call), in the
+# wordings of the torch versions we support ("Unsupported global: GLOBAL x.y", "unsupported GLOBAL x.y").
+_ASKS_FOR_CODE = re.compile(r"unsupported global|add_safe_globals|trying to call reduce|GLOBAL [\w.]+", re.IGNORECASE)
+_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
+# Lines of torch's text that are advice about the unsafe option, never repeated to a user.
+_UNSAFE_ADVICE = re.compile(r"weights.only|re-running|arbitrary code|trusted source|documentation of torch.load", re.IGNORECASE)
+
+
 def refused_message(path: Path | str, exc: BaseException) -> str | None:
     """The refusal for torch's weights-only unpickler error ``exc``, or None when it is not one.
 
     Only what the file asked for is kept from torch's text, never its advice to turn the protection off."""
     text = str(exc)
-    if "weights only" not in text.lower() and "WeightsUnpickler" not in text:
+    if not _ASKS_FOR_CODE.search(text):
         return None
-    found = re.search(r"Unsupported global: GLOBAL ([\w.]+(?: [\w.]+)?)", text)
+    found = _GLOBAL.search(text)
     asked = f" (it asks for {found.group(1)})" if found else ""
     return (f"{path} refused: the file needs pickled code to load{asked}, which is never executed here; "
             "load only checkpoints of plain tensors, such as cgan-train writes")
@@ -128,24 +136,41 @@ def safe_load(path: Path | str, map_location: str | torch.device = "cpu") -> Any
     """``torch.load(path, weights_only=True)``: a file needing pickled code raises :class:`PickledCodeError`,
     an unreadable one :class:`UnreadableCheckpointError` (message: the first line of torch's reason)."""
     import pickle
+    import warnings
 
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # torch warns about a plain pickle's protocol before refusing it
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
         refusal = refused_message(path, exc)
-        if refusal is not None and "Unsupported global" in str(exc):
+        if refusal is not None:
             raise PickledCodeError(refusal) from None
         detail = re.search(r"WeightsUnpickler error:\s*(\S[^\n]*)", str(exc))
         reason = detail.group(1).strip()[:200] if detail else _torch_reason(exc)
+        if _plain_pickle(path):
+            reason = "a plain Python pickle, not a file written by torch.save; it is never unpickled here"
         raise UnreadableCheckpointError(path, reason) from None
     except Exception as exc:  # torch raises several types for truncated or foreign files
         raise UnreadableCheckpointError(path, _torch_reason(exc)) from None
 
 
-def _torch_reason(exc: BaseException) -> str:
-    """torch's reason in a line, without its advice to load again with the protection off."""
-    return first_line(exc).split(" Re-running torch.load")[0]
+def _plain_pickle(path: Path | str) -> bool:
+    """Whether ``path`` starts like a pickle of protocol 3 or later (torch.save writes a zip, or protocol 2)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(2)
+    except OSError:
+        return False
+    return len(head) == 2 and head[0] == 0x80 and head[1] >= 3
 
+
+def _torch_reason(exc: BaseException) -> str:
+    """torch's reason in a line: its first line that is not advice to load again with the protection off."""
+    for line in str(exc).splitlines():
+        if line.strip() and not _UNSAFE_ADVICE.search(line):
+            return line.strip()[:200]
+    return first_line(exc)
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu", *,

@@ -27,7 +27,7 @@ def synth(
     seed: int = typer.Option(0, "--seed", help="Seed: the same seed gives the same files, byte for byte."),
     img_size: int = typer.Option(128, "--img-size", help="Image width and height in pixels."),
     workers: Optional[int] = typer.Option(None, "--workers", help="Worker processes (default: CPU count, at most 8); does not change the output."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --out."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Write into a non-empty --out, replacing the set's files there and an older set's images (other files are kept)."),
 ) -> None:
     """Write a synthetic OASIS-like set: axial T1 slices of synthetic subjects built from the MNI template.
 

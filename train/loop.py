@@ -381,7 +381,9 @@ def train(config: TrainConfig, *, image_set=None, log: Log = print, given: set[s
         torch.set_num_threads(config.threads)
     say: Log = log if info.is_main and not config.quiet else (lambda _msg: None)
 
+    made = [p for p in (out, *out.parents) if not p.exists()] if info.is_main else []
     with contextlib.ExitStack() as guard:
+        guard.callback(_remove_if_empty, made)  # a run that fails before writing leaves no empty --out behind
         if info.is_main:  # one run per --out: a second one is refused; killed runs' temporary files are removed
             lock = guard.enter_context(FolderLock(out, "cgan-train"))
             if lock.took_over:
@@ -401,6 +403,14 @@ def train(config: TrainConfig, *, image_set=None, log: Log = print, given: set[s
             raise
         finally:
             ddp.shutdown(info)
+
+
+def _remove_if_empty(folders: list[Path]) -> None:
+    for folder in folders:  # innermost first; a folder that holds anything stays
+        try:
+            folder.rmdir()
+        except OSError:
+            return
 
 
 def _out_of_memory(exc: BaseException) -> bool:
@@ -423,6 +433,11 @@ def _train(config: TrainConfig, state, latest, init_state, image_set, info, devi
         if image_set is None:
             image_set = load()
 
+    per_rank = len(image_set.labels) // info.world_size
+    if 1 <= per_rank < config.batch_size:  # a batch is drawn from one epoch: it can hold no more images than that
+        say(f"--batch-size {config.batch_size} is more than the {per_rank} images per epoch"
+            f"{' per process' if info.world_size > 1 else ''}; training at batch size {per_rank}")
+        config = dataclasses.replace(config, batch_size=per_rank)
     run = TrainingRun(config, image_set, info, device, precision, log)
     if state is not None:
         run.load_state(state, latest)

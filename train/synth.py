@@ -20,13 +20,8 @@ import functools
 import math
 import os
 import re
-import shutil
-import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, fields
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -35,7 +30,10 @@ import numpy as np
 from cgan.runtime.contract import DISCLAIMER, OASIS_COUNTS, OASIS_FOLDERS
 from cgan.runtime.errors import CganError, check_least
 from cgan.runtime.progress import progress
+from cgan.runtime.staging import as_output_error, staged_folder, user_entries
 from cgan.runtime.writers import png_bytes
+
+from .pool import pool_map
 
 from .synth_anatomy import TEMPLATE_NOTICE, share_template, template_slabs
 from .synth_markers import MARKER_NAMES, estimate_markers  # noqa: F401  (re-exported for cgan-eval)
@@ -211,24 +209,12 @@ def _ranges(n: int, size: int = CHUNK) -> list[tuple[int, int]]:
 
 
 def _pool_map(fn: Callable, jobs: list, workers: int) -> Iterator:
-    """Map in order, in worker processes when it pays.
-
-    Workers are spawned (safe even after torch started its threads) and handed the template slabs
-    this process read, so they need not import nilearn. Where spawning cannot work
-    (e.g. a script fed on stdin) the remaining jobs run in this process: the output is the same.
-    """
+    """Map in order, in worker processes when it pays (:func:`.pool.pool_map`); workers are handed the
+    template slabs this process read, so they need not import nilearn, and die with this process."""
     if workers <= 1 or len(jobs) <= 1:
         yield from map(fn, jobs)
         return
-    done = 0
-    try:
-        with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=get_context("spawn"),
-                                 initializer=share_template, initargs=(template_slabs(),)) as pool:
-            for result in pool.map(fn, jobs):
-                yield result
-                done += 1
-    except BrokenProcessPool:
-        yield from map(fn, jobs[done:])
+    yield from pool_map(fn, jobs, workers, initializer=share_template, initargs=(template_slabs(),))
 
 
 def render_set(n: int, *, seed: int, img_size: int = 128, workers: int | None = None,
@@ -250,11 +236,14 @@ def render_set(n: int, *, seed: int, img_size: int = 128, workers: int | None = 
     return images, stages
 
 
+MAX_IMG_SIZE = 1024  # the template has about 1 mm per pixel at 200: larger images add no detail, only memory
+
+
 def _check_set_args(n: int, seed: int, img_size: int) -> None:
     check_least("--n", n, 1)
     check_least("--seed", seed, 0)
-    if img_size < 16:
-        raise CganError(f"image size must be at least 16 px, got {img_size}")
+    if not 16 <= img_size <= MAX_IMG_SIZE:
+        raise CganError(f"--img-size must be between 16 and {MAX_IMG_SIZE} px, got {img_size}")
 
 
 def make_synthetic_set(out: Path, *, n: int, seed: int, img_size: int = 128, log: Callable[[str], object] = print,
@@ -263,49 +252,63 @@ def make_synthetic_set(out: Path, *, n: int, seed: int, img_size: int = 128, log
 
     ``out/<OASIS folder>/OAS1_<subject>_MR1_mpr-1_<level>.png``, ``out/labels.csv`` (each image's
     path, index, subject, stage, level, ground-truth parameters and measured fractions) and
-    ``out/README.md`` (what the set is, and the template's attribution and licence). The set is built
-    in a temporary sibling folder and renamed into place, so ``out`` holds a whole set or nothing. An
-    existing non-empty ``out`` is refused unless ``overwrite``. Returns ``out``.
+    ``out/README.md`` (what the set is, and the template's attribution and licence).
+
+    Written under cgan-run's rules (:mod:`cgan.runtime.staging`): ``out`` is locked while in use, a
+    non-empty ``out`` is refused unless ``overwrite``, the set is built in a hidden temporary folder
+    inside ``out`` and its files moved to their planned names at the end (``labels.csv`` last), so
+    ``out`` holds a whole set or none of it. Nothing else in ``out`` is ever removed or replaced, except,
+    with ``overwrite``, the planned files and the images listed in an older set's ``labels.csv``. Returns ``out``.
     """
     out = Path(out)
     _check_set_args(n, seed, img_size)
     if out.exists() and not out.is_dir():
-        raise CganError(f"{out} exists and is not a folder; choose another --out")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise CganError(f"--out {out} is a file; give a folder for the set")
+    if not overwrite and user_entries(out):
         raise CganError(f"{out} already exists and is not empty; choose another --out or pass --overwrite")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    images = set_files(n, seed)  # every name planned before anything is written
     counts = stage_counts(n)
     t0 = time.perf_counter()
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
-        for folder in OASIS_FOLDERS:
-            (tmp / folder).mkdir()
-        workers = default_workers() if workers is None else workers
-        jobs = [(tmp, seed, n, img_size, a, b) for a, b in _ranges(n)]
-        rows: list[dict] = []
-        with progress(f"writing {out}", total=n, unit="image") as bar:
-            for chunk_rows in _pool_map(_write_chunk, jobs, workers if n >= POOL_MIN else 1):
-                rows.extend(chunk_rows)
-                bar.advance(len(chunk_rows))
-        _write_labels(tmp / LABELS_CSV, rows)
-        (tmp / README_NAME).write_text(dataset_readme(n=n, seed=seed, img_size=img_size, counts=counts,
-                                                      subjects=set_plan(n, seed).subjects), encoding="utf-8")
-        os.chmod(tmp, 0o755)  # mkdtemp makes 0700
-        if out.exists():
-            old = out.parent / f".{out.name}.old-{os.getpid()}"
-            out.rename(old)
-            tmp.rename(out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        with staged_folder(out, "cgan-data synth", overwrite=overwrite) as staged:
+            tmp = staged.tmp
+            for folder in OASIS_FOLDERS:
+                (tmp / folder).mkdir()
+            workers = default_workers() if workers is None else workers
+            jobs = [(tmp, seed, n, img_size, a, b) for a, b in _ranges(n)]
+            rows: list[dict] = []
+            with progress(f"writing {out}", total=n, unit="image") as bar:
+                for chunk_rows in _pool_map(_write_chunk, jobs, workers if n >= POOL_MIN else 1):
+                    rows.extend(chunk_rows)
+                    bar.advance(len(chunk_rows))
+            _write_labels(tmp / LABELS_CSV, rows)
+            (tmp / README_NAME).write_text(dataset_readme(n=n, seed=seed, img_size=img_size, counts=counts,
+                                                          subjects=set_plan(n, seed).subjects), encoding="utf-8")
+            stale = _older_set_images(out, set(images)) if overwrite else []
+            staged.publish([*images, README_NAME, LABELS_CSV])
+            for path in stale:  # an older set's images that this one does not have: one set per folder
+                path.unlink(missing_ok=True)
+    except MemoryError:
+        raise CganError(f"not enough memory to render {img_size} x {img_size} px images; choose a smaller --img-size") from None
+    except OSError as exc:
+        raise as_output_error(exc, out) from None
     seconds = time.perf_counter() - t0
     per_stage = ", ".join(f"{name}: {int(c)}" for name, c in zip(OASIS_FOLDERS, counts))
     log(f"wrote synthetic OASIS-like set to {out} (n={n}, seed={seed}, {img_size} px, "
         f"{set_plan(n, seed).subjects} subjects; {per_stage}) in {seconds:.1f} s ({n / seconds:.1f} images/s)")
     return out
+
+
+def _older_set_images(out: Path, keep: set[str]) -> list[Path]:
+    """The images an older set in ``out`` lists in its ``labels.csv`` that are not in ``keep``: only names
+    of our own layout, so a hand-edited list can never point outside the set."""
+    try:
+        with open(out / LABELS_CSV, newline="", encoding="utf-8") as fh:
+            listed = [row.get("path") or "" for row in csv.DictReader(fh)]
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return []
+    ours = re.compile(r"^(" + "|".join(map(re.escape, OASIS_FOLDERS)) + r")/OAS1_\d{4,}_MR1_mpr-1_\d+\.png$")
+    return [out / rel for rel in listed if rel not in keep and ours.match(rel)]
 
 
 LABEL_FIELDS = (["path", "index", "subject", "stage", "level", "severity"]

@@ -17,6 +17,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     no_args_is_help=True,
+    rich_markup_mode=None,  # help texts hold literal brackets ("[/FILE]"), not rich markup
 )
 
 
@@ -31,7 +32,7 @@ def build(
         help="node_modules/onnxruntime-web/dist of a local `npm install onnxruntime-web` (its files are copied in, so the page works offline); without it the page loads onnxruntime-web from a pinned CDN URL.",
     ),
     webgpu: bool = typer.Option(True, "--webgpu/--no-webgpu", help="Also ship onnxruntime-web's WebGPU build (about 27 MB more with --ort-dist); without it the page always runs on WebAssembly."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing, non-empty --out."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Write into a non-empty --out, replacing the site's files there (other files are kept)."),
 ) -> None:
     """Write index.html, the page's script and style, the model and site.json (and onnxruntime-web) to --out."""
     from ..resolve import one_model

@@ -41,6 +41,8 @@ class SiteHandler(SimpleHTTPRequestHandler):
 def make_server(site: str | Path, port: int = 8000, *, quiet: bool = True) -> ThreadingHTTPServer:
     """A server for ``site`` on 127.0.0.1:``port`` (0: any free port); call ``serve_forever()`` on it."""
     site = Path(site)
+    if not 0 <= port <= 65535:
+        raise WebError(f"--port {port} is not a port number; give one from 1 to 65535 (0: any free port)")
     if not (site / "index.html").is_file() or not (site / SITE_JSON).is_file():
         raise WebError(f"{site} is not a site built by cgan-web (no index.html and {SITE_JSON}); run `cgan-web build --out {site}` first")
     handler = functools.partial(type("Handler", (SiteHandler,), {"quiet": quiet}), directory=str(site.resolve()))

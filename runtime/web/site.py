@@ -6,17 +6,18 @@ import contextlib
 import json
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 from .. import __version__
+from ..api import check_finite_model
 from ..contract import DISCLAIMER, read_metadata
 from ..errors import CganError
 from ..fileio import sha256_file
 from ..noise import NOISE_VERSION
 from ..resolve import resolve_model
+from ..staging import as_output_error, staged_folder, user_entries
 
 # The onnxruntime-web release the page is written and tested against (npm package onnxruntime-web).
 ORT_VERSION = "1.30.0"
@@ -99,8 +100,6 @@ def _public_source(resolved) -> str:
     return resolved.path.name
 
 
-def _folder_bytes(folder: Path) -> int:
-    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
 def build_site(
@@ -114,66 +113,57 @@ def build_site(
 ) -> BuildResult:
     """Write the static page for ``model`` (resolved as cgan-run does) into ``out``.
 
-    The folder is assembled under a temporary name beside ``out`` and renamed into place, so it
-    appears whole or not at all. An existing ``out`` is replaced only with ``overwrite``.
+    Written under cgan-run's rules (:mod:`cgan.runtime.staging`): the model is checked first (its
+    metadata, and one image of every stage must be finite), ``out`` is locked while in use, a non-empty
+    ``out`` is refused unless ``overwrite``, and the files are assembled in a hidden temporary folder
+    inside ``out``, then moved to their names (``site.json`` last). Other files in ``out`` are never touched.
     """
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise WebError(f"--out {out} is a file; give a folder for the site")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise WebError(f"--out {out} already exists and is not empty; pass --overwrite to replace it, or choose another folder")
+    if not overwrite and user_entries(out):
+        raise WebError(f"--out {out} already exists and is not empty; pass --overwrite to replace its files, or choose another folder")
     resolved = resolve_model(model, cwd=cwd)
     info = read_metadata(resolved.path)  # refuses a broken model before anything is written
+    check_finite_model(resolved)
     ort_files, ort_version = _ort_dist(Path(ort_dist), webgpu) if ort_dist is not None else ([], ORT_VERSION)
 
-    parent = out.resolve().parent
     try:
-        parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=parent))
+        with staged_folder(out, "cgan-web build", overwrite=overwrite) as staged:
+            tmp = staged.tmp
+            static = resources.files(__package__) / "static"
+            names = [*PAGE_FILES, MODEL_FILE]
+            for name in PAGE_FILES:
+                (tmp / name).write_bytes((static / name).read_bytes())
+            shutil.copyfile(resolved.path, tmp / MODEL_FILE)
+            if ort_files:
+                (tmp / "ort").mkdir()
+                for f in ort_files:
+                    shutil.copyfile(f, tmp / "ort" / f.name)
+                    names.append(f"ort/{f.name}")
+                licence = Path(ort_dist).parent / "LICENSE"
+                if licence.is_file():  # onnxruntime-web is MIT: its notice travels with its files
+                    shutil.copyfile(licence, tmp / "ort" / "LICENSE")
+                    names.append("ort/LICENSE")
+            site = {
+                "tool": "cgan-web",
+                "tool_version": __version__,
+                "noise_version": NOISE_VERSION,
+                "disclaimer": DISCLAIMER,
+                "model": {
+                    "file": MODEL_FILE,
+                    "source": _public_source(resolved),
+                    "sha256": sha256_file(resolved.path),
+                    "bytes": resolved.path.stat().st_size,
+                    "info": info.as_dict(),
+                },
+                "ort": {"version": ort_version, "base": "ort/" if ort_files else ORT_CDN, "local": bool(ort_files), "webgpu": webgpu},
+            }
+            readme = SPACE_README.format(source=site["model"]["source"], version=__version__, disclaimer=DISCLAIMER)
+            (tmp / "README.md").write_text(readme)
+            (tmp / SITE_JSON).write_text(json.dumps(site, indent=2) + "\n")
+            staged.publish([*names, "README.md", SITE_JSON])
     except OSError as exc:
-        raise WebError(f"cannot write to {parent} ({exc.strerror or exc}); choose another --out") from None
-    try:
-        static = resources.files(__package__) / "static"
-        for name in PAGE_FILES:
-            (tmp / name).write_bytes((static / name).read_bytes())
-        shutil.copyfile(resolved.path, tmp / MODEL_FILE)
-        if ort_files:
-            (tmp / "ort").mkdir()
-            for f in ort_files:
-                shutil.copyfile(f, tmp / "ort" / f.name)
-            licence = Path(ort_dist).parent / "LICENSE"
-            if licence.is_file():  # onnxruntime-web is MIT: its notice travels with its files
-                shutil.copyfile(licence, tmp / "ort" / "LICENSE")
-        site = {
-            "tool": "cgan-web",
-            "tool_version": __version__,
-            "noise_version": NOISE_VERSION,
-            "disclaimer": DISCLAIMER,
-            "model": {
-                "file": MODEL_FILE,
-                "source": _public_source(resolved),
-                "sha256": sha256_file(resolved.path),
-                "bytes": resolved.path.stat().st_size,
-                "info": info.as_dict(),
-            },
-            "ort": {"version": ort_version, "base": "ort/" if ort_files else ORT_CDN, "local": bool(ort_files), "webgpu": webgpu},
-        }
-        (tmp / SITE_JSON).write_text(json.dumps(site, indent=2) + "\n")
-        readme = SPACE_README.format(source=site["model"]["source"], version=__version__, disclaimer=DISCLAIMER)
-        (tmp / "README.md").write_text(readme)
-        os.chmod(tmp, 0o755)
-        if out.exists():
-            trash = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=parent))
-            os.replace(out, trash / "site")
-            os.replace(tmp, out)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    except OSError as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise WebError(f"cannot write the site to {out} ({exc.strerror or exc})") from None
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        raise as_output_error(exc, out) from None
     return BuildResult(out=out, model=resolved.description, ort=ort_version if ort_files else ORT_CDN,
-                       local_ort=bool(ort_files), bytes=_folder_bytes(out))
+                       local_ort=bool(ort_files), bytes=sum((out / name).stat().st_size for name in [*names, "README.md", SITE_JSON]))

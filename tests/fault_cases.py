@@ -1,0 +1,121 @@
+"""The fault and bad-input campaign as data: one row per case, run by tests/test_faults.py.
+
+Each row is a command line as a new user would type it, the fault met while it runs, and what must
+come out: the exit code, one line matching ``message`` (the last line on stderr for a failure; the
+output for a success), no traceback or warning, the files that must stay byte-identical and the paths
+that must not exist afterwards. The next round of the campaign is new rows here.
+
+Placeholders in ``args`` and paths: ``{tmp}`` (the test's folder), ``{disk}`` (a small tmpfs of
+``disk_size``), ``{ro}`` (a read-only file system), ``{gen32}`` / ``{nan}`` / ``{nan3}`` (a small
+model; every stage NaN; NaN for stage 3 only), ``{evil}`` (a checkpoint whose pickle calls
+os.system), ``{raw_pickle}`` (a plain pickle), ``{data}`` (a tiny stage0..3 image folder),
+``{ckpt}`` (a generator file of a 32-px run without EMA), ``{file}`` (a plain file).
+
+Faults: ``none``; ``plant`` (once a path in ``trigger`` exists, write the ``plant`` files with random
+bytes); ``interrupt`` (Ctrl-C to the process group once ``trigger`` matches); ``kill9`` (kill -9 of
+the command once it has ``children`` child processes, then: its children must exit, and ``rerun``
+must succeed and leave nothing matching ``absent``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    defect: int  # the campaign's number (0: a case that was clean, kept as a row)
+    command: str
+    args: tuple[str, ...]
+    code: int
+    message: str  # regex
+    fault: str = "none"
+    trigger: tuple[str, ...] = ()  # globs under {tmp}; the first match fires the fault
+    plant: tuple[str, ...] = ()  # files written at the trigger, checked byte-identical afterwards
+    keep: tuple[str, ...] = ()  # files written before the run, checked byte-identical afterwards
+    absent: tuple[str, ...] = ()  # globs under {tmp} that must match nothing afterwards
+    forbid: str = ""  # regex that must not appear in the output (besides tracebacks and warnings)
+    disk_size: str = "256k"
+    children: int = 0  # kill9: child processes to wait for
+    rerun: tuple[str, ...] = ()  # kill9: the next run
+    json: tuple[tuple[str, str, object], ...] = ()  # (file, key, value) a JSON output must hold afterwards
+    timeout: float = 120
+    torch: bool = False  # False: the command runs with torch blocked (a runtime command must not need it)
+
+
+SYNTH = ("synth", "--n", "8", "--img-size", "16")
+STARTED_SYNTH = ("D/.cgan.lock", ".D.*.tmp")  # the run has begun writing (now; before: its temporary sibling)
+
+CASES: tuple[Case, ...] = (
+    # 1: data loss: a file saved in --out while synth runs
+    Case("synth-keeps-a-file-saved-during-the-run", 1, "cgan-data", (*SYNTH, "--out", "{tmp}/D"), 0,
+         r"wrote synthetic OASIS-like set", fault="plant", trigger=STARTED_SYNTH, plant=("D/notes.txt",), torch=True),
+    Case("synth-never-replaces-a-planned-name-that-appeared", 1, "cgan-data", (*SYNTH, "--out", "{tmp}/D"), 1,
+         r"^error: .*D/labels\.csv.*pass --overwrite", fault="plant", trigger=STARTED_SYNTH, plant=("D/labels.csv",),
+         absent=("D/*/*.png", "D/README.md", "D/.*.tmp"), torch=True),
+    Case("synth-refuses-a-non-empty-out", 1, "cgan-data", (*SYNTH, "--out", "{tmp}/D"), 1,
+         r"^error: .*D already exists and is not empty; choose another --out or pass --overwrite",
+         keep=("D/mine.txt",), absent=("D/labels.csv",), torch=True),
+    Case("synth-overwrite-keeps-other-files", 1, "cgan-data", (*SYNTH, "--out", "{tmp}/D", "--overwrite"), 0,
+         r"wrote synthetic OASIS-like set", keep=("D/mine.txt",), torch=True),
+    # 3, 4: kill -9 of synth: its workers exit with it, the next run removes its temporary folder
+    Case("synth-kill9-leaves-no-workers-and-no-temp", 3, "cgan-data",
+         ("synth", "--n", "256", "--img-size", "32", "--workers", "2", "--out", "{tmp}/D"), 0,
+         r"wrote synthetic OASIS-like set", fault="kill9", children=2, rerun=(*SYNTH, "--out", "{tmp}/D"),
+         absent=("D/.*.tmp", ".D.*.tmp", "D/.cgan.lock"), torch=True),
+    # 5: Ctrl-C and a full disk during cgan-run
+    Case("run-interrupted", 5, "cgan-run", ("--model", "{gen32}", "--n", "200000", "--out", "{tmp}/g", "-q"), 130,
+         r"^interrupted$", fault="interrupt", trigger=("g/stage0_*.png",), absent=("g/.*.tmp",),
+         forbid=r"CancelledError|exception calling callback"),
+    Case("run-png-full-disk", 5, "cgan-run", ("--model", "{gen32}", "--stage", "0", "--n", "400", "--out", "{disk}/g", "-q"), 1,
+         r"^error: cannot write .*no space left", absent=("disk/g/.*.tmp",),
+         forbid=r"CancelledError|exception calling callback"),
+    # 6, 13, 14: synth onto a full disk, a read-only file system, an absurd image size
+    Case("synth-full-disk", 6, "cgan-data",
+         ("synth", "--n", "64", "--img-size", "16", "--workers", "2", "--out", "{disk}/D"), 1,
+         r"^error: cannot write .*no space left", disk_size="64k", absent=("disk/D",), torch=True),
+    Case("synth-read-only", 13, "cgan-data", (*SYNTH, "--out", "{ro}/D"), 1, r"^error: cannot .*Read-only file system",
+         torch=True),
+    Case("synth-huge-image-size", 14, "cgan-data", ("synth", "--n", "8", "--img-size", "100000", "--out", "{tmp}/D"), 1,
+         r"^error: --img-size must be between 16 and \d+ px, got 100000", absent=("D",), torch=True),
+    # 8, 15: cgan-web's help and ports
+    Case("web-build-help", 8, "cgan-web", ("build", "--help"), 0, r"hf:OWNER/REPO\[@REVISION\]\[/FILE\]"),
+    Case("web-serve-port-too-large", 15, "cgan-web", ("serve", "{tmp}", "--port", "70000"), 1,
+         r"^error: --port 70000 is not a port number"),
+    Case("web-serve-port-negative", 15, "cgan-web", ("serve", "{tmp}", "--port", "-1"), 1,
+         r"^error: --port -1 is not a port number"),
+    # 9: an absurd --n is refused at once
+    Case("run-absurd-n", 9, "cgan-run", ("--model", "{gen32}", "--n", "10000000000000", "--out", "{tmp}/g"), 1,
+         r"^error: not enough space for 40,000,000,000,000 PNG files", absent=("g",), timeout=60),
+    # 10, 11: a model that is NaN for one stage is refused before anything is written
+    Case("run-nan-for-one-stage", 10, "cgan-run", ("--model", "{nan3}", "--n", "4", "--out", "{tmp}/g"), 1,
+         r"^error: the model .*non-finite .* for stage 3 \(Moderate\), so nothing was written", absent=("g",)),
+    Case("web-build-nan-model", 11, "cgan-web", ("build", "{nan3}", "--out", "{tmp}/site"), 1,
+         r"^error: the model .*non-finite .* stage 3", absent=("site",)),
+    # 16: int8 of a NaN model names the NaN output
+    Case("export-int8-nan-model", 16, "cgan-export", ("{nan3}", "--int8", "--out", "{tmp}/q.onnx"), 1,
+         r"^error: .*non-finite .*stage 3", absent=("q.onnx",), forbid=r"scale issue"),
+    # 17, 18: training on too little or no data
+    Case("train-batch-larger-than-the-data", 17, "cgan-train",
+         ("--data", "{data}", "--img-size", "32", "--width", "32", "--disc-width", "8", "--batch-size", "100000000",
+          "--max-steps", "1", "--sample-every", "0", "--out", "{tmp}/m"), 0,
+         r"training at batch size 16", json=(("m/config.json", "batch_size", 16),), torch=True),
+    Case("train-unusable-data-leaves-no-out", 18, "cgan-train", ("--data", "{tmp}/nothing-here", "--out", "{tmp}/m"), 1,
+         r"^error: ", absent=("m",), torch=True),
+    # 19: wording
+    Case("run-grid-under-a-file", 19, "cgan-run", ("--model", "{gen32}", "--n", "1", "--format", "none", "--grid", "{file}/sheet.png"), 1,
+         r"^error: .*--grid", forbid=r"another --out"),
+    Case("run-empty-out", 19, "cgan-run", ("--model", "{gen32}", "--n", "1", "--out", ""), 2,
+         r"^error: argument --out.*empty string", absent=("stage0_*.png",)),
+    Case("train-resume-nothing-names-the-folder", 19, "cgan-train", ("--resume", "--out", "{tmp}/m"), 1,
+         r"^error: --resume: no checkpoint in ", forbid=r"PosixPath", torch=True),
+    Case("export-ema-of-a-run-without-ema", 19, "cgan-export", ("{ckpt}", "--weights", "ema", "--out", "{tmp}/e.onnx"), 1,
+         r"^error: .*no EMA", forbid=r"its keys are: .*generator_ema", absent=("e.onnx",), torch=True),
+    Case("export-raw-pickle", 19, "cgan-export", ("{raw_pickle}", "--out", "{tmp}/e.onnx"), 1,
+         r"^error: .*plain Python pickle", forbid=r"weights_only", absent=("e.onnx",), torch=True),
+    # 20: a hostile checkpoint is refused as such, never called corrupt, never pointing at the unsafe option
+    Case("export-evil-pickle", 20, "cgan-export", ("{evil}", "--out", "{tmp}/e.onnx"), 1,
+         r"^error: checkpoint .*evil\.pth refused: the file needs pickled code to load.*never executed",
+         forbid=r"corrupt|weights_only|Weights only", absent=("e.onnx", "PWNED"), torch=True),
+)

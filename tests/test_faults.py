@@ -1,0 +1,278 @@
+"""The fault campaign (tests/fault_cases.py) run against the real console scripts, one child process per case.
+
+Every case checks: the exit code; for a failure, one line on stderr starting ``error:`` (or
+``interrupted``), the last one, matching the case's message; for a success, the message in the output;
+no traceback, no warning, no exception class name anywhere; planted and kept files byte-identical;
+nothing left that matches ``absent``.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import _BLOCK_TORCH, console_script
+from fault_cases import CASES, Case
+
+FORBIDDEN = re.compile(r"Traceback|Warning\b|\b[A-Z]\w*(Error|Exception)\b:|CancelledError")
+
+
+# ---------------------------------------------------------------- fixtures the placeholders name
+
+def _mount(where: Path, options: str) -> Path:
+    where.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(where)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({(done.stderr or done.stdout).strip()[:120]}); needs root or CAP_SYS_ADMIN")
+    return where
+
+
+def _tiny_data(root: Path) -> Path:
+    """stage0..stage3, four 32-px PNGs each (16 images)."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for s in range(4):
+        (root / f"stage{s}").mkdir(parents=True)
+        for i in range(4):
+            Image.fromarray(rng.integers(0, 255, (32, 32), dtype=np.uint8)).save(root / f"stage{s}" / f"{i}.png")
+    return root
+
+
+def _evil(path: Path) -> Path:
+    import torch
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {path.parent / 'PWNED'}",))
+
+    torch.save({"model": Evil()}, path)
+    return path
+
+
+def _raw_pickle(path: Path) -> Path:
+    import pickle
+
+    path.write_bytes(pickle.dumps({"model": {"weight": [1.0, 2.0]}}, protocol=4))
+    return path
+
+
+def _training_checkpoint(root: Path) -> Path:
+    """The newest ckpt_*.pt of a one-step 32-px run without EMA."""
+    from _train_setup import torch_threads_kept
+    from cgan.train.loop import TrainConfig, train
+
+    with torch_threads_kept():
+        train(TrainConfig(data=_tiny_data(root / "data"), cache_dir=root / "cache", img_size=32, width=32, disc_width=8,
+                          batch_size=4, max_steps=1, sample_every=0, threads=1, quiet=True, out=root / "run"), log=lambda _m: None)
+    (found,) = sorted((root / "run" / "checkpoints").glob("ckpt_*.pt"))[-1:]
+    return found
+
+
+class Places(dict):
+    """The placeholder values of one case, made on first use."""
+
+    def __init__(self, tmp: Path, case: Case, mounts: list[Path]) -> None:
+        super().__init__(tmp=str(tmp))
+        self.tmp, self.case, self.mounts = tmp, case, mounts
+
+    def __missing__(self, key: str) -> str:
+        from _models import model_file
+
+        tmp = self.tmp
+        if key in ("gen32", "nan", "nan3"):
+            value = model_file(key)
+        elif key == "disk":
+            value = _mount(tmp / "disk", f"size={self.case.disk_size}")
+            self.mounts.append(value)
+        elif key == "ro":
+            value = _mount(tmp / "ro", "ro,size=64k")
+            self.mounts.append(value)
+        elif key == "data":
+            value = _tiny_data(tmp / "data")
+        elif key == "evil":
+            value = _evil(tmp / "evil.pth")
+        elif key == "raw_pickle":
+            value = _raw_pickle(tmp / "raw.pkl")
+        elif key == "ckpt":
+            value = _training_checkpoint(tmp / "ckpt")
+        elif key == "file":
+            value = tmp / "a-file"
+            value.write_text("not a folder\n")
+        else:
+            raise KeyError(key)
+        self[key] = str(value)
+        return str(value)
+
+
+# ---------------------------------------------------------------- running a case
+
+def _start(case: Case, args: list[str], cwd: Path) -> subprocess.Popen:
+    module, func = console_script(case.command).split(":")
+    code = ("import sys\n" if case.torch else _BLOCK_TORCH) + (
+        f"sys.argv = [{case.command!r}] + {args!r}\nfrom {module} import {func} as _main\n_main()\n"
+    )
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "120", "PYTHONWARNINGS": "default"}
+    return subprocess.Popen([sys.executable, "-c", code], cwd=cwd, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def _children(pid: int) -> list[int]:
+    """Descendants of ``pid`` (from /proc)."""
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            parents[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found, frontier = [], [pid]
+    while frontier:
+        p = frontier.pop()
+        kids = [c for c, pp in parents.items() if pp == p]
+        found += kids
+        frontier += kids
+    return found
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")
+
+
+def _wait_for(proc: subprocess.Popen, ready, timeout: float) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end and proc.poll() is None:
+        if ready():
+            return True
+        time.sleep(0.005)
+    return False
+
+
+def _run(case: Case, places: Places, tmp: Path) -> tuple[int, str, str]:
+    args = [a.format_map(places) for a in case.args]
+    proc = _start(case, args, tmp)
+    try:
+        if case.fault in ("plant", "interrupt"):
+            patterns = [str(tmp / t) for t in case.trigger]
+            fired = _wait_for(proc, lambda: any(glob.glob(p) for p in patterns), case.timeout)
+            assert fired, f"{case.id}: the run ended before {case.trigger} appeared:\n{proc.communicate()[1]}"
+            if case.fault == "plant":
+                for rel in case.plant:
+                    (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+                    (tmp / rel).write_bytes(places.setdefault(f"bytes:{rel}", os.urandom(1000)))
+            else:
+                os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=case.timeout)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    return proc.returncode, out, err
+
+
+def _check_output(case: Case, code: int, out: str, err: str, expected_code: int) -> None:
+    shown = f"exit {code}\n--- stdout\n{out}\n--- stderr\n{err}"
+    assert code == expected_code, shown
+    assert not FORBIDDEN.search(out + err), shown
+    if case.forbid:
+        assert not re.search(case.forbid, out + err), shown
+    if expected_code == 0:
+        assert re.search(case.message, out + err, re.MULTILINE), shown
+        return
+    lines = [line for line in err.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("error:") or line == "interrupted"]
+    assert len(errors) == 1 and lines[-1] == errors[0], shown
+    assert re.search(case.message, errors[0]), shown
+
+
+@pytest.mark.parametrize("case", CASES, ids=[f"{c.defect:02d}-{c.id}" for c in CASES])
+def test_fault(case: Case, tmp_path: Path) -> None:
+    mounts: list[Path] = []
+    places = Places(tmp_path, case, mounts)
+    try:
+        for rel in case.keep:
+            (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / rel).write_bytes(places.setdefault(f"bytes:{rel}", os.urandom(1000)))
+        if case.fault == "kill9":
+            _kill9_then_rerun(case, places, tmp_path)
+        else:
+            code, out, err = _run(case, places, tmp_path)
+            _check_output(case, code, out, err, case.code)
+        for rel in (*case.plant, *case.keep):
+            path = tmp_path / rel
+            assert path.is_file() and path.read_bytes() == places[f"bytes:{rel}"], f"{rel} was changed or removed"
+        for rel, key, value in case.json:
+            import json
+
+            assert json.loads((tmp_path / rel).read_text())[key] == value, f"{rel}: {key}"
+        for pattern in case.absent:
+            left = glob.glob(str(tmp_path / pattern))
+            assert not left, f"left behind: {left}"
+    finally:
+        for mount in reversed(mounts):
+            subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+def _kill9_then_rerun(case: Case, places: Places, tmp: Path) -> None:
+    args = [a.format_map(places) for a in case.args]
+    proc = _start(case, args, tmp)
+    try:
+        ready = _wait_for(proc, lambda: len(_children(proc.pid)) >= case.children, case.timeout)
+        assert ready, f"{case.id}: no {case.children} child processes appeared:\n{proc.communicate()[1]}"
+        time.sleep(1.0)  # the workers are at work now
+        children = _children(proc.pid)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and any(_running(c) for c in children):
+        time.sleep(0.1)
+    orphans = [c for c in children if _running(c)]
+    for c in orphans:  # don't leave them to the rest of the suite
+        os.kill(c, signal.SIGKILL)
+    assert not orphans, f"{len(orphans)} of {len(children)} child processes outlived the killed run"
+    rerun = Case(case.id, case.defect, case.command, case.rerun, case.code, case.message, torch=case.torch, timeout=case.timeout)
+    code, out, err = _run(rerun, places, tmp)
+    _check_output(rerun, code, out, err, case.code)
+
+
+# ---------------------------------------------------------------- cases that need a hook inside the process
+
+def test_web_build_keeps_a_file_saved_in_out_during_the_build(tmp_path, monkeypatch):
+    """The build copies the model into the site; a file the user saves in --out at that moment must stay."""
+    import shutil
+
+    from _models import model_file
+    from cgan.runtime.web import site as site_module
+
+    out = tmp_path / "site"
+    planted = os.urandom(1000)
+    copy = shutil.copyfile
+
+    def copy_then_plant(src, dst, *args, **kwargs):  # the user saves a file while the model is being copied
+        result = copy(src, dst, *args, **kwargs)
+        out.mkdir(exist_ok=True)
+        (out / "notes.txt").write_bytes(planted)
+        return result
+
+    monkeypatch.setattr(site_module.shutil, "copyfile", copy_then_plant)
+    site_module.build_site(model_file("gen32"), out)
+    assert (out / "notes.txt").read_bytes() == planted
+    assert (out / "index.html").is_file() and (out / "site.json").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["site"]  # no temporary folder beside it
