@@ -276,3 +276,22 @@ def test_web_build_keeps_a_file_saved_in_out_during_the_build(tmp_path, monkeypa
     assert (out / "notes.txt").read_bytes() == planted
     assert (out / "index.html").is_file() and (out / "site.json").is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["site"]  # no temporary folder beside it
+
+
+def test_png_writer_cancelled_on_interrupt_reports_nothing(tmp_path, caplog):
+    """Ctrl-C cancels the queued batches; their callbacks must not raise CancelledError (it was logged as
+    'exception calling callback' with two tracebacks before the one line)."""
+    import logging
+
+    import numpy as np
+
+    from cgan.runtime.writers import PngWriter
+
+    pixels = np.zeros((64, 32, 32), dtype=np.uint8)
+    caplog.set_level(logging.DEBUG, logger="concurrent.futures")
+    writer = PngWriter(workers=1, max_pending=8)
+    for b in range(8):
+        writer.submit(pixels, [tmp_path / f"{b}_{i}.png" for i in range(64)])
+    writer.close(cancel=True)  # what an interrupt does, with batches still queued
+    assert not [r for r in caplog.records if "callback" in r.getMessage()], [r.getMessage() for r in caplog.records]
+    assert len(list(tmp_path.glob("*.png"))) < 8 * 64  # some batches were indeed cancelled

@@ -230,9 +230,15 @@ def test_refuses_to_overwrite_unless_asked(tmp_path):
     with pytest.raises(CganError, match="not empty"):
         synth.make_synthetic_set(out, n=8, seed=0, img_size=16, log=_quiet)
     assert (out / "keep.txt").exists()
+    synth.make_synthetic_set(out, n=12, seed=0, img_size=16, log=_quiet, overwrite=True)
+    first = set(synth.set_files(12, 0))
     synth.make_synthetic_set(out, n=8, seed=0, img_size=16, log=_quiet, overwrite=True)
-    assert not (out / "keep.txt").exists() and (out / synth.LABELS_CSV).is_file()
+    # the set's files are replaced, the user's file stays, and the older set's extra images are gone
+    assert (out / "keep.txt").read_text() == "x" and (out / synth.LABELS_CSV).is_file()
+    images = {p.relative_to(out).as_posix() for p in out.rglob("*.png")}
+    assert images == set(synth.set_files(8, 0)) and first - images
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary folders left
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
 
 
 def test_cli_synth_and_bad_input(tmp_path):
