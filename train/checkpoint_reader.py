@@ -153,7 +153,7 @@ def _find_state(obj: Any, path: Path, weights: str = "auto") -> tuple[Mapping[st
             else:
                 fmt = "training-checkpoint"
             return obj[key], key, fmt
-    if weights == "ema" and any(k in obj and obj[k] is None for k in _EMA_KEYS):
+    if weights == "ema" and any(k in obj and obj[k] is None for k in EMA_KEYS):
         raise CheckpointError(f"checkpoint {path} holds no EMA weights (its run was trained without --ema); "
                               "use --weights auto or raw")
     keys = ", ".join(sorted(str(k) for k, v in obj.items() if v is not None)[:12])
