@@ -420,26 +420,31 @@ def _out_of_memory(exc: BaseException) -> bool:
 
 
 
-def _train(config: TrainConfig, state, latest, init_state, image_set, info, device, precision, log: Log, say: Log) -> TrainResult:
-    if image_set is None:
-        from .data import load_image_set
+def _load_images(config: TrainConfig, info: ddp.DistInfo, say: Log):
+    """The training images; rank 0 builds the cache, the others wait, then read it."""
+    from .data import load_image_set
 
-        def load():
-            return load_image_set(config.data, img_size=config.img_size, classes=config.classes,
-                                  strict=config.strict, cache_dir=config.cache_dir, log=say)
+    def load():
+        return load_image_set(config.data, img_size=config.img_size, classes=config.classes,
+                              strict=config.strict, cache_dir=config.cache_dir, log=say)
 
-        # rank 0 builds the cache; the others wait, then read it
-        image_set = load() if info.is_main else None
-        ddp.barrier(info)
-        if image_set is None:
-            image_set = load()
+    image_set = load() if info.is_main else None
+    ddp.barrier(info)
+    return image_set if image_set is not None else load()
 
+
+def _fit_batch_size(config: TrainConfig, image_set, info: ddp.DistInfo, say: Log) -> TrainConfig:
+    """A batch is drawn from one epoch: it can hold no more images than an epoch has (per process)."""
     per_rank = len(image_set.labels) // info.world_size
-    if 1 <= per_rank < config.batch_size:  # a batch is drawn from one epoch: it can hold no more images than that
+    if 1 <= per_rank < config.batch_size:
         say(f"--batch-size {config.batch_size} is more than the {per_rank} images per epoch"
             f"{' per process' if info.world_size > 1 else ''}; training at batch size {per_rank}")
         config = dataclasses.replace(config, batch_size=per_rank)
-    run = TrainingRun(config, image_set, info, device, precision, log)
+    return config
+
+
+def _start(run: TrainingRun, config: TrainConfig, state, latest, init_state, say: Log) -> None:
+    """Put the run where it starts: the newest checkpoint of --resume, the weights of --init-from, or fresh."""
     if state is not None:
         run.load_state(state, latest)
         say(f"resuming from {latest} (step {run.step}, epoch {run.epoch + 1}, batch {run.batch})")
@@ -450,18 +455,30 @@ def _train(config: TrainConfig, state, latest, init_state, image_set, info, devi
     elif init_state is not None:
         run.load_init(init_state, config.init_from)
         say(f"starting from the G and D of {run.init_source} in {config.init_from.parent}; fresh optimizers")
-    del state, init_state
 
+
+def _write_run_config(run: TrainingRun, config: TrainConfig, image_set, out: Path, say: Log) -> None:
+    """config.json: the configuration and what it resolved to (device, precision, classes, sizes), also printed."""
+    out.mkdir(parents=True, exist_ok=True)
+    summary = {**config.to_dict(), "resolved": {
+        "device": str(run.device), "precision": run.precision, "world_size": run.info.world_size,
+        "threads": torch.get_num_threads(), "class_names": run.class_names, "training_data": run.description,
+        "class_counts": image_set.class_counts().tolist(), "steps_per_epoch": run.steps_per_epoch,
+        "generator": run.gen_config.to_dict(), "tool_version": __version__}}
+    outputs.write_config(out / outputs.CONFIG_FILE, summary)
+    say("config: " + json.dumps(summary, default=str))
+
+
+def _train(config: TrainConfig, state, latest, init_state, image_set, info, device, precision, log: Log, say: Log) -> TrainResult:
+    if image_set is None:
+        image_set = _load_images(config, info, say)
+    config = _fit_batch_size(config, image_set, info, say)
+    run = TrainingRun(config, image_set, info, device, precision, log)
+    _start(run, config, state, latest, init_state, say)
+    del state, init_state
     out = Path(config.out)
     if info.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        summary = {**config.to_dict(), "resolved": {
-            "device": str(device), "precision": precision, "world_size": info.world_size,
-            "threads": torch.get_num_threads(), "class_names": run.class_names, "training_data": run.description,
-            "class_counts": image_set.class_counts().tolist(), "steps_per_epoch": run.steps_per_epoch,
-            "generator": run.gen_config.to_dict(), "tool_version": __version__}}
-        outputs.write_config(out / outputs.CONFIG_FILE, summary)
-        say("config: " + json.dumps(summary, default=str))
+        _write_run_config(run, config, image_set, out, say)
 
     first_step = run.step + 1
     losses: list[torch.Tensor] = []
