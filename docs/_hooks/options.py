@@ -81,9 +81,9 @@ def _argparse_options(parser) -> list[Option]:
     for action in parser._actions:
         if isinstance(action, argparse._HelpAction):
             continue
-        flags = tuple(sorted(action.option_strings, key=lambda f: (not f.startswith("--"), f)))
         takes_value = action.nargs != 0
         metavar = (action.metavar or action.dest.upper()) if takes_value else ""
+        flags = tuple(sorted(action.option_strings, key=lambda f: (not f.startswith("--"), f))) or (metavar,)
         default = action.default
         shown = "" if default in (None, False, argparse.SUPPRESS) or not takes_value else str(default)
         help_text = (action.help or "").replace("%(prog)s", parser.prog)
