@@ -253,6 +253,15 @@ def test_warm_start_refusals_name_the_flag(dataset, tmp_path):
         read_init(TrainConfig(img_size=32, width=32, init_from=model_file("gen32")))
     with pytest.raises(CganError, match="no such file"):
         read_init(TrainConfig(init_from=tmp_path / "missing.onnx"))
+    import onnx
+
+    half = onnx.load(str(model_file("gen32")))  # what an fp16 export says of itself
+    for prop in half.metadata_props:
+        if prop.key == "cgan.precision":
+            prop.value = "fp16"
+    onnx.save(half, tmp_path / "half.onnx")
+    with pytest.raises(CganError, match="is an fp16 export; a warm start reads fp32 weights exactly"):
+        read_init(TrainConfig(img_size=32, width=64, init_from=tmp_path / "half.onnx"))
     bad = tmp_path / "bad.onnx"
     bad.write_text("not a model\n")
     with pytest.raises(CganError, match="not a readable ONNX model"):
@@ -332,6 +341,26 @@ def test_a_run_with_each_lever_trains_resumes_exactly_and_records_it(dataset, tm
 
 
 runner = CliRunner()
+
+
+def test_every_lever_through_the_command_line(dataset, tmp_path):
+    """The flags reach the run: a warm start from an export into the cbn generator, with the classifier,
+    stage-balanced batches and one discriminator-only step, two steps in all."""
+    data, cache, _ = dataset
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["--data", str(data), "--cache-dir", str(cache), "--img-size", str(IMG),
+                                 "--batch-size", str(BATCH), "--width", str(WIDTH), "--disc-width", str(DISC_WIDTH),
+                                 "--device", "cpu", "--threads", "1", "--out", str(out), "--max-steps", "2",
+                                 "--init-from", str(model_file("gen32")), "--generator", "cbn", "--aux-weight", "0.25",
+                                 "--balanced-batches", "--d-warmup", "1"])
+    assert result.exit_code == 0, result.output
+    assert "warm start from" in result.output and "D alone for the first 1 steps" in result.output
+    saved = json.loads((out / "config.json").read_text())
+    assert (saved["generator"], saved["aux_weight"], saved["balanced_batches"], saved["d_warmup"]) == ("cbn", 0.25, True, 1)
+    provenance = torch.load(out / "cDCGAN_generator.pth", weights_only=True)["provenance"]
+    assert provenance["init_from"].startswith(str(model_file("gen32")))
+    assert provenance["generator"].startswith("cbn") and provenance["batches"].startswith("stage-balanced")
+    assert provenance["objective"].endswith("AC-GAN stage classifier weight 0.25")
 
 
 @pytest.mark.parametrize(

@@ -95,7 +95,7 @@ def read_exported(path: Path | str) -> ExportedGenerator:
         raise CganError(f"--init-from {shown}: no such file; give a .onnx that cgan-export wrote, or 'default'")
     info = read_metadata(path)  # the contract's own checks: required metadata, inputs, output
     if info.precision != "fp32":
-        raise CganError(f"--init-from {shown} is a {info.precision} export; a warm start reads fp32 weights exactly: "
+        raise CganError(f"--init-from {shown} is an {info.precision} export; a warm start reads fp32 weights exactly: "
                         "export the checkpoint again without --fp16/--int8")
     model = onnx.load(str(path))
     ops = {n.op_type for n in model.graph.node}
