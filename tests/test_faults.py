@@ -66,15 +66,27 @@ def _raw_pickle(path: Path) -> Path:
     return path
 
 
+_CHECKPOINT: list[Path] = []
+
+
 def _training_checkpoint(root: Path) -> Path:
-    """The newest ckpt_*.pt of a one-step 32-px run without EMA."""
+    """The newest ckpt_*.pt of a one-step 32-px run without EMA (trained once per test process)."""
+    import atexit
+    import shutil
+    import tempfile
+
     from _train_setup import torch_threads_kept
     from cgan.train.loop import TrainConfig, train
 
+    if _CHECKPOINT:
+        return _CHECKPOINT[0]
+    root = Path(tempfile.mkdtemp(prefix="cgan-fault-ckpt-"))
+    atexit.register(shutil.rmtree, root, True)
     with torch_threads_kept():
         train(TrainConfig(data=_tiny_data(root / "data"), cache_dir=root / "cache", img_size=32, width=32, disc_width=8,
                           batch_size=4, max_steps=1, sample_every=0, threads=1, quiet=True, out=root / "run"), log=lambda _m: None)
     (found,) = sorted((root / "run" / "checkpoints").glob("ckpt_*.pt"))[-1:]
+    _CHECKPOINT.append(found)
     return found
 
 

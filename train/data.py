@@ -197,6 +197,21 @@ def _prune(entry: Path, keep: Path) -> None:
 
 def load_image_set(data: Path | None, *, img_size: int = 128, classes: list[str] | None = None,
                    strict: bool = False, cache_dir: Path | None = None, log: Log = print) -> ImageSet:
+    """The training images of ``data``, cached (see :func:`_load_image_set`); a cache folder that cannot be
+    written (read-only, not a folder) is one line naming it and the way out."""
+    where = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    try:
+        return _load_image_set(data, img_size=img_size, classes=classes, strict=strict, cache_dir=cache_dir, log=log)
+    except OSError as exc:
+        name = Path(exc.filename) if getattr(exc, "filename", None) else None
+        if name is None or not name.absolute().is_relative_to(where.absolute()):
+            raise
+        raise DataError(f"cannot write the image cache {name} ({exc.strerror or exc}); "
+                        "set --cache-dir or $CGAN_CACHE to a writable folder") from None
+
+
+def _load_image_set(data: Path | None, *, img_size: int = 128, classes: list[str] | None = None,
+                    strict: bool = False, cache_dir: Path | None = None, log: Log = print) -> ImageSet:
     """The training images of ``data`` (or, with ``data=None``, of the default synthetic set), cached.
 
     Logs the layout, the per-stage counts and any skipped files. Raises :class:`DataError` for a
