@@ -9,9 +9,11 @@ Placeholders in ``args`` and paths: ``{tmp}`` (the test's folder), ``{disk}`` (a
 ``disk_size``), ``{ro}`` (a read-only file system), ``{gen32}`` / ``{nan}`` / ``{nan3}`` (a small
 model; every stage NaN; NaN for stage 3 only), ``{evil}`` (a checkpoint whose pickle calls
 os.system), ``{raw_pickle}`` (a plain pickle), ``{data}`` (a tiny stage0..3 image folder),
-``{ckpt}`` (a generator file of a 32-px run without EMA), ``{file}`` (a plain file).
+``{ckpt}`` (a training checkpoint of a 32-px run without EMA), ``{ckpt_run}`` (a copy of that run's
+folder), ``{file}`` (a plain file).
 
-Faults: ``none``; ``plant`` (once a path in ``trigger`` exists, write the ``plant`` files with random
+Faults: ``none``; ``second`` (once ``trigger`` matches, the same command again: it must be refused
+with ``second``); ``plant`` (once a path in ``trigger`` exists, write the ``plant`` files with random
 bytes); ``interrupt`` (Ctrl-C to the process group once ``trigger`` matches); ``kill9`` (kill -9 of
 the command once it has ``children`` child processes, then: its children must exit, and ``rerun``
 must succeed and leave nothing matching ``absent``).
@@ -39,6 +41,7 @@ class Case:
     disk_size: str = "256k"
     children: int = 0  # kill9: child processes to wait for
     rerun: tuple[str, ...] = ()  # kill9: the next run
+    second: str = ""  # fault "second": regex of the last line of the refused second run
     json: tuple[tuple[str, str, object], ...] = ()  # (file, key, value) a JSON output must hold afterwards
     timeout: float = 120
     torch: bool = False  # False: the command runs with torch blocked (a runtime command must not need it)
@@ -54,6 +57,9 @@ CASES: tuple[Case, ...] = (
     Case("synth-never-replaces-a-planned-name-that-appeared", 1, "cgan-data", (*SYNTH, "--out", "{tmp}/D"), 1,
          r"^error: .*D/labels\.csv.*pass --overwrite", fault="plant", trigger=STARTED_SYNTH, plant=("D/labels.csv",),
          absent=("D/*/*.png", "D/README.md", "D/.*.tmp"), torch=True),
+    Case("two-synths-into-one-out", 1, "cgan-data", (*SYNTH, "--out", "{tmp}/D"), 0, r"wrote synthetic OASIS-like set",
+         fault="second", trigger=STARTED_SYNTH, second=r"^error: .*D (is in use by cgan-data synth|already exists and is not empty)",
+         plant=(), torch=True),
     Case("synth-refuses-a-non-empty-out", 1, "cgan-data", (*SYNTH, "--out", "{tmp}/D"), 1,
          r"^error: .*D already exists and is not empty; choose another --out or pass --overwrite",
          keep=("D/mine.txt",), absent=("D/labels.csv",), torch=True),
@@ -140,6 +146,9 @@ CASES: tuple[Case, ...] = (
          r"^error: argument --out.*empty string", absent=("stage0_*.png",)),
     Case("train-resume-nothing-names-the-folder", 19, "cgan-train", ("--resume", "--out", "{tmp}/m"), 1,
          r"^error: --resume: no checkpoint in ", forbid=r"PosixPath", torch=True),
+    Case("train-resume-with-other-data-shows-the-path", 19, "cgan-train",
+         ("--resume", "--out", "{ckpt_run}", "--data", "{data}"), 1,
+         r"^error: --resume continues .* with data=/.*; drop --data \(got /.*data\)", forbid=r"PosixPath", torch=True),
     Case("export-ema-of-a-run-without-ema", 19, "cgan-export", ("{ckpt}", "--weights", "ema", "--out", "{tmp}/e.onnx"), 1,
          r"^error: .*no EMA", forbid=r"its keys are: .*generator_ema", absent=("e.onnx",), torch=True),
     Case("export-raw-pickle", 19, "cgan-export", ("{raw_pickle}", "--out", "{tmp}/e.onnx"), 1,

@@ -117,6 +117,11 @@ class Places(dict):
             value = _raw_pickle(tmp / "raw.pkl")
         elif key == "ckpt":
             value = _training_checkpoint(tmp / "ckpt")
+        elif key == "ckpt_run":  # a copy of that run's folder, to resume
+            import shutil
+
+            value = tmp / "run"
+            shutil.copytree(_training_checkpoint(tmp / "ckpt").parent.parent, value)
         elif key == "file":
             value = tmp / "a-file"
             value.write_text("not a folder\n")
@@ -178,11 +183,17 @@ def _run(case: Case, places: Places, tmp: Path) -> tuple[int, str, str]:
     args = [a.format_map(places) for a in case.args]
     proc = _start(case, args, tmp)
     try:
-        if case.fault in ("plant", "interrupt"):
+        if case.fault in ("plant", "interrupt", "second"):
             patterns = [str(tmp / t) for t in case.trigger]
             fired = _wait_for(proc, lambda: any(glob.glob(p) for p in patterns), case.timeout)
             assert fired, f"{case.id}: the run ended before {case.trigger} appeared:\n{proc.communicate()[1]}"
-            if case.fault == "plant":
+            if case.fault == "second":  # the same command again, into the same place, while the first runs
+                second = _start(case, args, tmp)
+                out2, err2 = second.communicate(timeout=case.timeout)
+                lines = [line for line in err2.splitlines() if line.strip()]
+                assert second.returncode == 1 and lines and re.search(case.second, lines[-1]), err2
+                assert not FORBIDDEN.search(out2 + err2), err2
+            elif case.fault == "plant":
                 for rel in case.plant:
                     (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
                     (tmp / rel).write_bytes(places.setdefault(f"bytes:{rel}", os.urandom(1000)))

@@ -80,8 +80,8 @@ def merge_resumed(config: TrainConfig, saved: dict[str, Any], source: Path, give
         flag = "--" + name.replace("_", "-")
         if name not in TrainConfig.SAFE_ON_RESUME:
             safe = ", ".join("--" + n.replace("_", "-") for n in TrainConfig.SAFE_ON_RESUME)
-            raise CganError(f"--resume continues {run_dir} as it was configured, with {name}={old!r}; drop {flag} "
-                            f"(got {new!r}) or start a new run in another --out (a resume may change only {safe})")
+            raise CganError(f"--resume continues {run_dir} as it was configured, with {name}={_shown(old)}; drop {flag} "
+                            f"(got {_shown(new)}) or start a new run in another --out (a resume may change only {safe})")
         changed[name] = [old, new]
     merged = dataclasses.replace(saved_cfg, out=config.out, resume=True,
                                  **{name: getattr(config, name) for name in changed})
@@ -91,6 +91,11 @@ def merge_resumed(config: TrainConfig, saved: dict[str, Any], source: Path, give
         merged.changes = [*saved_cfg.changes, {"step": step, "time": datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
                                                "set": {k: [_plain(v) for v in pair] for k, pair in changed.items()}}]
     return merged
+
+
+def _shown(value: Any) -> str:
+    """A value as the user typed it: a path as its text (never PosixPath('...')), anything else as repr."""
+    return str(value) if isinstance(value, Path) else repr(value)
 
 
 def _plain(value: Any) -> Any:
