@@ -139,11 +139,24 @@ def build_report(data: dict) -> str:
     everything = data.get("benchmarks", [])
     benches = [b for b in everything if not _is_training(b)]
     training = [b for b in everything if _is_training(b)]
-    lines = _header(data)
     cpu_lines, cpu_rows = _throughput_table(benches, "cpu")
     cuda_lines, _ = _throughput_table(benches, "cuda")
+    lines = _header(data)
+    lines += _goals_table(_goals(benches, training, cpu_rows))
+    lines += peers_section(benches)
+    lines += cpu_lines + cuda_lines
+    lines += _ratio_section(benches)
+    lines += _edge_sections(benches)
+    lines += _parity_section(benches)
+    lines += _timed_section(benches)
+    lines += _profile_section(benches)
+    lines += _train_step_section(training)
+    lines += _other_sections(benches, training)
+    return "\n".join(lines).rstrip() + "\n"
 
-    # ---- goals
+
+def _goals(benches: list[dict], training: list[dict], cpu_rows: dict) -> list[tuple[str, str, bool | None]]:
+    """Every goal with what was measured against it and whether it was met (None: not measurable)."""
     goals: list[tuple[str, str, bool | None]] = []
     eager64 = cpu_rows.get(EAGER, {}).get(64)
     for variant in ("ORT fp32, runtime session", "ORT fp32, default session"):
@@ -193,14 +206,21 @@ def build_report(data: dict) -> str:
             work = f", same arithmetic speed would give {e['work_ratio_' + key]:.2f}×" if "work_ratio_" + key in e else ""
             goals.append((f"training step ≥ {goal:g}× {name}, CPU fp32 eager, batch {e['batch']}, interleaved",
                           f"{e['speedup_vs_' + key]:.2f}×{work}", e["speedup_vs_" + key] >= goal))
+    return goals
+
+
+def _goals_table(goals: list[tuple[str, str, bool | None]]) -> list[str]:
+    lines: list[str] = []
     if goals:
         lines += ["## Goals of this round", "", "| goal | measured | |", "| --- | --- | --- |"]
         lines += [f"| {g} | {m} | {_met(ok)} |" for g, m, ok in goals]
         lines.append("")
+    return lines
 
-    lines += peers_section(benches)
-    lines += cpu_lines + cuda_lines
 
+def _ratio_section(benches: list[dict]) -> list[str]:
+    """Interleaved torch / ORT ratios, call by call."""
+    lines: list[str] = []
     ratios = _by_kind(benches, "ratio")
     if ratios:
         lines += ["## Interleaved: torch eager and ORT alternating call by call (the robust ratios)", "",
@@ -213,10 +233,12 @@ def build_report(data: dict) -> str:
                          f"{_fmt_ips(e['ort_images_per_s'])} | {f'{d_r:.2f}×' if d_r else '—'} | {e['ort_over_torch']:.2f}× | "
                          f"{e.get('rounds_each', e.get('pairs'))} |")
         lines.append("")
+    return lines
 
-    lines += _edge_sections(benches)
 
-    # ---- parity
+def _parity_section(benches: list[dict]) -> list[str]:
+    """ONNX Runtime against torch, every stage."""
+    lines: list[str] = []
     parity = _by_kind(benches, "parity")
     if parity:
         lines += [
@@ -232,8 +254,12 @@ def build_report(data: dict) -> str:
                 f"{e['psnr_ref_range_db']:.1f} dB | {e['min_ref_range']:.2f} | {e['max_uint8_diff']} | {e['tolerances']['max_abs_err']:g} |"
             )
         lines.append("")
+    return lines
 
-    # ---- latency, cold start, end to end
+
+def _timed_section(benches: list[dict]) -> list[str]:
+    """Latency, cold start and end-to-end timings."""
+    lines: list[str] = []
     timed = _by_kind(benches, "latency") + _by_kind(benches, "cold_start") + _by_kind(benches, "e2e")
     if timed:
         lines += ["## Latency, cold start, end to end", "", "| benchmark | median | min | rounds | notes |",
@@ -242,8 +268,12 @@ def build_report(data: dict) -> str:
             e = b["extra_info"]
             lines.append(f"| {e['variant']} | {_fmt_s(_median(b))} | {_fmt_s(b['stats']['min'])} | {b['stats']['rounds']} | {e.get('note', '')} |")
         lines.append("")
+    return lines
 
-    # ---- where the time goes
+
+def _profile_section(benches: list[dict]) -> list[str]:
+    """Where the time of a profiled run goes."""
+    lines: list[str] = []
     profiles = _by_kind(benches, "profile")
     if profiles:
         lines += ["## Where the time goes", ""]
@@ -261,8 +291,12 @@ def build_report(data: dict) -> str:
                 else:
                     lines.append(f"- {key.replace('_', ' ')}: {value}")
             lines.append("")
+    return lines
 
-    # ---- the training step: speed ratios (against their goal) and the work behind them
+
+def _train_step_section(training: list[dict]) -> list[str]:
+    """The training step's speed ratios against their goal, and the work behind them."""
+    lines: list[str] = []
     ratios = _by_kind(training, "train_ratio")
     if ratios:
         lines += ["## Training step on CPU: speed and work (original loop, present step, cgan-train; interleaved step by step)", "",
@@ -288,8 +322,12 @@ def build_report(data: dict) -> str:
                     cells += [f"{speed:.2f}×", f"{e['work_ratio_' + key]:.2f}×", _met(speed >= goal)]
                 lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
+    return lines
 
-    # ---- training (bench/test_bench_train.py, the trainer's) and anything else
+
+def _other_sections(benches: list[dict], training: list[dict]) -> list[str]:
+    """Training throughput, and any benchmark no section above shows."""
+    lines: list[str] = []
     known = {"throughput", "ratio", "parity", "latency", "cold_start", "e2e", "profile", "peers", *EDGE_KINDS}
     for title, group in (("Training throughput (bench/test_bench_train.py)", training),
                          ("Other benchmarks", [b for b in benches if b["extra_info"].get("kind") not in known])):
@@ -300,7 +338,7 @@ def build_report(data: dict) -> str:
             details = ", ".join(f"{k}={v}" for k, v in b["extra_info"].items() if not isinstance(v, (dict, list)))
             lines.append(f"| {b['fullname'].split('::')[-1]} | {_fmt_s(_median(b))} | {details} |")
         lines.append("")
-    return "\n".join(lines).rstrip() + "\n"
+    return lines
 
 
 EDGE_KINDS = ("int8_quality", "int8_speed", "one_image", "one_image_mode", "cold_side_by_side")  # bench/test_bench_edge.py
