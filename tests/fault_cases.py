@@ -111,6 +111,13 @@ CASES: tuple[Case, ...] = (
          disk_size="64k", absent=("disk/e.onnx", "disk/.*.tmp*"), torch=True),
     Case("export-int8-read-only", 0, "cgan-export", ("{gen32}", "--int8", "--out", "{ro}/q.onnx"), 1,
          r"^error: .*Read-only file system"),
+    # 7, 12, 19: cgan-eval (fixed in the evaluator; kept here as rows): too few images, a read-only --out, a second run
+    Case("eval-too-few-images", 7, "cgan-eval", ("{gen32}", "--data", "{data}", "--cache-dir", "{tmp}/c", "--out", "{tmp}/e"), 1,
+         r"^error: too few real images", absent=("e",), torch=True),
+    Case("eval-read-only-out", 12, "cgan-eval", ("{gen32}", "--data", "{data}", "--cache-dir", "{tmp}/c", "--out", "{ro}/e"), 1,
+         r"^error: --out .* is not writable .*Read-only file system", torch=True, timeout=60),
+    Case("eval-second-run-into-one-out", 19, "cgan-eval", ("{gen32}", "--data", "{data}", "--cache-dir", "{tmp}/c", "--out", "{tmp}/e"), 1,
+         r"^error: --out .* already holds a report \(report\.json\); pass --overwrite", keep=("e/report.json",), torch=True),
     # 8, 15: cgan-web's help and ports
     Case("web-build-help", 8, "cgan-web", ("build", "--help"), 0, r"Usage: cgan-web build .*\n(.|\n)*--overwrite"),
     Case("web-serve-help", 8, "cgan-web", ("serve", "--help"), 0, r"Usage: cgan-web serve"),
