@@ -87,7 +87,7 @@ import onnxruntime as ort
 from PIL import Image
 
 session = ort.InferenceSession("{model_file}", providers=["CPUExecutionProvider"])
-z = np.random.default_rng(0).standard_normal((4, {info.z_dim}), dtype=np.float32)
+z = np.random.default_rng(0).standard_normal((4, {info.z_dim}), dtype=np.float32)  # any N(0, 1) noise
 stage = np.full(4, 2, dtype=np.int64)  # {info.stage_names[min(2, info.num_classes - 1)]}
 (images,) = session.run(["{OUTPUT_IMAGE}"], {{"{INPUT_Z}": z, "{INPUT_STAGE}": stage}})
 pixels = np.clip(np.rint((images[:, 0] + 1) * 127.5), 0, 255).astype(np.uint8)
@@ -106,8 +106,8 @@ Image.fromarray(pixels[0]).save("sample.png")
 | exported | {get(Key.EXPORTED)} with dementia-cgan {get(Key.TOOL_VERSION)} |
 | precision | {info.precision} |
 
-The training data of this file is the one named above. The project this architecture comes from
-trained it on the Kaggle "imagesoasis" slices of the OASIS study (Non Demented 67,222; Very mild
+The training data of this file is the one named above. The original project this architecture comes
+from trained its model on the Kaggle "imagesoasis" slices of the OASIS study (Non Demented 67,222; Very mild
 13,725; Mild 5,002; Moderate 488 images); OASIS data are subject to the OASIS data use terms.
 Image quality has not been assessed clinically.
 
@@ -119,9 +119,17 @@ on fresh random inputs at batch sizes 1, 7 and 64 and every stage: max abs error
 
 ## Limitations
 
-Trained on a small, imbalanced set (few Moderate-stage images): later stages are less varied and
-less reliable. The generator can produce implausible anatomy. {DISCLAIMER}
+{_limitations(str(get(Key.TRAINING_DATA, "")))} The generator can produce implausible anatomy. {DISCLAIMER}
 """
+
+
+def _limitations(training_data: str) -> str:
+    """What the training data implies, from its description in the provenance (not assumed)."""
+    if training_data.lower().startswith("synthetic"):
+        return ("Trained on synthetic slices built from one brain template, not on real MRI: it shows what the "
+                "synthetic set holds, not real patients' variety.")
+    return ("Dementia-stage data are usually imbalanced (few Moderate-stage images): the rarer stages are "
+            "likely less varied and less reliable.")
 
 
 def _int8_note(info: ModelInfo) -> str:

@@ -217,3 +217,18 @@ def test_help_texts_are_unwrapped_so_a_narrow_terminal_fills_its_lines():
             texts = [cmd.help or ""] + [getattr(p, "help", None) or "" for p in cmd.params]
             ragged += [f"{command} {cmd.name}: {t[:60]!r}" for t in texts if re.search(r"[^\n]\n[^\n]", t)]
     assert not ragged, ragged
+
+
+def test_the_cards_limitations_follow_the_training_data_it_records():
+    import dataclasses
+
+    from cgan.export.card import render_card
+    from cgan.runtime.contract import Key, read_metadata
+    from cgan.runtime.resolve import EMBEDDED_DEFAULT
+
+    info = read_metadata(EMBEDDED_DEFAULT)
+    synthetic = render_card(info, "m.onnx")
+    assert "not on real MRI" in synthetic and "imbalanced" not in synthetic
+    real = dataclasses.replace(info, provenance={**info.provenance, Key.TRAINING_DATA: "OASIS layout at /data (86,437 images)"})
+    card = render_card(real, "m.onnx")
+    assert "imbalanced" in card and "not on real MRI" not in card
