@@ -232,3 +232,8 @@ def test_the_cards_limitations_follow_the_training_data_it_records():
     real = dataclasses.replace(info, provenance={**info.provenance, Key.TRAINING_DATA: "OASIS layout at /data (86,437 images)"})
     card = render_card(real, "m.onnx")
     assert "imbalanced" in card and "not on real MRI" not in card
+
+
+def test_the_api_page_shows_sphinx_roles_as_names():
+    html = ":class:<code>~cgan.runtime.balance.BalancePlan</code> and :func:<code>cgan.runtime.load</code>"
+    assert _hook().on_page_content(html, None, None, None) == "<code>BalancePlan</code> and <code>cgan.runtime.load</code>"

@@ -34,8 +34,11 @@ def command_names() -> list[str]:
 
 
 def _entry_module(command: str):
-    (ep,) = [ep for ep in entry_points(group="console_scripts") if ep.name == command]
-    return importlib.import_module(ep.value.split(":")[0])
+    found = [ep for ep in entry_points(group="console_scripts") if ep.name == command]
+    if not found:
+        raise RuntimeError(f"{command} is not installed in this environment: the docs read its options from it "
+                           f"(pip install -e \".[dev]\" first)")
+    return importlib.import_module(found[0].value.split(":")[0])
 
 
 def subcommands(command: str) -> list[str]:
@@ -155,3 +158,12 @@ def expand(markdown: str) -> str:
 
 def on_page_markdown(markdown, page, config, files):  # MkDocs hook
     return expand(markdown)
+
+
+SPHINX_ROLE = re.compile(r":(?:class|func|meth|data|attr|mod|exc|obj):<code>(~?)([\w.]+)</code>")
+
+
+def on_page_content(html_text, page, config, files):  # MkDocs hook
+    """The API page: docstrings cite names with Sphinx roles (``:class:`~a.b.X```); show the name alone
+    (the last part of it after a ``~``, as Sphinx does)."""
+    return SPHINX_ROLE.sub(lambda m: f"<code>{m.group(2).rsplit('.', 1)[-1] if m.group(1) else m.group(2)}</code>", html_text)
