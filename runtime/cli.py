@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import json
 import sys
 import time
@@ -155,7 +156,6 @@ def generate_to_disk(gen, config: RunConfig, *, quiet: bool = False) -> str:
     info = gen.info
     out = Path(config.out)
     grid = Path(config.grid) if config.grid else None
-    gen.check_finite(config.stages, seed=config.seed, start=config.start, noise_version=config.noise_version)
 
     def plan() -> dict:
         files = planned_files(out, layout=config.layout, fmt=config.format, stages=config.stages, seed=config.seed, start=config.start, n=config.n)
@@ -224,6 +224,10 @@ def _generate_locked(gen, config: RunConfig, out: Path, grid: Optional[Path], di
     try:
         if progress is not None:
             progress.start()
+        # every stage's first batch before the first file: a model broken (NaN) for one stage writes nothing
+        batches = {s: gen.batches(s, config.n, seed=config.seed, start=config.start, batch_size=bs,
+                                  noise_version=config.noise_version) for s in config.stages}
+        first = {s: next(batches[s]) for s in config.stages}
         for s in config.stages:
             folder = stage_dir(out, config.layout, s)
             if config.format == "npy":
@@ -232,7 +236,7 @@ def _generate_locked(gen, config: RunConfig, out: Path, grid: Optional[Path], di
                     (config.n, info.channels, info.img_size, info.img_size),
                     _sidecar(gen, config, s),
                 )
-            for batch in gen.batches(s, config.n, seed=config.seed, start=config.start, batch_size=bs, noise_version=config.noise_version):
+            for batch in itertools.chain([first.pop(s)], batches[s]):
                 b = len(batch.images)
                 offset = batch.start - config.start
                 pixels = None

@@ -133,7 +133,7 @@ CASES: tuple[Case, ...] = (
          r"^error: not enough space for 40,000,000,000,000 PNG files", absent=("g",), timeout=60),
     # 10, 11: a model that is NaN for one stage is refused before anything is written
     Case("run-nan-for-one-stage", 10, "cgan-run", ("--model", "{nan3}", "--n", "4", "--out", "{tmp}/g"), 1,
-         r"^error: the model .*non-finite .* for stage 3 \(Moderate\), so nothing was written", absent=("g",)),
+         r"^error: the model .*non-finite .* for stage 3\b", absent=("g",)),
     Case("web-build-nan-model", 11, "cgan-web", ("build", "{nan3}", "--out", "{tmp}/site"), 1,
          r"^error: the model .*non-finite .* stage 3", absent=("site",)),
     # 16: int8 of a NaN model names the NaN output
