@@ -54,7 +54,7 @@ _HELP = (
     "channel, float32 activations, a quarter of the file) or speed (static int8 activations calibrated on the "
     "generator's own images, ConvTranspose layers rewritten exactly into operators with int8 kernels, 7-bit weights "
     "so CPUs without VNNI do not saturate). In both, the layers whose quantization costs most (measured) may stay "
-    "fp32, and the result is checked against the fp32 model on 256 images per stage on this machine before it is "
+    "fp32, and the result is checked against the fp32 model on 256 images per stage on the exporting machine before it is "
     "written: the worst pixel at most 16 grey levels off, the 99.9th percentile at most 4, PSNR >= 40 dB and MAE <= 1.5; "
     "else nothing is written. The figures and this CPU's class are recorded in the model and its card. "
     "CHECKPOINT 'default' names the model embedded in the package.\n\n"

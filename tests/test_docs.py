@@ -237,3 +237,20 @@ def test_the_cards_limitations_follow_the_training_data_it_records():
 def test_the_api_page_shows_sphinx_roles_as_names():
     html = ":class:<code>~cgan.runtime.balance.BalancePlan</code> and :func:<code>cgan.runtime.load</code>"
     assert _hook().on_page_content(html, None, None, None) == "<code>BalancePlan</code> and <code>cgan.runtime.load</code>"
+
+
+def test_help_texts_speak_of_the_tool_not_of_how_it_was_made():
+    hook = _hook()
+    found = []
+    for command in _scripts():
+        texts = []
+        group = hook._click_command(command)
+        if group is not None:
+            for cmd in [group, *getattr(group, "commands", {}).values()]:
+                texts.append(cmd.help or "")
+        else:
+            texts.append(hook._entry_module(command).build_parser().description or "")
+        for sub in hook.subcommands(command) or [None]:
+            texts += [opt.help for opt in hook.options(command, sub)]
+        found += [f"{command}: {hit}" for text in texts for hit in _talk(text)]
+    assert not found, found
