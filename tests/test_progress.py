@@ -186,3 +186,24 @@ def test_piped_synth_prints_plain_progress(tmp_path):
                           capture_output=True, text=True, env=_env(), timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert re.search(rf"writing \S+: image \d+/24 \(\d+%\), \S+ \S+, elapsed {TIMES}, ETA", proc.stdout), proc.stdout
+
+
+def test_judge_training_prints_plain_progress_when_piped(capsys):
+    """cgan-eval's judges train through the same helper: in a pipe, a plain line from the first step."""
+    from types import SimpleNamespace
+
+    import numpy as np
+    import torch
+
+    from cgan.train.eval.fit import fit
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (32, 8, 8), dtype=np.uint8)
+    y = np.arange(32) % 4
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 4))
+    config = SimpleNamespace(seed=0, epoch_images=32, batch_size=8, max_epochs=2, max_steps=None, lr=1e-3,
+                             weight_decay=0.0, augment="", min_epochs=1, patience=5)
+    fit(model, x, y, x[:8], y[:8], num_classes=4, config=config, device=torch.device("cpu"), name="judge tiny",
+        log=lambda _msg: None)
+    out = capsys.readouterr().out
+    assert re.search(rf"^judge tiny: step 1/8 \(12%\), \S+ \S+, elapsed {TIMES}, ETA", out, re.M), out
