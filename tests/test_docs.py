@@ -254,3 +254,9 @@ def test_help_texts_speak_of_the_tool_not_of_how_it_was_made():
             texts += [opt.help for opt in hook.options(command, sub)]
         found += [f"{command}: {hit}" for text in texts for hit in _talk(text)]
     assert not found, found
+
+
+def test_every_figure_in_docs_is_shown_on_a_page():
+    shown = "\n".join(p.read_text(encoding="utf-8") for p in _user_texts())
+    unused = [p.name for p in sorted(DOCS.rglob("*.png")) if p.name not in shown]
+    assert not unused, f"figures no page shows: {unused}"
