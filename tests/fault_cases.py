@@ -46,6 +46,12 @@ class Case:
     timeout: float = 120
     torch: bool = False  # False: the command runs with torch blocked (a runtime command must not need it)
 
+    @property
+    def slow(self) -> bool:
+        """Cases that train, evaluate, start worker processes or need a trained checkpoint (pytest -m slow)."""
+        return (self.command in ("cgan-train", "cgan-eval") or self.fault == "kill9" or "--workers" in self.args
+                or any("{ckpt" in a for a in self.args))
+
 
 SYNTH = ("synth", "--n", "8", "--img-size", "16")
 STARTED_SYNTH = ("D/.cgan.lock", ".D.*.tmp")  # the run has begun writing (now; before: its temporary sibling)

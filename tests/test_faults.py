@@ -222,7 +222,8 @@ def _check_output(case: Case, code: int, out: str, err: str, expected_code: int)
     assert re.search(case.message, errors[0]), shown
 
 
-@pytest.mark.parametrize("case", CASES, ids=[f"{c.defect:02d}-{c.id}" for c in CASES])
+@pytest.mark.parametrize("case", [pytest.param(c, id=f"{c.defect:02d}-{c.id}", marks=[pytest.mark.slow] if c.slow else [])
+                                  for c in CASES])
 def test_fault(case: Case, tmp_path: Path) -> None:
     mounts: list[Path] = []
     places = Places(tmp_path, case, mounts)
