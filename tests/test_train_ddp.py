@@ -29,8 +29,9 @@ def test_torchrun_two_cpu_processes_train_and_write_once(tmp_path):
         env=env, capture_output=True, text=True, timeout=600,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    # one log, from rank 0
-    assert result.stdout.count("epoch 1/10:") == 1, result.stdout
+    # one log, from rank 0: one epoch summary and one progress line per step shown
+    assert result.stdout.count("epoch 1/10: D loss") == 1, result.stdout
+    assert result.stdout.count("step 1/3 ") == 1, result.stdout
     assert result.stdout.count("config: ") == 1
 
     config = json.loads((out / "config.json").read_text())
