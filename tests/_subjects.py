@@ -56,7 +56,8 @@ def write_subject_set(root: Path, *, subjects_per_stage: tuple[int, ...] = (8, 8
             levels = np.linspace(*TEST_LEVELS, slices).round().astype(int) + rng.integers(-1, 2, slices)
             for j, level in enumerate(levels.tolist()):
                 img = render(subj, level, img_size, np.random.default_rng([seed, sid, j]))[0]
-                name = f"OAS1_{sid:04d}_MR1_mpr_n4_anon_111_t88_masked_gfc_slice_{level}.png"
+                # the slice index too: two jittered levels can coincide, and one file must not replace another
+                name = f"OAS1_{sid:04d}_MR1_mpr_n4_anon_111_t88_masked_gfc_slice_{j}_{level}.png"
                 Image.fromarray(img, mode="L").save(root / folder / name)
             sid += 1
     return root
