@@ -138,7 +138,10 @@ def _start(case: Case, args: list[str], cwd: Path) -> subprocess.Popen:
     code = ("import sys\n" if case.torch else _BLOCK_TORCH) + (
         f"sys.argv = [{case.command!r}] + {args!r}\nfrom {module} import {func} as _main\n_main()\n"
     )
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "120", "PYTHONWARNINGS": "default"}
+    # Warnings shown as a user could see them; ResourceWarning is hidden by Python's default filter, and a
+    # Ctrl-C that lands inside the interpreter's own import of a .pyc leaves such a warning that is not ours.
+    warnings = "default,ignore::ResourceWarning" if case.fault == "interrupt" else "default"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "120", "PYTHONWARNINGS": warnings}
     return subprocess.Popen([sys.executable, "-c", code], cwd=cwd, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
 
