@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from .fit import fit, predict, resize_u8
+from .judges import averaged_tail
 from .metrics import accuracy_summary, confusion
 from .networks import build
 from .sources import EvalError
@@ -104,7 +105,8 @@ def run_curve(config: CurveConfig, *, image_set: Any, split: Any, judges: list[A
     total = len(chosen) * (2 * len(config.fractions) + 1) * config.repeats
     done = 0
     for judge in chosen:
-        cfg = replace(judge.config, max_epochs=config.epochs, min_epochs=config.epochs)
+        cfg = replace(judge.config, max_epochs=config.epochs, min_epochs=config.epochs,
+                      average_last=averaged_tail(config.epochs) if judge.config.average_last else 0)
         size = cfg.size_for(judge.img_size)
         if size not in small_cache:
             small_cache[size] = resize_u8(np.asarray(image_set.images), size)

@@ -4,6 +4,18 @@ every epoch so an interrupted fit resumes where it stopped.
 
 An "epoch" is ``epoch_images`` class-balanced draws (weight 1/stage count, with
 replacement), so a fit costs the same whatever pool it draws from (real, real + generated, generated).
+
+Two things keep the kept network's reading of new images stable:
+
+- Before every validation the BatchNorm statistics are measured afresh on a fixed, class-balanced part
+  of the fit images (:func:`recompute_batchnorm`). The running averages that training keeps lag the
+  weights while the learning rate is high; validated with them, an epoch near the schedule's peak could
+  read every image as one stage (balanced accuracy 0.25) and the next as 0.8, so "the best epoch" was
+  chosen among readings that mostly measured the lag.
+- With ``average_last`` the kept network is the average of the weights at the end of the last epochs
+  (stochastic weight averaging over the low-learning-rate tail of the one-cycle schedule), its
+  BatchNorm statistics measured afresh. Choosing the best of many noisy validation readings instead
+  overstates the validation figure and keeps a network that is, on new subjects, a few points worse.
 """
 
 from __future__ import annotations
@@ -82,6 +94,37 @@ def to_input(u8: np.ndarray, device: torch.device) -> torch.Tensor:
     return x.mul_(2.0 / 255.0).sub_(1.0).contiguous(memory_format=torch.channels_last)
 
 
+BN_IMAGES = 512  # fit images (class-balanced, fixed per seed) on which BatchNorm statistics are measured
+
+
+def balanced_subset(y: np.ndarray, n: int, seed: int, num_classes: int) -> np.ndarray:
+    """Up to ``n`` indices of ``y``, as many per class as it has (fixed by ``seed``), sorted."""
+    rng = np.random.default_rng([seed, 0xB17])
+    per = max(1, n // max(1, num_classes))
+    parts = [rng.permutation(np.flatnonzero(y == c))[:per] for c in range(num_classes)]
+    return np.sort(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.int64)
+
+
+@torch.no_grad()
+def recompute_batchnorm(model: torch.nn.Module, x_u8: np.ndarray, device: torch.device, batch_size: int = 128) -> None:
+    """Replace every BatchNorm layer's running statistics by their exact average over ``x_u8`` (the
+    current weights' statistics, not a lagging running average). Weights are not touched."""
+    layers = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not layers or len(x_u8) == 0:
+        return
+    momenta = [m.momentum for m in layers]
+    for m in layers:
+        m.reset_running_stats()
+        m.momentum = None  # a cumulative average over the batches below
+    was_training = model.training
+    model.train()
+    for s in range(0, len(x_u8), batch_size):
+        model(to_input(x_u8[s : s + batch_size], device))
+    for m, momentum in zip(layers, momenta):
+        m.momentum = momentum
+    model.train(was_training)
+
+
 @torch.no_grad()
 def predict(model: torch.nn.Module, x_u8: np.ndarray, device: torch.device, batch_size: int = 256) -> np.ndarray:
     model.eval()
@@ -93,10 +136,14 @@ def predict(model: torch.nn.Module, x_u8: np.ndarray, device: torch.device, batc
 def fit(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, *,
         num_classes: int, config: Any, device: torch.device, name: str, checkpoint: Path | None = None,
         ident: str = "", log: Log = print) -> dict[str, Any]:
-    """Fit ``model`` in place on uint8 ``x`` (already at the network's size) and labels ``y``; keep the
-    epoch with the best validation balanced accuracy (stop after ``config.patience`` epochs without a
-    gain). With ``checkpoint``, the state after every epoch is saved there and a matching one (same
-    ``ident``) is resumed. Returns the history."""
+    """Fit ``model`` in place on uint8 ``x`` (already at the network's size) and labels ``y``.
+
+    Kept: with ``config.average_last`` (and the whole schedule run) the average of the weights at the end
+    of the last ``average_last`` epochs; otherwise the epoch with the best validation balanced accuracy
+    from ``config.min_epochs`` on (stop after ``config.patience`` epochs without a gain). BatchNorm
+    statistics are measured afresh before every validation and for the kept network. With
+    ``checkpoint``, the state after every epoch is saved there and a matching one (same ``ident``) is
+    resumed. Returns the history."""
     from cgan.runtime.progress import progress
 
     torch.manual_seed(config.seed)
@@ -111,7 +158,12 @@ def fit(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, x_val: np.ndarray,
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=total, pct_start=0.2)
     weights = np.where(counts[y] > 0, 1.0 / np.maximum(counts[y], 1), 0.0)
     weights = weights / weights.sum()
-    state = {"epoch": 0, "step": 0, "best": -1.0, "best_epoch": 0, "best_state": None, "history": []}
+    state = {"epoch": 0, "step": 0, "best": -1.0, "best_epoch": 0, "best_state": None, "history": [],
+             "avg_state": None, "avg_count": 0}
+    average_last = int(getattr(config, "average_last", 0) or 0)
+    first_kept = max(1, min(int(config.min_epochs), int(config.max_epochs)))
+    bn_idx = balanced_subset(y, BN_IMAGES, int(config.seed), num_classes)
+    bn_x = np.ascontiguousarray(x[bn_idx])
     if checkpoint is not None and checkpoint.is_file():
         try:
             saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
@@ -148,21 +200,25 @@ def fit(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, x_val: np.ndarray,
                 seen += len(idx)
                 bar.advance()
             seconds = time.perf_counter() - t0
-            val = accuracy_summary(confusion(y_val, predict(model, x_val, device), num_classes))["balanced_accuracy"]
+            recompute_batchnorm(model, bn_x, device)
+            val = _validate(model, x_val, y_val, device, num_classes)
             state["epoch"] = epoch + 1
             state["step"] = step
             state["history"].append({"epoch": epoch + 1, "loss": loss_sum / max(seen, 1), "val_balanced_accuracy": val,
                                      "seconds": round(seconds, 2)})
-            if val > state["best"]:
+            if state["epoch"] >= first_kept and val > state["best"]:
                 state.update(best=val, best_epoch=epoch + 1,
                              best_state={k: v.detach().cpu().clone() for k, v in model.state_dict().items()})
+            if average_last and state["epoch"] > config.max_epochs - average_last:
+                state["avg_state"] = _accumulate(state["avg_state"], model, state["avg_count"])
+                state["avg_count"] += 1
             if checkpoint is not None:
                 checkpoint.parent.mkdir(parents=True, exist_ok=True)
                 with atomic_path(checkpoint) as tmp:
                     torch.save({"ident": ident, "model": model.state_dict(), "opt": opt.state_dict(),
                                 "sched": sched.state_dict(), "state": state}, tmp)
             log(f"{name} epoch {epoch + 1}/{config.max_epochs}: loss {loss_sum / max(seen, 1):.4f}, validation "
-                f"balanced accuracy {val:.3f} (best {state['best']:.3f} at {state['best_epoch']}); "
+                f"balanced accuracy {val:.3f} ({_best_so_far(state, first_kept)}); "
                 f"{seen:,} images in {seconds:.1f} s ({seen / max(seconds, 1e-9):,.0f} img/s)")
             # not before min_epochs: early on, at the schedule's peak learning rate, BatchNorm's running
             # statistics lag the weights and the validation accuracy says little
@@ -170,8 +226,42 @@ def fit(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, x_val: np.ndarray,
                     and state["epoch"] - state["best_epoch"] >= config.patience):
                 log(f"{name}: stopping early, no validation gain for {config.patience} epochs")
                 break
-    if state["best_state"] is not None:
+    kept, val_kept = "best epoch", state["best"]
+    if average_last and state["avg_count"] == average_last:
+        model.load_state_dict(state["avg_state"])
+        recompute_batchnorm(model, bn_x, device)
+        val_kept = _validate(model, x_val, y_val, device, num_classes)
+        kept = f"average of the last {average_last} epochs"
+        log(f"{name}: keeping the {kept} (validation balanced accuracy {val_kept:.3f}; best single epoch "
+            f"{state['best']:.3f} at {state['best_epoch']})")
+    elif state["best_state"] is not None:
         model.load_state_dict(state["best_state"])
     model.eval()
-    return {"epochs": state["epoch"], "best_epoch": state["best_epoch"], "steps": step,
-            "val_balanced_accuracy": state["best"], "history": copy.deepcopy(state["history"])}
+    return {"epochs": state["epoch"], "best_epoch": state["best_epoch"], "steps": step, "kept": kept,
+            "val_balanced_accuracy": val_kept, "best_epoch_val_balanced_accuracy": state["best"],
+            "history": copy.deepcopy(state["history"])}
+
+
+def _best_so_far(state: dict[str, Any], first_kept: int) -> str:
+    if state["best_epoch"]:
+        return f"best {state['best']:.3f} at {state['best_epoch']}"
+    return f"epochs are kept from {first_kept} on"
+
+
+def _validate(model: torch.nn.Module, x_val: np.ndarray, y_val: np.ndarray, device: torch.device, k: int) -> float:
+    return float(accuracy_summary(confusion(y_val, predict(model, x_val, device), k))["balanced_accuracy"])
+
+
+def _accumulate(avg: dict[str, torch.Tensor] | None, model: torch.nn.Module, count: int) -> dict[str, torch.Tensor]:
+    """The running mean of the model's floating-point weights after ``count + 1`` epochs (integer
+    buffers, e.g. BatchNorm's batch counter, are the latest; BatchNorm statistics are re-measured for
+    the averaged weights anyway)."""
+    now = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    if avg is None:
+        return now
+    for k, v in now.items():
+        if v.is_floating_point():
+            avg[k] += (v - avg[k]) / (count + 1)
+        else:
+            avg[k] = v
+    return avg
