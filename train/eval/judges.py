@@ -107,9 +107,9 @@ def default_judges(*, seed: int = 0, gate: float = DEFAULT_GATE, max_epochs: int
     intensity jitter and keeps the average of its last third's weights (:func:`averaged_tail`), its
     BatchNorm statistics measured afresh. On the judge set (:mod:`.judge_set`: 256 subjects per stage, 64
     held out) they read 0.819 (small) and 0.830 (deep) held-out balanced accuracy at seed 0, 0.822 and
-    0.809 at seed 1; keeping the best validation epoch instead read 0.825/0.814 and 0.819/0.795. Doubling
-    the fit subjects or the epochs, or the deep judge's width, each added about 0.01 (deep, seed 1): these
-    figures sit near what these networks read on this data.
+    0.809 at seed 1; keeping the best validation epoch instead read 0.825/0.814 and 0.819/0.795. For the
+    deep judge at seed 1, half the fit subjects read 0.796, twice the epochs 0.821, twice the width 0.822:
+    these figures sit near what such networks read on this data.
     """
     common = dict(seed=seed, gate=gate, max_epochs=max_epochs, min_epochs=max_epochs, augment=DEFAULT_AUGMENT,
                   average_last=averaged_tail(max_epochs))
