@@ -14,8 +14,9 @@ Two things keep the kept network's reading of new images stable:
   chosen among readings that mostly measured the lag.
 - With ``average_last`` the kept network is the average of the weights at the end of the last epochs
   (stochastic weight averaging over the low-learning-rate tail of the one-cycle schedule), its
-  BatchNorm statistics measured afresh. Choosing the best of many noisy validation readings instead
-  overstates the validation figure and keeps a network that is, on new subjects, a few points worse.
+  BatchNorm statistics measured afresh. The best of many noisy validation readings overstates what
+  the chosen epoch reads on new subjects; the average needs no choice (on the judge set it read new
+  subjects within a point of the best epoch, and 1.4-1.6 points better for the deep judge).
 """
 
 from __future__ import annotations
