@@ -173,7 +173,8 @@ def curve_sentence(aug: dict[str, Any], stage_names: list[str]) -> str:
                 v, d = _verdict(a, b, key, reps)
                 if v != "no clear difference":
                     said.setdefault(v, []).append(f"{what} at {a['fraction']:.0%} ({d:+.3f})")
-        text = "; ".join(f"they {v} {', '.join(w)}" for v, w in said.items()) or \
+        verb = {"helps": "help", "hurts": "hurt"}
+        text = "; ".join(f"they {verb[v]} {', '.join(w)}" for v, w in said.items()) or \
             "no difference beyond two standard errors at any fraction"
         parts.append(f"{j['judge']}: {text}; trained on generated images alone, balanced accuracy "
                      f"{j['c']['balanced_accuracy_mean']:.3f}")
