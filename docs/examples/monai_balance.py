@@ -139,7 +139,8 @@ def main() -> None:
 
     prepare = Prepare(args.size)
     real_train = RealImages(images[train], stages[train], prepare)
-    generated = GeneratedDataset(plan, model=args.model, seed=args.seed, batch_size=64, transform=prepare, threads=1)
+    # batch_size=1 (the default): the loader shuffles, so a block of images would serve one item and be dropped
+    generated = GeneratedDataset(plan, model=args.model, seed=args.seed, transform=prepare, threads=1)
     test_x = torch.stack([prepare(im) for im in images[test]])
     test_y = stages[test]
 
