@@ -143,7 +143,15 @@ def _start(case: Case, args: list[str], cwd: Path) -> subprocess.Popen:
     warnings = "default,ignore::ResourceWarning" if case.fault == "interrupt" else "default"
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "120", "PYTHONWARNINGS": warnings}
     return subprocess.Popen([sys.executable, "-c", code], cwd=cwd, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True, preexec_fn=_terminal_sigint)
+
+
+def _terminal_sigint() -> None:
+    """Ctrl-C as at a terminal: a shell starts a background job (``cmd &``, as a CI runner may start the
+    suite) with SIGINT ignored, every process below inherits that, and the interrupt rows then test
+    nothing (measured: the runs went on to the end or the timeout). Python turns a default SIGINT into
+    KeyboardInterrupt at start-up."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _children(pid: int) -> list[int]:
