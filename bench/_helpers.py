@@ -1,4 +1,4 @@
-"""Small helpers shared by the benchmark modules: timing budgets, metrics, worker processes."""
+"""Small helpers shared by the benchmark modules: timing budgets, the interleaved timing loop, metrics, worker processes."""
 
 from __future__ import annotations
 
@@ -28,6 +28,72 @@ def run_benchmark(benchmark, fn: Callable[[], object], *, budget_s: float = 1.5,
     once = max(time.perf_counter() - t0, 1e-6)
     rounds = int(min(max_rounds, max(min_rounds, budget_s / once)))
     return benchmark.pedantic(fn, rounds=rounds, warmup_rounds=max(0, warmup - 1), iterations=1)
+
+
+class Interleaved:
+    """Contenders called one after another, each call timed on its own: the one timing loop of the benchmarks.
+
+    ``contenders`` maps a name to a callable doing one unit of work (models, sessions and inputs built
+    beforehand). A round calls each contender in turn, ``block`` times in a row, after a pause of
+    ``settle_s`` (untimed) before each call, and ``prepare(name)`` (untimed) where given; with
+    ``alternate`` every other round runs them in reverse order, so none always goes first. A load change
+    on a shared machine then falls on all of them alike, which is what makes their ratios robust.
+    ``times`` holds every call's seconds.
+    """
+
+    def __init__(self, contenders: dict[str, Callable[[], object]], *, settle_s: float = 0.0, block: int = 1,
+                 alternate: bool = False, prepare: Callable[[str], object] | None = None) -> None:
+        self.contenders = dict(contenders)
+        self.settle_s = settle_s
+        self.block = block
+        self.alternate = alternate
+        self.prepare = prepare
+        self.rounds = 0
+        self.times: dict[str, list[float]] = {name: [] for name in self.contenders}
+
+    def warm(self, calls: int = 1) -> None:
+        """``calls`` untimed calls of each contender (caches, allocators, thread pools, compiles)."""
+        for fn in self.contenders.values():
+            for _ in range(calls):
+                fn()
+
+    def round(self) -> None:
+        """One timed turn of every contender."""
+        order = list(self.contenders.items())
+        if self.alternate and self.rounds % 2:
+            order.reverse()
+        self.rounds += 1
+        for name, fn in order:
+            for _ in range(self.block):
+                if self.prepare is not None:
+                    self.prepare(name)
+                if self.settle_s:
+                    time.sleep(self.settle_s)
+                t0 = time.perf_counter()
+                fn()
+                self.times[name].append(time.perf_counter() - t0)
+
+    def run(self, rounds: int) -> dict[str, float]:
+        """``rounds`` rounds; the median seconds per call of each contender."""
+        for _ in range(rounds):
+            self.round()
+        return self.medians()
+
+    def run_for(self, seconds: float, *, min_rounds: int = 3) -> dict[str, float]:
+        """Rounds until ``seconds`` have passed and at least ``min_rounds`` were made; the medians."""
+        deadline = time.perf_counter() + seconds
+        made = 0
+        while made < min_rounds or time.perf_counter() < deadline:
+            self.round()
+            made += 1
+        return self.medians()
+
+    def medians(self, *, skip: int = 0) -> dict[str, float]:
+        """Median seconds per call of each contender, leaving out its first ``skip`` calls when more remain."""
+        return {name: float(np.median(v[skip:] if len(v) > skip else v)) for name, v in self.times.items()}
+
+    def rounds_each(self, *, skip: int = 0) -> int:
+        return min(len(v) for v in self.times.values()) - skip
 
 
 def median_s(benchmark) -> float:

@@ -19,6 +19,8 @@ import sys
 import time
 import traceback
 
+from bench._helpers import Interleaved
+
 
 def main() -> None:
     parser = argparse.ArgumentParser()
@@ -65,13 +67,9 @@ def main() -> None:
                 runners[batch]()
                 reply(ok=True)
             elif cmd == "time":
-                run = runners[batch]
-                times = []
-                for _ in range(int(req.get("rounds", 5))):
-                    t0 = time.perf_counter()
-                    run()
-                    times.append(time.perf_counter() - t0)
-                reply(ok=True, times=times)
+                timing = Interleaved({"run": runners[batch]})
+                timing.run(int(req.get("rounds", 5)))
+                reply(ok=True, times=timing.times["run"])
             else:
                 reply(ok=False, error=f"unknown command {cmd!r}")
         except Exception as exc:  # report to the parent instead of dying silently

@@ -1,8 +1,11 @@
-"""Benchmark fixtures and the rule that keeps plain ``pytest`` fast.
+"""Benchmark fixtures and the rules that keep plain ``pytest`` fast and ``pytest --benchmark-only`` quick.
 
 Benchmark tests under bench/ run only with ``pytest --benchmark-only``; a plain ``pytest`` skips
-them (they take minutes). With ``--benchmark-only`` and no ``--benchmark-json``, the results are
-also written to ``.benchmarks/latest.json`` for ``python -m bench.report``.
+them (they take minutes). ``pytest --benchmark-only`` alone runs the quick set, every headline
+figure (parity, throughput against torch and the peers, one image, cold start, int8); the long
+benchmarks (marked ``bench_long``: balancing, training, the web page, end to end, torch's whole mode
+sweep) run only with ``--bench-long`` as well. With ``--benchmark-only`` and no ``--benchmark-json``,
+the results are also written to ``.benchmarks/latest.json`` for ``python -m bench.report``.
 """
 
 from __future__ import annotations
@@ -26,7 +29,21 @@ def _benchmark_only(config) -> bool:
         return False
 
 
+def pytest_addoption(parser):
+    parser.addoption("--bench-long", action="store_true", default=False,
+                     help="with --benchmark-only: also run the long benchmarks (marked bench_long; see bench/README.md)")
+
+
+def long_benchmarks(config) -> bool:
+    """Whether this run includes the long benchmarks (``--bench-long``)."""
+    try:
+        return bool(config.getoption("bench_long"))
+    except ValueError:  # the option is registered by this file, which pytest did not load first
+        return False
+
+
 def pytest_configure(config):
+    config.addinivalue_line("markers", "bench_long: a long benchmark, run only with --benchmark-only --bench-long")
     if _benchmark_only(config) and not config.getoption("benchmark_json", None):
         DEFAULT_JSON.parent.mkdir(exist_ok=True)
         config.option.benchmark_json = DEFAULT_JSON
@@ -37,6 +54,11 @@ def pytest_configure(config):
 
 def pytest_collection_modifyitems(config, items):
     if _benchmark_only(config):
+        if not long_benchmarks(config):
+            skip_long = pytest.mark.skip(reason="long benchmark: runs with `pytest --benchmark-only --bench-long` (see bench/README.md)")
+            for item in items:
+                if item.get_closest_marker("bench_long") is not None:
+                    item.add_marker(skip_long)
         return
     skip = pytest.mark.skip(reason="benchmark: runs only with `pytest --benchmark-only` (see bench/README.md)")
     for item in items:
@@ -93,6 +115,12 @@ def pytest_benchmark_update_machine_info(config, machine_info):
     except ImportError:
         pass
     machine_info["cgan"] = info
+
+
+@pytest.fixture(scope="session")
+def bench_long(request) -> bool:
+    """True with ``--bench-long``: benchmarks with a time budget take their long one."""
+    return long_benchmarks(request.config)
 
 
 # ---------------------------------------------------------------- models

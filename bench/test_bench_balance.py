@@ -9,15 +9,16 @@ so a load change on the machine hits both. The goal: balancing costs at most 10%
 from __future__ import annotations
 
 import shutil
-import statistics
 import subprocess
-import time
 
 import numpy as np
+import pytest
 from PIL import Image
 
-from bench._helpers import python_env
+from bench._helpers import Interleaved, python_env
 from bench.test_bench_latency import cgan_run_exe
+
+pytestmark = pytest.mark.bench_long  # run with --bench-long (bench/README.md)
 
 PER_STAGE = 2500
 STAGES = 4
@@ -39,28 +40,25 @@ def test_balance_vs_n_10000(benchmark, bench_tmp, speed_model):
         "n": [str(cgan_run_exe()), "--n", str(PER_STAGE), "--out", str(root / "n"), *common],
         "balance": [str(cgan_run_exe()), "--balance", str(data), "--target", str(PER_STAGE + 1), "--out", str(root / "balance"), *common],
     }
-    times: dict[str, list[float]] = {k: [] for k in cmds}
-
-    def once(name: str) -> float:
-        shutil.rmtree(root / name, ignore_errors=True)
-        t0 = time.perf_counter()
+    def once(name: str) -> None:
         done = subprocess.run(cmds[name], env=python_env(), capture_output=True, text=True)
-        seconds = time.perf_counter() - t0
         if done.returncode != 0:
             raise AssertionError(f"{' '.join(cmds[name][1:3])} exited {done.returncode}:\n{done.stderr[-2000:]}")
-        return seconds
+
+    # each round into fresh folders (emptied untimed), who goes first alternating round by round
+    timing = Interleaved({name: (lambda name=name: once(name)) for name in cmds}, alternate=True,
+                         prepare=lambda name: shutil.rmtree(root / name, ignore_errors=True))
 
     def interleaved():
         # untimed: the page cache and .pyc files both commands read (a one-image run is enough)
         subprocess.run([str(cgan_run_exe()), "--n", "1", "--out", str(root / "warm"), *common], env=python_env(), check=True, capture_output=True)
-        for r in range(ROUNDS):
-            for name in (cmds if r % 2 == 0 else reversed(list(cmds))):  # alternate who goes first
-                times[name].append(once(name))
+        timing.run(ROUNDS)
 
     benchmark.pedantic(interleaved, rounds=1, iterations=1)
     written = {name: sorted(p.relative_to(root / name).name for p in (root / name).rglob("*.png")) for name in cmds}
     assert len(written["n"]) == PER_STAGE * STAGES and written["balance"] == written["n"]
-    med = {name: statistics.median(v) for name, v in times.items()}
+    times = timing.times
+    med = timing.medians()
     ratio = med["balance"] / med["n"]
     benchmark.extra_info.update(
         kind="balance", model=source, images=PER_STAGE * STAGES, batch=BATCH, rounds=ROUNDS,

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import time
 
-from bench._helpers import python_env, record_throughput
+import pytest
+
+from bench._helpers import Interleaved, python_env, record_throughput
 from bench.test_bench_latency import cgan_run_args, cgan_run_exe
+
+pytestmark = pytest.mark.bench_long  # run with --bench-long (bench/README.md)
 
 N_IMAGES = 4096
 BATCH = 64  # passed to cgan-run as --batch-size, so both sides run the same batches
@@ -29,16 +32,10 @@ def test_cgan_run_4096(benchmark, bench_tmp, speed_model):
 
     # The bare session first: same model, the runtime's own session, same batch size.
     sess = find_session(runtime_generator(model, "cpu"))
-    bare_fn = runner(sess, BATCH)
-    bare_fn()
-    times = []
-    deadline = time.perf_counter() + 4.0
-    while time.perf_counter() < deadline or len(times) < 3:
-        t0 = time.perf_counter()
-        bare_fn()
-        times.append(time.perf_counter() - t0)
-    bare_ips = BATCH / sorted(times)[len(times) // 2]
-    del sess, bare_fn
+    bare = Interleaved({"bare": runner(sess, BATCH)})
+    bare.warm()
+    bare_ips = BATCH / bare.run_for(4.0, min_rounds=3)["bare"]
+    del sess, bare
 
     def setup():
         shutil.rmtree(out, ignore_errors=True)

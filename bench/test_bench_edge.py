@@ -16,13 +16,11 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from bench._helpers import REPO, cpu_peak_gflops, gflop_per_image, python_env
+from bench._helpers import REPO, Interleaved, cpu_peak_gflops, gflop_per_image, python_env
 
 GOAL_ONE_IMAGE_MS = 3.0
 GOAL_COLD_START_S = 0.35
@@ -41,16 +39,10 @@ def int8_model(speed_model, bench_tmp):
 
 
 def _interleave(contenders: dict, rounds: int) -> dict[str, float]:
-    """Median seconds per call of each contender, called one after another, ``rounds`` times."""
-    times: dict[str, list[float]] = {k: [] for k in contenders}
-    for fn in contenders.values():
-        fn()
-    for _ in range(rounds):
-        for name, fn in contenders.items():
-            t0 = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t0)
-    return {k: float(np.median(v)) for k, v in times.items()}
+    """Median seconds per call of each contender, called one after another, ``rounds`` times (after one untimed call each)."""
+    timing = Interleaved(contenders)
+    timing.warm()
+    return timing.run(rounds)
 
 
 def test_int8_quality_and_size(benchmark, speed_model, int8_model):
@@ -146,17 +138,9 @@ def _in_blocks(contenders: dict, rounds: int, block: int) -> dict[str, float]:
     """Median seconds per call of each contender: ``block`` calls in a row (its weights stay in cache, as
     in a program that makes one image after another), contenders taking turns block by block, ``rounds``
     times, so load on a shared machine falls on all of them alike."""
-    times: dict[str, list[float]] = {k: [] for k in contenders}
-    for fn in contenders.values():
-        for _ in range(5):
-            fn()
-    for _ in range(rounds):
-        for name, fn in contenders.items():
-            for _ in range(block):
-                t0 = time.perf_counter()
-                fn()
-                times[name].append(time.perf_counter() - t0)
-    return {k: float(np.median(v)) for k, v in times.items()}
+    timing = Interleaved(contenders, block=block)
+    timing.warm(5)
+    return timing.run(rounds)
 
 
 def test_one_image_latency_mode(benchmark, speed_model, int8_model):

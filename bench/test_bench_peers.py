@@ -18,12 +18,10 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 
-import numpy as np
 import pytest
 
-from bench._helpers import cpu_peak_gflops, gflop_per_image, run_benchmark
+from bench._helpers import Interleaved, cpu_peak_gflops, gflop_per_image, run_benchmark
 from bench._torch_modes import EAGER, make_runner
 
 SETTLE_S = 0.1
@@ -48,7 +46,7 @@ def _openvino_runner(path, batch: int):
 
 
 @pytest.mark.parametrize("batch", [1, 64])
-def test_cpu_peers_interleaved(benchmark, torch_generator, worker_factory, speed_model, batch):
+def test_cpu_peers_interleaved(benchmark, torch_generator, worker_factory, speed_model, bench_long, batch):
     from bench._ort import default_session, runner, runtime_session
     from cgan.runtime import load
     from cgan.runtime.cpu import isa_class, isa_summary
@@ -73,26 +71,18 @@ def test_cpu_peers_interleaved(benchmark, torch_generator, worker_factory, speed
     gen_auto = load(path, provider="cpu")
     contenders["runtime generate(), engine onnxruntime"] = lambda: gen_ort.generate(stage=1, n=batch, seed=0)
     contenders[f"runtime generate(), engine auto ({gen_auto.engine})"] = lambda: gen_auto.generate(stage=1, n=batch, seed=0)
-    times: dict[str, list[float]] = {k: [] for k in contenders}
-    for fn in contenders.values():  # warm-up (and, for OpenVINO's runtime engine, the static-shape compile of this batch)
-        fn()
-        fn()
-
-    def one_each():
-        for name, fn in contenders.items():
-            time.sleep(SETTLE_S)
-            t0 = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t0)
+    timing = Interleaved(contenders, settle_s=SETTLE_S)
+    timing.warm(2)  # and, for OpenVINO's runtime engine, the static-shape compile of this batch
 
     benchmark.group = "cpu peers, interleaved"
-    run_benchmark(benchmark, one_each, budget_s=(30.0 if batch == 1 else 45.0) * BUDGET_S, min_rounds=5)
-    med = {k: float(np.median(v[1:] if len(v) > 2 else v)) for k, v in times.items()}
+    budget_s = (30.0 if batch == 1 else 45.0) if bench_long else (8.0 if batch == 1 else 12.0)  # quick by default
+    run_benchmark(benchmark, timing.round, budget_s=budget_s * BUDGET_S, min_rounds=5)
+    med = timing.medians(skip=1)  # the first round: run_benchmark's untimed estimate
     gflop = gflop_per_image(path)
     peak = cpu_peak_gflops()
     fp32_peak = peak.get("avx512_gflops") or peak["avx2_gflops"]
     benchmark.extra_info.update(
-        kind="peers", device="cpu", batch=batch, model=source, rounds_each=len(times["torch eager fp32"]) - 1,
+        kind="peers", device="cpu", batch=batch, model=source, rounds_each=timing.rounds_each(skip=1),
         variant=f"torch eager / torch.compile / ORT / OpenVINO / runtime, interleaved, batch {batch}",
         median_ms={k: round(v * 1e3, 3) for k, v in med.items()},
         images_per_s={k: round(batch / v, 2) for k, v in med.items()},

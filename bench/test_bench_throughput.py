@@ -10,18 +10,19 @@ import os
 
 import pytest
 
-from bench._helpers import record_throughput, run_benchmark
-from bench._torch_modes import CPU_COMPILED_MODES, CPU_EAGER_MODES, CUDA_MODES, cpu_has_native_bf16, make_runner
+from bench._helpers import Interleaved, record_throughput, run_benchmark
+from bench._torch_modes import CPU_COMPILED_MODES, CPU_EAGER_MODES, CUDA_MODES, EAGER, cpu_has_native_bf16, make_runner
 from bench.conftest import cuda_available
 
 BATCHES = (1, 16, 64, 256)
-# Seconds of timed rounds per benchmark: enough rounds for a median on a shared machine, and a whole
-# `pytest --benchmark-only` under 10 minutes on two cores.
+# Seconds of timed rounds per benchmark: enough rounds for a median on a shared machine, and the quick
+# `pytest --benchmark-only` under 5 minutes on two cores.
 BUDGET_S = float(os.environ.get("CGAN_BENCH_BUDGET_S", "1.0"))
+LONG = pytest.mark.bench_long  # torch's modes beyond the original's eager fp32: with --bench-long
 
 
 @pytest.mark.parametrize("batch", BATCHES)
-@pytest.mark.parametrize("mode", CPU_EAGER_MODES)
+@pytest.mark.parametrize("mode", [m if m == EAGER else pytest.param(m, marks=LONG) for m in CPU_EAGER_MODES])
 def test_cpu_torch(benchmark, torch_generator, mode, batch):
     import torch
 
@@ -38,6 +39,7 @@ def test_cpu_torch(benchmark, torch_generator, mode, batch):
     record_throughput(benchmark, images=batch, **info)
 
 
+@LONG  # the compiled rows of the quick set are test_bench_peers.py's, at batch 1 and 64
 @pytest.mark.parametrize("batch", BATCHES)
 @pytest.mark.parametrize("mode", CPU_COMPILED_MODES)
 def test_cpu_torch_compiled(benchmark, worker_factory, mode, batch):
@@ -116,8 +118,6 @@ SETTLE_S = 0.1  # pause before each timed call of the interleaved ratio (see tes
 def test_cpu_interleaved_ratio(benchmark, torch_generator, speed_model, batch):
     """torch eager fp32, ORT (default session) and ORT (runtime session) alternating call by call: ratios
     that load changes on a shared machine cannot skew (they hit all sides alike). Timed: one call of each."""
-    import time
-
     from bench._ort import default_session, runner, runtime_session
 
     path, source = speed_model
@@ -127,21 +127,12 @@ def test_cpu_interleaved_ratio(benchmark, torch_generator, speed_model, batch):
         "ort_default": runner(default_session(path), batch),
         "ort_runtime": runner(runtime_session(path, "cpu"), batch),
     }
-    times: dict[str, list[float]] = {k: [] for k in contenders}
-
-    def one_each():
-        for name, fn in contenders.items():
-            # Let the previous contender's idle threads go quiet first: ORT's default pool keeps spinning
-            # for tens of ms after a call returns, and a pool spinning on both cores slowed the next
-            # engine's call by up to 25% (batch 16; 20 ms of pause were not enough, 100 ms were: measured)
-            # -- a cost no program running one engine pays. Untimed.
-            time.sleep(SETTLE_S)
-            t0 = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t0)
-
-    run_benchmark(benchmark, one_each, budget_s=2 * BUDGET_S, min_rounds=5 if batch <= 64 else 3)
-    med = {k: sorted(v[1:])[len(v[1:]) // 2] for k, v in times.items()}  # v[0]: the untimed estimate call
+    # Each call after a pause: ORT's default pool keeps spinning for tens of ms after a call returns, and a
+    # pool spinning on both cores slowed the next engine's call by up to 25% (batch 16; 20 ms of pause were
+    # not enough, 100 ms were: measured) -- a cost no program running one engine pays. Untimed.
+    timing = Interleaved(contenders, settle_s=SETTLE_S)
+    run_benchmark(benchmark, timing.round, budget_s=2 * BUDGET_S, min_rounds=5 if batch <= 64 else 3)
+    med = timing.medians(skip=1)  # the first round: run_benchmark's untimed estimate
     benchmark.extra_info.update(
         kind="ratio", device="cpu", batch=batch, model=source,
         variant=f"torch eager fp32 / ORT default / ORT runtime session, interleaved, batch {batch}",
@@ -150,5 +141,5 @@ def test_cpu_interleaved_ratio(benchmark, torch_generator, speed_model, batch):
         ort_images_per_s=round(batch / med["ort_runtime"], 2),
         ort_over_torch=round(med["torch"] / med["ort_runtime"], 3),
         ort_default_over_torch=round(med["torch"] / med["ort_default"], 3),
-        rounds_each=len(times["torch"]) - 1,
+        rounds_each=timing.rounds_each(skip=1),
     )

@@ -20,13 +20,14 @@ cgan-train ``--compile`` to both tests (its first steps compile for minutes; the
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from bench._helpers import cpu_peak_gflops
+from bench._helpers import Interleaved, cpu_peak_gflops
+
+pytestmark = pytest.mark.bench_long  # run with --bench-long (bench/README.md)
 
 IMG = 128
 BATCHES = (16, 32)
@@ -231,20 +232,14 @@ def test_train_interleaved_ratio(benchmark, image_files, torch_threads, capsys, 
         if "compile" in name:
             fn()  # the G step's D (eval mode) compiles at the first call too
     gflop = {name: step_gflop(fn) / (batch * STEPS) for name, fn in loops.items() if "compile" not in name}
-    times: dict[str, list[float]] = {name: [] for name in loops}
-
-    def one_round() -> None:
-        for name, fn in loops.items():
-            t0 = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t0)
+    timing = Interleaved(loops)
 
     benchmark.group = "cpu training ratio"
-    benchmark.pedantic(one_round, rounds=PAIRS, warmup_rounds=0, iterations=1)
-    med = {name: float(np.median(v)) for name, v in times.items()}
+    benchmark.pedantic(timing.round, rounds=PAIRS, warmup_rounds=0, iterations=1)
+    med = timing.medians()
     new = med["cgan-train fp32 (defaults)"]
     info = dict(kind="train_ratio", device="cpu", img_size=IMG, batch=batch, threads=torch_threads,
-                rounds=len(times[ORIGINAL]),
+                rounds=timing.rounds_each(),
                 original_images_per_s=round(batch * STEPS / med[ORIGINAL], 3),
                 present_images_per_s=round(batch * STEPS / med[PRESENT], 3),
                 cgan_train_images_per_s=round(batch * STEPS / new, 3),
@@ -270,5 +265,5 @@ def test_train_interleaved_ratio(benchmark, image_files, torch_threads, capsys, 
         line = ", ".join(f"{name} {batch * STEPS / t:.2f} img/s" for name, t in med.items())
         print(f"\ntraining throughput, CPU, {IMG} px, batch {batch}, {torch_threads} thread(s): {line} -> "
               f"cgan-train {info['speedup_vs_present']:.2f}x the present step, {info['speedup_vs_original']:.2f}x "
-              f"the original (median of {len(times[ORIGINAL])} interleaved rounds)")
+              f"the original (median of {timing.rounds_each()} interleaved rounds)")
     assert info["speedup_vs_present"] > 0

@@ -19,6 +19,10 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from _browser import CHROMIUM, CHROMIUM_ARGS, missing, ort_dist, serving  # noqa: E402
 
+from bench._helpers import Interleaved  # noqa: E402
+
+pytestmark = pytest.mark.bench_long  # run with --bench-long (bench/README.md)
+
 ROUNDS = 3
 
 
@@ -28,12 +32,9 @@ def _python_ms_per_image(cwd: Path) -> float:
 
     gen = load(None, provider="cpu", cwd=cwd, engine="onnxruntime")  # the page runs ONNX Runtime (web) too
     gen.generate(0, 4)
-    best = float("inf")
-    for _ in range(7):
-        t0 = time.perf_counter()
-        gen.generate(0, 4, batch_size=4)
-        best = min(best, time.perf_counter() - t0)
-    return best * 1000 / 4
+    timing = Interleaved({"python": lambda: gen.generate(0, 4, batch_size=4)})
+    timing.run(7)
+    return min(timing.times["python"]) * 1000 / 4
 
 
 @pytest.mark.skipif(missing() is not None, reason=f"browser benchmark: {missing()}")
