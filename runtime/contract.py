@@ -40,6 +40,7 @@ MODEL_FILE_INT8 = "cDCGAN_generator_int8.onnx"  # cgan-export --int8
 LAST_GENERATOR = OUTPUT_DIR / GENERATOR_FILE
 LAST_EXPORT = OUTPUT_DIR / MODEL_FILE
 EVAL_DIR = OUTPUT_DIR / "eval"  # cgan-eval --out
+WEB_DIR = Path("web")  # cgan-web build --out and serve's SITE (not site/, where `mkdocs build` writes the docs)
 
 
 class GenKey:

@@ -159,3 +159,17 @@ def test_javascript_noise_is_the_python_noise(tmp_path):
 def test_ci_installs_the_pinned_onnxruntime_web():
     ci = (Path(__file__).resolve().parents[1] / ".ci" / "run").read_text()
     assert f"ORT_WEB_VERSION={ORT_VERSION} " in ci and "apt-get install -y -q chromium" in ci
+
+
+def test_the_default_site_folder_is_not_where_mkdocs_writes_the_docs(tmp_path):
+    """`mkdocs build` then `cgan-web build`, both with their defaults, in one folder: neither collides."""
+    import re
+
+    mkdocs_site = re.search(r"^site_dir:\s*(\S+)", (Path(__file__).resolve().parents[1] / "mkdocs.yml").read_text(), re.M)
+    docs = tmp_path / (mkdocs_site.group(1) if mkdocs_site else "site")
+    docs.mkdir()
+    (docs / "index.html").write_text("the documentation")
+    result = run_script("cgan-web", "build", cwd=tmp_path, env={"CGAN_ORT_DIST": ""})
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "web" / "site.json").is_file() and "cgan-web serve web" in result.stdout
+    assert sorted(p.name for p in docs.iterdir()) == ["index.html"]

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from ..contract import DISCLAIMER, LAST_EXPORT
+from ..contract import DISCLAIMER, LAST_EXPORT, WEB_DIR
 from ..errors import user_errors_exit
 
 app = typer.Typer(
@@ -26,7 +26,7 @@ app = typer.Typer(
 def build(
     model: Optional[str] = typer.Argument(None, help=f"PATH.onnx, or hf:OWNER/REPO with an optional @REVISION and /FILE (default: {LAST_EXPORT}, else the embedded model)."),
     model_option: Optional[str] = typer.Option(None, "--model", "-m", help="The same as MODEL, as cgan-run takes it."),
-    out: Path = typer.Option(Path("site"), "--out", "-o", help="Folder to write the site into."),
+    out: Path = typer.Option(WEB_DIR, "--out", "-o", help="Folder to write the site into."),
     ort_dist: Optional[Path] = typer.Option(
         None, "--ort-dist", envvar="CGAN_ORT_DIST",
         help="node_modules/onnxruntime-web/dist of a local `npm install onnxruntime-web` (its files are copied in, so the page works offline); without it the page loads onnxruntime-web from a pinned CDN URL.",
@@ -46,7 +46,7 @@ def build(
 @app.command()
 @user_errors_exit
 def serve(
-    site: Path = typer.Argument(Path("site"), help="A folder written by `cgan-web build`."),
+    site: Path = typer.Argument(WEB_DIR, help="A folder written by `cgan-web build`."),
     port: int = typer.Option(8000, "--port", "-p", help="Port on 127.0.0.1 (0: any free port)."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every request."),
 ) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..api import check_finite_model
-from ..contract import DISCLAIMER, read_metadata
+from ..contract import DISCLAIMER, WEB_DIR, read_metadata
 from ..errors import CganError
 from ..fileio import sha256_file
 from ..noise import NOISE_VERSION
@@ -104,7 +104,7 @@ def _public_source(resolved) -> str:
 
 def build_site(
     model: str | os.PathLike | None = None,
-    out: str | os.PathLike = "site",
+    out: str | os.PathLike = WEB_DIR,
     *,
     ort_dist: str | os.PathLike | None = None,
     webgpu: bool = True,
