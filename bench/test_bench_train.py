@@ -143,8 +143,8 @@ def cgan_train_loop(image_set, batch: int, *, present: bool = False, **overrides
     import torch
 
     from bench._present_step import as_present, present_step
-    from cgan.train import ddp
-    from cgan.train.loop import TrainConfig, TrainingRun, epoch_order, iter_batches, resolve_precision, to_model_input
+    from cgan.train.loop import ddp
+    from cgan.train.loop.run import TrainConfig, TrainingRun, epoch_order, iter_batches, resolve_precision, to_model_input
 
     if present:
         overrides = {"channels_last": False, **overrides}

@@ -21,7 +21,7 @@ from cgan.runtime.errors import DiskFullError
 from cgan.runtime.fileio import atomic_path, atomic_write_text
 
 from .card import card_path_for, render_card
-from cgan.train.checkpoint_reader import EMA_KEYS, load_generator
+from cgan.train.store.read import EMA_KEYS, load_generator
 from .errors import ExportError
 from .outputs import check_output as _check_output
 from .onnx_export import DEFAULT_OPSET, build_inference_module, check_graph, check_opset, trace_to_onnx

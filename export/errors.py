@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from cgan.runtime.errors import CganError
-from cgan.train.checkpoint_reader import ArchitectureError, CheckpointError  # noqa: F401 - raised while reading the checkpoint to export
+from cgan.train.store.read import ArchitectureError, CheckpointError  # noqa: F401 - raised while reading the checkpoint to export
 
 
 class ExportError(CganError):

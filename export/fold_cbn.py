@@ -2,7 +2,7 @@
 statistics folded into the ConvTranspose before it (float64 arithmetic), the stage's gain and shift
 kept as two lookup tables per block (``Gather``, ``Mul``, ``Add`` in the graph: standard operators).
 
-Initializer names of the traced graph (a warm start reads them back, see cgan.train.warm_start):
+Initializer names of the traced graph (a warm start reads them back, see cgan.train.store.read_exported):
 ``label_emb.weight``, ``blocks.<i>.conv.{weight,bias}``, ``blocks.<i>.gain.weight``,
 ``blocks.<i>.shift.weight`` and ``to_image.weight``.
 """

@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 
 from cgan.runtime.contract import OASIS_FOLDERS
-from cgan.train.synth_render import render, sample_subject
+from cgan.train.synth.subject import render, sample_subject
 
 
 # Stages far apart, and no per-subject offsets on the markers: tiny images (16-32 px) and a few hundred

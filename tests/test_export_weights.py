@@ -43,7 +43,7 @@ def test_raw_export_says_so_in_the_metadata(tmp_path):
 def test_a_generator_file_of_raw_weights_is_exported_as_raw_even_if_its_run_kept_an_ema_copy(tmp_path):
     """The raw weights taken out of a training checkpoint into a generator file keep the run's provenance,
     which says the run had EMA; the file's own flag decides what the model's metadata says."""
-    from cgan.train.checkpoint import generator_payload, save_generator
+    from cgan.train.store.write import generator_payload, save_generator
 
     path, raw, _ = _checkpoint(tmp_path)
     state = torch.load(path, weights_only=True)

@@ -76,7 +76,7 @@ def _training_checkpoint(root: Path) -> Path:
     import tempfile
 
     from _train_setup import torch_threads_kept
-    from cgan.train.loop import TrainConfig, train
+    from cgan.train.loop.run import TrainConfig, train
 
     if _CHECKPOINT:
         return _CHECKPOINT[0]

@@ -14,7 +14,9 @@ from typer.testing import CliRunner
 
 from cgan.runtime.contract import OASIS_COUNTS, OASIS_FOLDERS
 from cgan.runtime.errors import CganError
-from cgan.train import synth, synth_anatomy, synth_render
+from cgan.train import synth
+from cgan.train.synth import anatomy as synth_anatomy
+from cgan.train.synth import subject as synth_subject
 from cgan.train.data_cli import app
 
 from conftest import run_script
@@ -164,7 +166,7 @@ def test_severity_of_neighbouring_stages_overlaps():
     assert sev[0].max() < sev[3].min()  # ... the extremes do not
 
 
-def _subject(severity: float) -> synth_render.Subject:
+def _subject(severity: float) -> synth_subject.Subject:
     base = synth.make_subject(5, 3, 2, 8)[0]
     return replace(base, severity=severity, ventricle_base=0.0, cortex_base=0.0, mtl_base=0.0)
 
@@ -173,7 +175,7 @@ def _subject(severity: float) -> synth_render.Subject:
 def test_atrophy_is_monotone_in_severity_on_a_fixed_subject_and_slice(level):
     rows, images = [], []
     for sev in (0.0, 0.25, 0.5, 0.75, 1.0, 1.25):
-        img, info = synth_render.render(_subject(sev), level, 64, np.random.default_rng(0))
+        img, info = synth_subject.render(_subject(sev), level, 64, np.random.default_rng(0))
         rows.append(info)
         images.append(img)
     for name, sign in (("ventricle_fraction", 1), ("sulcal_fraction", 1), ("brain_fraction", -1)):
@@ -197,9 +199,9 @@ def test_markers_from_images_follow_the_stage():
 def test_deformations_are_one_to_one():
     worst = _subject(1.0)
     worst = replace(worst, ventricle_base=0.4, head_scale=0.9)  # beyond the largest enlargement drawn
-    assert worst.ventricle_mm == pytest.approx(1.4 * synth_render.VENTRICLE_MM)
+    assert worst.ventricle_mm == pytest.approx(1.4 * synth_subject.VENTRICLE_MM)
     for level in range(synth_anatomy.LEVEL_MIN, synth_anatomy.LEVEL_MAX + 1, 5):
-        py, px, qy, qx = synth_render.coordinates(worst, level, 64, 7.0, 3.0, -2.0)
+        py, px, qy, qx = synth_subject.coordinates(worst, level, 64, 7.0, 3.0, -2.0)
         for y, x in ((py, px), (qy, qx)):
             yy, yx = np.gradient(y)
             xy, xx = np.gradient(x)
@@ -209,8 +211,8 @@ def test_deformations_are_one_to_one():
 
 def test_render_looks_like_a_skull_stripped_slice():
     subj = synth.make_subject(0, 1, 0, 8)[0]
-    a, _ = synth_render.render(subj, 90, 64, np.random.default_rng(1))
-    b, _ = synth_render.render(subj, 90, 64, np.random.default_rng(2))
+    a, _ = synth_subject.render(subj, 90, 64, np.random.default_rng(1))
+    b, _ = synth_subject.render(subj, 90, 64, np.random.default_rng(2))
     assert a.shape == (64, 64) and a.dtype == np.uint8
     diff = np.abs(a.astype(int) - b.astype(int))  # the rng draws only noise and a small pose jitter
     assert diff.max() > 0 and np.median(diff) < 10
@@ -220,7 +222,7 @@ def test_render_looks_like_a_skull_stripped_slice():
     # grey matter darker than white matter: the cortex ring against the deep white matter
     wm = synth_anatomy.level_maps(90)
     assert wm.t1.max() > 0.9 and subj.gm_level < subj.wm_level
-    assert synth_render.render(subj, 90, 128, np.random.default_rng(1))[0].shape == (128, 128)
+    assert synth_subject.render(subj, 90, 128, np.random.default_rng(1))[0].shape == (128, 128)
 
 
 def test_refuses_to_overwrite_unless_asked(tmp_path):

@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 from conftest import run_script
 from cgan.runtime.contract import from_uint8
 from cgan.train.cli import app
-from cgan.train.loop import TrainConfig, epoch_order, iter_batches, to_model_input, train
+from cgan.train.loop.run import TrainConfig, epoch_order, iter_batches, to_model_input, train
 from cgan.train.models import Generator, GeneratorConfig, MinibatchStd, build_discriminator
 from cgan.train.synth import make_synthetic_set
 

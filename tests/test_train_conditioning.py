@@ -15,13 +15,13 @@ from typer.testing import CliRunner
 from cgan.runtime.api import load
 from cgan.runtime.contract import Key, noise
 from cgan.runtime.errors import CganError
-from cgan.train import ddp
-from cgan.train.batches import draw_order, epoch_order, stratified_order
+from cgan.train.loop import ddp
+from cgan.train.loop.batches import draw_order, epoch_order, stratified_order
 from cgan.train.cli import app
-from cgan.train.loop import TrainConfig, TrainingRun, to_model_input, train
+from cgan.train.loop.run import TrainConfig, TrainingRun, to_model_input, train
 from cgan.train.models import GeneratorConfig, build_generator
-from cgan.train.objectives import d_loss, g_loss
-from cgan.train.warm_start import read_exported, rebuild_generator
+from cgan.train.loop.objectives import d_loss, g_loss
+from cgan.train.store.read_exported import read_exported, rebuild_generator
 
 from _models import model_file
 from _train_setup import BATCH, DISC_WIDTH, IMG, WIDTH, quiet, tiny_training_set, torch_threads_kept
@@ -216,7 +216,7 @@ def test_warm_start_of_a_cbn_export_reproduces_it(cbn_run):
 
 def test_a_run_warm_started_from_an_export_generates_its_images_before_any_step(dataset):
     run = make_run(dataset[2], init_from=model_file("gen32"), d_warmup=2, ema=True)
-    from cgan.train.init_from import read_init
+    from cgan.train.store.read_init import read_init
 
     run.load_init(read_init(run.config), run.config.init_from)
     z, stage = balanced_noise(4)
@@ -247,7 +247,7 @@ def test_d_warmup_trains_d_alone_then_both(dataset):
 
 
 def test_warm_start_refusals_name_the_flag(dataset, tmp_path):
-    from cgan.train.init_from import read_init
+    from cgan.train.store.read_init import read_init
 
     with pytest.raises(CganError, match="--width"):
         read_init(TrainConfig(img_size=32, width=32, init_from=model_file("gen32")))

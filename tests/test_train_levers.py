@@ -10,13 +10,13 @@ import torch
 from torch import nn
 from typer.testing import CliRunner
 
-from cgan.train import ddp
-from cgan.train.augment import AUGMENTS, cutout, diff_augment, parse_policy, translation
+from cgan.train.loop import ddp
+from cgan.train.loop.augment import AUGMENTS, cutout, diff_augment, parse_policy, translation
 from cgan.train.cli import app
-from cgan.train.fast import compile_or_eager
-from cgan.train.loop import TrainConfig, TrainingRun, to_model_input, train
+from cgan.train.loop.fast import compile_or_eager
+from cgan.train.loop.run import TrainConfig, TrainingRun, to_model_input, train
 from cgan.train.models import MinibatchStd, batch_groups
-from cgan.train.objectives import d_loss, g_loss, r1_penalty
+from cgan.train.loop.objectives import d_loss, g_loss, r1_penalty
 
 from _train_setup import BATCH, DISC_WIDTH, IMG, WIDTH, quiet, tiny_training_set, torch_threads_kept
 

@@ -46,7 +46,7 @@ def train(ctx: typer.Context, **values: Any) -> None:
         if parse is not None:
             values[f.name] = parse(values[f.name])
     require_torch("cgan-train")
-    from .loop import train as run_training
+    from .loop.run import train as run_training
 
     config = TrainConfig(**values)
     given = {name for name in ctx.params if _given(ctx, name)}

@@ -139,9 +139,9 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise :class:`CganError` naming the first flag that is out of range."""
-        from .augment import parse_policy  # torch: only once a run is configured, never for --help
+        from .loop.augment import parse_policy  # torch: only once a run is configured, never for --help
         from .models import DISCRIMINATORS, GENERATORS, GeneratorConfig
-        from .objectives import LOSSES
+        from .loop.objectives import LOSSES
 
         if self.img_size < 32 or self.img_size & (self.img_size - 1):
             raise CganError(f"--img-size must be a power of two >= 32 (32, 64, 128, 256...), got {self.img_size}")

@@ -81,7 +81,7 @@ def plan(spec: JudgeSetSpec) -> JudgeSetPlan:
 
 def _render_chunk(job: tuple) -> tuple[np.ndarray, np.ndarray]:
     from cgan.train.synth import make_subject
-    from cgan.train.synth_render import render
+    from cgan.train.synth.subject import render
 
     seed, img_size, slices, rows = job
     out = np.empty((len(rows), img_size, img_size), dtype=np.uint8)

@@ -110,7 +110,7 @@ def load_source(model: str | Path | None, *, device: str = "auto", threads: int 
     if path.is_dir():
         raise EvalError(f"model {path} is a folder; give an .onnx file or a .pth/.pt checkpoint")
     if path.suffix.lower() in CHECKPOINT_SUFFIXES:
-        from cgan.train.checkpoint_reader import load_generator
+        from cgan.train.store.read import load_generator
         from .devices import resolve_device
 
         generator, meta = load_generator(path)

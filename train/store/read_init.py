@@ -1,6 +1,6 @@
 """What ``--init-from`` starts a run from, read and checked before any data is loaded: a full checkpoint
 of another run (fine-tuning: its G and D) or an exported generator (a warm start: G rebuilt from the
-``.onnx``, see :mod:`cgan.train.warm_start`, beside a fresh D)."""
+``.onnx``, see :mod:`cgan.train.store.read_exported`, beside a fresh D)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from typing import Any
 
 from cgan.runtime.errors import CganError
 
-from . import checkpoint as ckpt
-from .options import TrainConfig
-from .models import GeneratorConfig
-from .warm_start import ExportedGenerator, check_fits, is_onnx_source, read_exported
+from ..models import GeneratorConfig
+from ..options import TrainConfig
+from . import write as ckpt
+from .read_exported import ExportedGenerator, check_fits, is_onnx_source, read_exported
 
 
 def read_init(config: TrainConfig) -> dict[str, Any] | ExportedGenerator:

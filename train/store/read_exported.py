@@ -44,7 +44,7 @@ from cgan.runtime.errors import CganError
 from cgan.runtime.fileio import sha256_file
 from cgan.runtime.resolve import EMBEDDED_DEFAULT
 
-from .models import GeneratorConfig, build_generator
+from ..models import GeneratorConfig, build_generator
 
 DEFAULT_NAME = "default"  # --init-from default: the model embedded in the package
 CALIBRATION_IMAGES = 256  # noise vectors whose activations give the rebuilt BatchNorm statistics

@@ -1,5 +1,5 @@
 """What a training run writes about itself (rank 0): the generator file with its provenance, the
-fixed-noise sample grids and the history/loss reports. A mixin of :class:`cgan.train.loop.TrainingRun`,
+fixed-noise sample grids and the history/loss reports. A mixin of :class:`cgan.train.loop.run.TrainingRun`,
 which holds the state these read (config, models, position, data description)."""
 
 from __future__ import annotations
@@ -16,14 +16,14 @@ from cgan.runtime import __version__
 from cgan.runtime.contract import GENERATOR_FILE, noise, to_uint8
 from cgan.runtime.noise import NOISE_VERSION
 
-from . import checkpoint as ckpt
-from . import outputs
+from ..store import write as ckpt
+from . import report_files as outputs
 
 SAMPLE_COLUMNS = 8  # fixed-noise samples per stage in each grid
 
 
 class RunOutputs:
-    """The writers of :class:`~cgan.train.loop.TrainingRun` (see the module docstring)."""
+    """The writers of :class:`~cgan.train.loop.run.TrainingRun` (see the module docstring)."""
 
     def provenance(self) -> dict[str, str]:
         done = self.epochs_done

@@ -1,6 +1,6 @@
 """A training run's checkpoint state (every rank): the checkpoint body it writes, and loading one back
 for ``--resume`` or as a start (``--init-from``: another run's G and D, or a warm start from an exported
-generator). A mixin of :class:`cgan.train.loop.TrainingRun`, which holds the models, optimizers, RNG and
+generator). A mixin of :class:`cgan.train.loop.run.TrainingRun`, which holds the models, optimizers, RNG and
 position these read and set."""
 
 from __future__ import annotations
@@ -11,14 +11,14 @@ from typing import Any
 from cgan.runtime import __version__
 from cgan.runtime.errors import CganError
 
-from . import checkpoint as ckpt
+from ..store import write as ckpt
+from ..store.read_exported import ExportedGenerator, warm_state
 from . import ddp
 from .fast import load_optimizer_state
-from .warm_start import ExportedGenerator, warm_state
 
 
 class RunState:
-    """The checkpoint side of :class:`~cgan.train.loop.TrainingRun` (see the module docstring)."""
+    """The checkpoint side of :class:`~cgan.train.loop.run.TrainingRun` (see the module docstring)."""
 
     def state(self) -> dict[str, Any]:
         """The full checkpoint body (collective under DDP: every rank must call it)."""

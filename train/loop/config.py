@@ -15,7 +15,7 @@ import torch
 from cgan.runtime.errors import CganError
 
 from . import ddp
-from .options import TrainConfig
+from ..options import TrainConfig
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """A synthetic OASIS-like set: axial T1 slices of synthetic subjects built from real brain anatomy.
 
-The set is made of subjects (:mod:`.synth_render`): each is the MNI ICBM152 2009 template
-(:mod:`.synth_anatomy`) under its own smooth random deformation, pose, intensity profile, stage and
+The set is made of subjects (:mod:`.subject`): each is the MNI ICBM152 2009 template
+(:mod:`.anatomy`) under its own smooth random deformation, pose, intensity profile, stage and
 hidden severity, drawn around the stage's mean so that neighbouring stages overlap. Severity acts as
 anatomy: enlarged ventricles and temporal horns, thinner cortex with wider sulci, medial-temporal
 volume loss on the low slices, a small global shrink. Each subject gives several axial slices from
@@ -35,9 +35,9 @@ from cgan.runtime.writers import png_bytes
 
 from .pool import pool_map
 
-from .synth_anatomy import TEMPLATE_NOTICE, share_template, template_slabs
-from .synth_markers import MARKER_NAMES, estimate_markers  # noqa: F401  (re-exported for cgan-eval)
-from .synth_render import MARKERS, Subject, render, sample_subject, slice_levels
+from .anatomy import TEMPLATE_NOTICE, share_template, template_slabs
+from .markers import MARKER_NAMES, estimate_markers  # noqa: F401  (re-exported for cgan-eval)
+from .subject import MARKERS, Subject, render, sample_subject, slice_levels
 
 # Bump when the rendering or the sampling changes: caches of the default synthetic set key on it.
 # 2: subjects built from the MNI ICBM152 2009 template (1 was drawn from geometry).

@@ -35,19 +35,20 @@ from cgan.runtime.contract import GENERATOR_FILE
 from cgan.runtime.errors import CganError, DiskFullError, first_line
 from cgan.runtime.outputs import FolderLock, clean_dead_temps
 
-from . import checkpoint as ckpt
-from . import ddp, objectives, outputs
+from ..models import GeneratorConfig, batch_groups, build_discriminator, build_generator
+from ..models import split_outputs as _split
+from ..options import TrainConfig
+from ..store import write as ckpt
+from ..store.read_exported import ExportedGenerator
+from ..store.read_init import absolute, read_init
+from . import ddp, objectives
+from . import report_files as outputs
 from .augment import diff_augment, parse_policy
 from .batches import draw_order, epoch_order, iter_batches, to_model_input  # noqa: F401 - epoch_order: re-exported for tests
 from .config import TrainResult, merge_resumed, resolve_device, resolve_precision
-from .options import TrainConfig
 from .fast import compile_or_eager, make_adam
-from .init_from import absolute, read_init
-from .models import GeneratorConfig, batch_groups, build_discriminator, build_generator
-from .models import split_outputs as _split
-from .run_outputs import RunOutputs
-from .run_state import RunState
-from .warm_start import ExportedGenerator
+from .reports import RunOutputs
+from .state import RunState
 
 Log = Callable[[str], object]
 
@@ -268,7 +269,7 @@ def train(config: TrainConfig, *, image_set=None, log: Log = print, given: set[s
     """Train (or, with ``config.resume``, continue) a run; write its files to ``config.out``.
 
     ``image_set`` (a :class:`cgan.train.data.ImageSet`) replaces loading ``config.data``. With ``resume``,
-    the run continues as saved; ``given`` names the fields set on the command line (see :func:`cgan.train.config.merge_resumed`).
+    the run continues as saved; ``given`` names the fields set on the command line (see :func:`cgan.train.loop.config.merge_resumed`).
     Raises :class:`CganError` for bad settings before anything is written.
     """
     config.validate()
@@ -338,7 +339,7 @@ def _out_of_memory(exc: BaseException) -> bool:
 
 def _load_images(config: TrainConfig, info: ddp.DistInfo, say: Log):
     """The training images; rank 0 builds the cache, the others wait, then read it."""
-    from .data import load_image_set
+    from ..data import load_image_set
 
     def load():
         return load_image_set(config.data, img_size=config.img_size, classes=config.classes,

@@ -2,7 +2,7 @@
 
 A :class:`Subject` is the template under its own smooth random deformation (head size, elongation,
 shear and a two-scale random displacement field), pose, intensity profile and hidden atrophy
-severity. Severity acts through the template's tissue maps (:mod:`.synth_anatomy`), monotonically:
+severity. Severity acts through the template's tissue maps (:mod:`.anatomy`), monotonically:
 
 - the ventricles (and temporal horns, cisterns) enlarge by a radial displacement along the gradient
   of the smoothed ventricle map (``ventricle_mm`` at most);
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage as ndi
 
-from .synth_anatomy import LEVEL_MAX, LEVEL_MIN, T1_CSF, T1_GM, T1_WM, brain_centre, level_maps
+from .anatomy import LEVEL_MAX, LEVEL_MIN, T1_CSF, T1_GM, T1_WM, brain_centre, level_maps
 
 FOV_MM = 210.0  # width of the square field of view (the template brain is ~140 x 175 mm: ~83% of it)
 CONTROL_MAX = 64  # coordinates and markers are computed on at most this grid, then interpolated

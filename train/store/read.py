@@ -6,7 +6,7 @@ Accepted, all detected from their content:
 - ours (same file plus ``"config"``, ``"provenance"``, ``"ema"``), written by ``cgan-train``;
 - a full training checkpoint (``model_output/checkpoints/ckpt_*.pt``): a dict holding the generator
   state under ``"generator"``/``"G"`` (the EMA copy ``"generator_ema"`` is preferred when not None), as
-  ``cgan-train`` writes them (see cgan.train.checkpoint);
+  ``cgan-train`` writes them (see cgan.train.store.write);
 - a bare Generator state dict.
 
 The architecture (the original's layers or the conditional-BatchNorm generator's, by their parameter names;
@@ -48,7 +48,7 @@ def read_checkpoint(path: Path) -> Any:
         raise CheckpointError(f"checkpoint {path} does not exist; train one with `cgan-train` or pass a path")
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} is not a file")
-    from .checkpoint import PickledCodeError, safe_load
+    from .write import PickledCodeError, safe_load
 
     try:
         return safe_load(path)
@@ -102,7 +102,7 @@ def load_generator(checkpoint: Path, weights: str = "auto") -> tuple[Any, dict]:
 def build_from_state(state: Mapping[str, Any], source: str = "state dict") -> tuple[Any, Any]:
     """Infer the GeneratorConfig from tensor shapes, build the Generator and load ``state`` strictly."""
     import torch
-    from .models import GeneratorConfig, build_generator
+    from ..models import GeneratorConfig, build_generator
 
     state = _strip_prefixes(state)
     config = _infer_cbn_config(state, source) if "to_image.weight" in state else _infer_config(state, source)
