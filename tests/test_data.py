@@ -312,6 +312,20 @@ def test_cli_scan(tmp_path):
     assert custom.exit_code == 0 and "stage 0  stage3" in custom.output
 
 
+def test_cli_scan_takes_the_folder_as_an_argument_like_the_other_commands(tmp_path):
+    """`cgan-data scan Data/`, as `cgan-run --balance Data/`, `cgan-eval Data/` and `cgan-web build` take a folder."""
+    root = _make(tmp_path / "d", ["stage0", "stage1", "stage2", "stage3"])
+    runner = CliRunner()
+    result = runner.invoke(app, ["scan", str(root), "--img-size", "16", "--cache-dir", str(tmp_path / "c")])
+    assert result.exit_code == 0, result.output
+    assert any(l.split()[:2] == ["total", "8"] for l in result.output.splitlines()), result.output
+    both = runner.invoke(app, ["scan", str(root), "--data", str(root), "--img-size", "16", "--cache-dir", str(tmp_path / "c")])
+    assert both.exit_code == 0, both.output
+    other = runner.invoke(app, ["scan", str(root), "--data", str(tmp_path / "e"), "--cache-dir", str(tmp_path / "c")])
+    assert other.exit_code == 1
+    assert other.output.strip().splitlines() == [f"error: two dataset folders given ({root} and --data {tmp_path / 'e'}); give one"]
+
+
 def test_cli_scan_bad_input(tmp_path):
     result = CliRunner().invoke(app, ["scan", "--data", str(tmp_path / "missing"), "--cache-dir", str(tmp_path)])
     assert result.exit_code == 1

@@ -50,7 +50,9 @@ def synth(
 
 @user_errors_exit
 def scan(
-    data: Optional[Path] = typer.Option(None, "--data", help="Dataset folder (default: the built-in synthetic set)."),
+    data_argument: Optional[Path] = typer.Argument(None, metavar="DATA", show_default=False,
+                                                   help="Dataset folder (default: the built-in synthetic set); the same as --data."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Dataset folder, as DATA (cgan-train's option name)."),
     classes: Optional[str] = typer.Option(None, "--classes", help='Class folders in stage order, e.g. "a,b,c,d" (default: OASIS folders or stage0..stageN).'),
     img_size: int = typer.Option(128, "--img-size", help="Image size the cache holds."),
     strict: bool = typer.Option(False, "--strict", help="Stop at the first unreadable image instead of skipping it."),
@@ -64,6 +66,9 @@ def scan(
     """
     from .data import load_image_set
 
+    if data_argument is not None and data is not None and data_argument != data:
+        raise CganError(f"two dataset folders given ({data_argument} and --data {data}); give one")
+    data = data_argument if data_argument is not None else data
     class_list = [c for c in classes.split(",")] if classes is not None else None
     images = load_image_set(data, img_size=img_size, classes=class_list, strict=strict, cache_dir=cache_dir,
                             log=typer.echo)

@@ -103,7 +103,7 @@ def _click_options(cmd) -> list[Option]:
             continue
         is_argument = type(param).__name__.endswith("Argument")
         if is_argument:
-            flags = (param.name.upper(),)
+            flags = (param.metavar or param.name.upper(),)
         else:
             flags = tuple(sorted(param.opts, key=lambda f: (not f.startswith("--"), f))) + tuple(param.secondary_opts)
         is_flag = bool(getattr(param, "is_flag", False))
