@@ -13,7 +13,9 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import stat
 import sys
 import time
 from pathlib import Path
@@ -23,6 +25,8 @@ from .errors import OutputError
 from .fileio import TEMP_NAME
 
 LOCK_NAME = ".cgan.lock"
+# The lock is opened without following a symlink at its name, and without waiting on a pipe put there.
+_NO_FOLLOW = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
 SHOWN_CLASHES = 3  # existing files named in the refusal
 
 
@@ -133,10 +137,18 @@ class FolderLock:
             import fcntl
         except ImportError:  # pragma: no cover - Windows: the file and its pid alone
             return self._try_exclusive()
+        self._check_not_planted()
         try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | _NO_FOLLOW, 0o644)
         except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.EISDIR, errno.ENXIO):  # a link, folder or pipe put there since the check
+                self._check_not_planted()
             raise OutputError(f"cannot write to {self.folder} ({exc.strerror or exc}); choose another --out") from None
+        try:
+            self._check_not_planted(fd)
+        except BaseException:
+            os.close(fd)
+            raise
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -158,9 +170,26 @@ class FolderLock:
         self._fd = fd
         return True
 
-    def _try_exclusive(self) -> bool:  # pragma: no cover - used where fcntl is missing
+    def _check_not_planted(self, fd: int | None = None) -> None:
+        """Refuse a lock path that is not a plain file of its own: a symlink (writing the lock would
+        truncate whatever it points at), a folder, a pipe or device, or a hard link to another file."""
         try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+            st = os.fstat(fd) if fd is not None else os.lstat(self.path)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise OutputError(f"cannot read {self.path} ({exc.strerror or exc}); choose another --out") from None
+        if stat.S_ISREG(st.st_mode) and st.st_nlink <= 1:
+            return
+        what = ("a symlink" if stat.S_ISLNK(st.st_mode) else "a folder" if stat.S_ISDIR(st.st_mode)
+                else f"a file with {st.st_nlink} hard links" if stat.S_ISREG(st.st_mode) else "not a regular file")
+        raise OutputError(f"{self.path} is {what}, not a lock file of ours; nothing was written to it: "
+                          "remove it (it is not needed) or choose another --out")
+
+    def _try_exclusive(self) -> bool:  # pragma: no cover - used where fcntl is missing
+        self._check_not_planted()
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | _NO_FOLLOW, 0o644)
         except FileExistsError:
             pid, host, _ = read_lock(self.path)
             if host == _hostname() and pid and not pid_alive(pid):

@@ -10,7 +10,12 @@ Placeholders in ``args`` and paths: ``{tmp}`` (the test's folder), ``{disk}`` (a
 model; every stage NaN; NaN for stage 3 only), ``{evil}`` (a checkpoint whose pickle calls
 os.system), ``{raw_pickle}`` (a plain pickle), ``{data}`` (a tiny stage0..3 image folder),
 ``{ckpt}`` (a training checkpoint of a 32-px run without EMA), ``{ckpt_run}`` (a copy of that run's
-folder), ``{file}`` (a plain file).
+folder), ``{file}`` (a plain file), ``{victim}`` (a file of random bytes outside every folder a command
+is given, checked byte-identical afterwards: the target of a planted symlink).
+
+Planted before the run, after the placeholders of ``args`` are made (so they can go inside ``{data}``):
+``keep`` files, ``links`` (symlinks: to ``{victim}``, dangling, or looping onto themselves) and
+``fifos`` (named pipes).
 
 Faults: ``none``; ``second`` (once ``trigger`` matches, the same command again: it must be refused
 with ``second``); ``plant`` (once a path in ``trigger`` exists, write the ``plant`` files with random
@@ -27,7 +32,7 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Case:
     id: str
-    defect: int  # the campaign's number (0: a case that was clean, kept as a row)
+    defect: int  # the campaign's number (0: a case that was clean, kept as a row; 101-107: round four's security items)
     command: str
     args: tuple[str, ...]
     code: int
@@ -37,6 +42,8 @@ class Case:
     plant: tuple[str, ...] = ()  # files written at the trigger, checked byte-identical afterwards
     keep: tuple[str, ...] = ()  # files written before the run, checked byte-identical afterwards
     absent: tuple[str, ...] = ()  # globs under {tmp} that must match nothing afterwards
+    links: tuple[tuple[str, str], ...] = ()  # (path under {tmp}, target with placeholders): symlinks made before the run
+    fifos: tuple[str, ...] = ()  # paths under {tmp}: named pipes made before the run
     forbid: str = ""  # regex that must not appear in the output (besides tracebacks and warnings)
     disk_size: str = "256k"
     children: int = 0  # kill9: child processes to wait for
@@ -54,6 +61,7 @@ class Case:
 
 
 SYNTH = ("synth", "--n", "8", "--img-size", "16")
+LOCK_REFUSED = r"^error: .*/\.cgan\.lock is %s, not a lock file of ours; nothing was written to it"
 STARTED_SYNTH = ("D/.cgan.lock", ".D.*.tmp")  # the run has begun writing (now; before: its temporary sibling)
 
 CASES: tuple[Case, ...] = (
@@ -170,4 +178,24 @@ CASES: tuple[Case, ...] = (
     Case("export-evil-pickle", 20, "cgan-export", ("{evil}", "--out", "{tmp}/e.onnx"), 1,
          r"^error: checkpoint .*evil\.pth refused: the file needs pickled code to load.*never executed",
          forbid=r"corrupt|weights_only|Weights only", absent=("e.onnx", "PWNED"), torch=True),
+    # 101: a symlink (or pipe, or folder) planted at the lock's name is refused, never written through
+    Case("run-lock-symlink-to-a-file-elsewhere", 101, "cgan-run", ("--model", "{gen32}", "--n", "2", "--out", "{tmp}/g"), 1,
+         LOCK_REFUSED % "a symlink", links=(("g/.cgan.lock", "{victim}"),), absent=("g/stage*",)),
+    Case("balance-lock-symlink-to-a-file-elsewhere", 101, "cgan-run",
+         ("--model", "{gen32}", "--balance", "{data}", "--target", "5", "--out", "{data}"), 1,
+         LOCK_REFUSED % "a symlink", links=(("data/.cgan.lock", "{victim}"),), absent=("data/*/stage*", "data/generated.csv")),
+    Case("web-build-lock-symlink-to-a-file-elsewhere", 101, "cgan-web", ("build", "{gen32}", "--out", "{tmp}/site"), 1,
+         LOCK_REFUSED % "a symlink", links=(("site/.cgan.lock", "{victim}"),), absent=("site/index.html",)),
+    Case("synth-lock-symlink-to-a-file-elsewhere", 101, "cgan-data", (*SYNTH, "--out", "{tmp}/D"), 1,
+         LOCK_REFUSED % "a symlink", links=(("D/.cgan.lock", "{victim}"),), absent=("D/labels.csv",), torch=True),
+    Case("train-lock-symlink-to-a-file-elsewhere", 101, "cgan-train",
+         ("--data", "{data}", "--img-size", "32", "--width", "32", "--disc-width", "8", "--batch-size", "4", "--max-steps", "1",
+          "--out", "{tmp}/m"), 1, LOCK_REFUSED % "a symlink", links=(("m/.cgan.lock", "{victim}"),), absent=("m/checkpoints",),
+         torch=True),
+    Case("run-lock-dangling-symlink", 101, "cgan-run", ("--model", "{gen32}", "--n", "2", "--out", "{tmp}/g"), 1,
+         LOCK_REFUSED % "a symlink", links=(("g/.cgan.lock", "{tmp}/made-through-the-link"),), absent=("made-through-the-link",)),
+    Case("run-lock-looping-symlink", 101, "cgan-run", ("--model", "{gen32}", "--n", "2", "--out", "{tmp}/g"), 1,
+         LOCK_REFUSED % "a symlink", links=(("g/.cgan.lock", "{tmp}/g/.cgan.lock"),), absent=("g/stage*",)),
+    Case("run-lock-is-a-pipe", 101, "cgan-run", ("--model", "{gen32}", "--n", "2", "--out", "{tmp}/g"), 1,
+         LOCK_REFUSED % "not a regular file", fifos=("g/.cgan.lock",), absent=("g/stage*",), timeout=30),
 )

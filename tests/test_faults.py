@@ -125,6 +125,10 @@ class Places(dict):
         elif key == "file":
             value = tmp / "a-file"
             value.write_text("not a folder\n")
+        elif key == "victim":  # what a symlink planted in a command's folder points at; must stay byte-identical
+            value = tmp / "victim" / "precious.txt"
+            value.parent.mkdir()
+            value.write_bytes(self.setdefault("bytes:victim", os.urandom(1000)))
         else:
             raise KeyError(key)
         self[key] = str(value)
@@ -239,9 +243,7 @@ def test_fault(case: Case, tmp_path: Path) -> None:
     mounts: list[Path] = []
     places = Places(tmp_path, case, mounts)
     try:
-        for rel in case.keep:
-            (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
-            (tmp_path / rel).write_bytes(places.setdefault(f"bytes:{rel}", os.urandom(1000)))
+        _plant_before(case, places, tmp_path)
         if case.fault == "kill9":
             _kill9_then_rerun(case, places, tmp_path)
         else:
@@ -250,6 +252,10 @@ def test_fault(case: Case, tmp_path: Path) -> None:
         for rel in (*case.plant, *case.keep):
             path = tmp_path / rel
             assert path.is_file() and path.read_bytes() == places[f"bytes:{rel}"], f"{rel} was changed or removed"
+        if "victim" in places:
+            victim = Path(places["victim"])
+            assert victim.is_file() and not victim.is_symlink() and victim.read_bytes() == places["bytes:victim"], \
+                "the file a planted symlink points at was changed or removed"
         for rel, key, value in case.json:
             import json
 
@@ -260,6 +266,21 @@ def test_fault(case: Case, tmp_path: Path) -> None:
     finally:
         for mount in reversed(mounts):
             subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+def _plant_before(case: Case, places: Places, tmp: Path) -> None:
+    """Make the placeholders the command line names, then the files, symlinks and pipes the case plants."""
+    for arg in case.args:
+        arg.format_map(places)
+    for rel in case.keep:
+        (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp / rel).write_bytes(places.setdefault(f"bytes:{rel}", os.urandom(1000)))
+    for rel, target in case.links:  # a target naming the link itself loops; one naming nothing dangles
+        (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+        os.symlink(target.format_map(places), tmp / rel)
+    for rel in case.fifos:
+        (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+        os.mkfifo(tmp / rel)
 
 
 def _kill9_then_rerun(case: Case, places: Places, tmp: Path) -> None:
