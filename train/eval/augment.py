@@ -9,6 +9,11 @@ so the generated part stays fixed while the real part grows. Every fit draws the
 class-balanced images per epoch with the same early stopping on the same real validation subjects, and
 is measured on the same held-out real subjects: balanced accuracy and the rarest stage's recall, mean ±
 sd over ``repeats`` seeds.
+
+The cost follows the run: a fit trains ``epochs`` epochs but never more than its judge's own (so
+``--judge-epochs`` and ``--quick`` bound it), and an epoch draws the judge's ``epoch_images`` or one
+pass over the real fit side where that is smaller (:func:`.fit.epoch_draws`: a small set's epochs are
+short).
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from .fit import fit, predict, resize_u8
+from .fit import epoch_draws, fit, predict, resize_u8
 from .judges import averaged_tail
 from .metrics import accuracy_summary, confusion
 from .networks import build
@@ -64,6 +69,15 @@ def pool_sizes(counts: np.ndarray, config: CurveConfig) -> list[int]:
     return [min(max(w, top), config.max_per_stage) for w in want]
 
 
+def curve_fit_config(judge_config: Any, epochs: int, n_fit: int) -> Any:
+    """The schedule of an extra fit on a judge's architecture (the learning curve's, the balance study's):
+    ``epochs`` but at most the judge's own, the whole one-cycle schedule, the judge's weight averaging
+    over its last third, and :func:`.fit.epoch_draws` draws per epoch for a fit side of ``n_fit`` images."""
+    e = max(1, min(int(epochs), int(judge_config.max_epochs)))
+    return replace(judge_config, max_epochs=e, min_epochs=e, epoch_images=epoch_draws(judge_config, n_fit),
+                   average_last=averaged_tail(e) if judge_config.average_last else 0)
+
+
 def subject_subset(idx: np.ndarray, labels: np.ndarray, groups: Any, fraction: float, rng: np.random.Generator) -> np.ndarray:
     """``fraction`` of every stage's subjects in ``idx`` (at least one), all their images."""
     g = np.asarray(groups, dtype=object)[idx] if groups is not None else idx.astype(object)
@@ -105,8 +119,7 @@ def run_curve(config: CurveConfig, *, image_set: Any, split: Any, judges: list[A
     total = len(chosen) * (2 * len(config.fractions) + 1) * config.repeats
     done = 0
     for judge in chosen:
-        cfg = replace(judge.config, max_epochs=config.epochs, min_epochs=config.epochs,
-                      average_last=averaged_tail(config.epochs) if judge.config.average_last else 0)
+        cfg = curve_fit_config(judge.config, config.epochs, len(split.fit))
         size = cfg.size_for(judge.img_size)
         if size not in small_cache:
             small_cache[size] = resize_u8(np.asarray(image_set.images), size)
@@ -125,7 +138,7 @@ def run_curve(config: CurveConfig, *, image_set: Any, split: Any, judges: list[A
             done += 1
             log(f"learning curve {done}/{total}: {judge.name} {what}: held-out balanced accuracy "
                 f"{summary['balanced_accuracy']:.3f}, {image_set.class_names[rare]} recall {summary['per_class'][rare]:.3f}")
-            return {"seed": seed, **summary, "epochs": hist["epochs"], "images": int(len(y))}
+            return {"seed": seed, **summary, "epochs": hist["epochs"], "steps": hist["steps"], "images": int(len(y))}
 
         curve: dict[str, list[dict[str, Any]]] = {"a": [], "b": []}
         for fi, fraction in enumerate(config.fractions):
@@ -146,7 +159,8 @@ def run_curve(config: CurveConfig, *, image_set: Any, split: Any, judges: list[A
         x_c = np.concatenate([g[:n] for g, n in zip(gen_small, sizes)])
         y_c = np.repeat(np.arange(k), sizes)
         only = [one(x_c, y_c, cfg.seed + r, f"generated only, repeat {r + 1}") for r in range(config.repeats)]
-        result["per_judge"].append({"judge": judge.name, "arch": cfg.arch, "curve": curve, "c": _stats(only, rare)})
+        result["per_judge"].append({"judge": judge.name, "arch": cfg.arch, "epochs": cfg.max_epochs,
+                                    "epoch_images": cfg.epoch_images, "curve": curve, "c": _stats(only, rare)})
     return result
 
 

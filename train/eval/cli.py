@@ -76,7 +76,7 @@ def evaluate(
     ratio: Optional[float] = typer.Option(None, "--ratio", help="With --augment: generated images added per real image of a stage (default: a fixed pool, the largest stage's real count, per stage)."),
     repeats: int = typer.Option(3, "--repeats", help="With --augment: seeds per arm and fraction."),
     augment_max: int = typer.Option(2000, "--augment-max-per-stage", help="With --augment: most generated images per stage (cost)."),
-    augment_epochs: int = typer.Option(8, "--augment-epochs", help="With --augment: epochs of every learning-curve fit."),
+    augment_epochs: int = typer.Option(8, "--augment-epochs", help="With --augment: epochs of every learning-curve fit (at most --judge-epochs; an epoch is one pass over the fit side where that is under 2,560 images)."),
     augment_judges: str = typer.Option("small", "--augment-judges", help="With --augment: judge architectures the curve trains (small, deep or small,deep)."),
     quick: bool = typer.Option(False, "--quick", help="A smoke check of a few minutes: never a verdict."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace the report already in --out."),

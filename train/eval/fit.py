@@ -4,6 +4,7 @@ every epoch so an interrupted fit resumes where it stopped.
 
 An "epoch" is ``epoch_images`` class-balanced draws (weight 1/stage count, with
 replacement), so a fit costs the same whatever pool it draws from (real, real + generated, generated).
+The balance study also fits with plain draws (every image equally likely) and a class-weighted loss.
 
 Two things keep the kept network's reading of new images stable:
 
@@ -106,6 +107,12 @@ def balanced_subset(y: np.ndarray, n: int, seed: int, num_classes: int) -> np.nd
     return np.sort(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.int64)
 
 
+def uniform_subset(n_items: int, n: int, seed: int) -> np.ndarray:
+    """Up to ``n`` of ``range(n_items)``, every item equally likely (fixed by ``seed``), sorted."""
+    rng = np.random.default_rng([seed, 0xB17])
+    return np.sort(rng.permutation(n_items)[:n])
+
+
 @torch.no_grad()
 def recompute_batchnorm(model: torch.nn.Module, x_u8: np.ndarray, device: torch.device, batch_size: int = 128) -> None:
     """Replace every BatchNorm layer's running statistics by their exact average over ``x_u8`` (the
@@ -134,9 +141,20 @@ def predict(model: torch.nn.Module, x_u8: np.ndarray, device: torch.device, batc
     return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
 
 
+def epoch_draws(config: Any, n_fit: int) -> int:
+    """Draws per epoch for fits on a fit side of ``n_fit`` images: the config's ``epoch_images``, or one
+    pass over the fit side where that is smaller (so a small set's epoch costs what its images do), at
+    least one batch."""
+    return max(int(config.batch_size), min(int(config.epoch_images), int(n_fit)))
+
+
+SAMPLERS = ("balanced", "plain")
+
+
 def fit(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, *,
         num_classes: int, config: Any, device: torch.device, name: str, checkpoint: Path | None = None,
-        ident: str = "", log: Log = print) -> dict[str, Any]:
+        ident: str = "", log: Log = print, sampler: str = "balanced",
+        class_weights: Any = None) -> dict[str, Any]:
     """Fit ``model`` in place on uint8 ``x`` (already at the network's size) and labels ``y``.
 
     Kept: with ``config.average_last`` (and the whole schedule run) the average of the weights at the end
@@ -144,7 +162,12 @@ def fit(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, x_val: np.ndarray,
     from ``config.min_epochs`` on (stop after ``config.patience`` epochs without a gain). BatchNorm
     statistics are measured afresh before every validation and for the kept network. With
     ``checkpoint``, the state after every epoch is saved there and a matching one (same ``ident``) is
-    resumed. Returns the history."""
+    resumed. Returns the history.
+
+    ``sampler``: ``"balanced"`` (the judges' own: every image drawn with weight 1/its stage's count, and
+    BatchNorm statistics measured on a class-balanced part) or ``"plain"`` (every image equally likely,
+    BatchNorm statistics on a uniform part: the stages in the data's own proportions).
+    ``class_weights``: per-class weights of the cross-entropy loss (``None``: unweighted)."""
     from cgan.runtime.progress import progress
 
     torch.manual_seed(config.seed)
@@ -157,13 +180,24 @@ def fit(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, x_val: np.ndarray,
         total = min(total, config.max_steps)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=total, pct_start=0.2)
-    weights = np.where(counts[y] > 0, 1.0 / np.maximum(counts[y], 1), 0.0)
-    weights = weights / weights.sum()
+    if sampler not in SAMPLERS:
+        raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
+    if sampler == "balanced":
+        weights = np.where(counts[y] > 0, 1.0 / np.maximum(counts[y], 1), 0.0)
+        weights = weights / weights.sum()
+    else:
+        weights = np.full(len(y), 1.0 / max(len(y), 1))
+    loss_weight = None
+    if class_weights is not None:
+        loss_weight = torch.as_tensor(np.asarray(class_weights, dtype=np.float32), device=device)
+        if loss_weight.shape != (num_classes,):
+            raise ValueError(f"class_weights needs one weight per class ({num_classes}), got {tuple(loss_weight.shape)}")
     state = {"epoch": 0, "step": 0, "best": -1.0, "best_epoch": 0, "best_state": None, "history": [],
              "avg_state": None, "avg_count": 0}
     average_last = int(getattr(config, "average_last", 0) or 0)
     first_kept = max(1, min(int(config.min_epochs), int(config.max_epochs)))
-    bn_idx = balanced_subset(y, BN_IMAGES, int(config.seed), num_classes)
+    bn_idx = (balanced_subset(y, BN_IMAGES, int(config.seed), num_classes) if sampler == "balanced"
+              else uniform_subset(len(y), BN_IMAGES, int(config.seed)))
     bn_x = np.ascontiguousarray(x[bn_idx])
     if checkpoint is not None and checkpoint.is_file():
         try:
@@ -191,7 +225,7 @@ def fit(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, x_val: np.ndarray,
                     break
                 idx = np.sort(order[s : s + config.batch_size])
                 batch = augment_batch(to_input(x[idx], device), policy, jitter)
-                loss = F.cross_entropy(model(batch), torch.from_numpy(y[idx]).to(device))
+                loss = F.cross_entropy(model(batch), torch.from_numpy(y[idx]).to(device), weight=loss_weight)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
