@@ -13,6 +13,7 @@ never counted as real, even where the output folder is the dataset itself.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from dataclasses import dataclass
@@ -286,7 +287,10 @@ def _completed(job: BalanceJob, names: dict, folders: list, seed: int, noise_ver
 def run_balance(gen, data: Path, out: Path, *, seed: int, noise_version: int, ratio=None, target=None,
                 stages: Optional[Sequence[int]] = None, batch_size: Optional[int] = None, writers: Optional[int] = None,
                 overwrite: bool = False, echo: Callable[[str], None] = print, progress=None) -> str:
-    """``cgan-run --balance``: plan, print the plan, write the missing images. Returns the summary line."""
+    """``cgan-run --balance``: plan, print the plan, write the missing images. Returns the summary line.
+
+    ``progress(total)``, where given, is a context manager yielding ``advance(count)`` (called from the
+    writer threads) for runs of more than one batch."""
     sha = sha256_file(gen.path)
     job = plan_job(Path(data), Path(out), model_sha256=sha, seed=seed, noise_version=noise_version, ratio=ratio, target=target,
                    stages=stages, num_classes=gen.info.num_classes, stage_names=gen.info.stage_names)
@@ -297,17 +301,11 @@ def run_balance(gen, data: Path, out: Path, *, seed: int, noise_version: int, ra
     if job.to_write == 0:
         return (f"nothing to do: {job.out} already holds the {job.plan.total:,} generated images of this plan "
                 f"(listed in {job.manifest})")
-    bar = progress() if progress is not None and job.to_write > (batch_size or gen.default_batch_size) else None
-    task = bar.add_task("generating", total=job.to_write) if bar else None
     started = time.perf_counter()
-    if bar is not None:
-        bar.start()
-    try:
+    with contextlib.ExitStack() as bars:
+        advance = bars.enter_context(progress(job.to_write)) if progress is not None and job.to_write > (batch_size or gen.default_batch_size) else None
         n = write_job(gen, job, seed=seed, noise_version=noise_version, model_sha256=sha, batch_size=batch_size, writers=writers,
-                      overwrite=overwrite, on_written=(lambda c: bar.advance(task, c)) if bar else None)
-    finally:
-        if bar is not None:
-            bar.stop()
+                      overwrite=overwrite, on_written=advance)
     seconds = max(time.perf_counter() - started, 1e-9)
     return (f"wrote {n:,} PNG images to {job.out} in {seconds:.1f} s ({n / seconds:.0f} images/s, {gen.engine}, {gen.provider}); "
             f"{job.manifest} lists all {job.plan.total:,} generated images of the plan")

@@ -10,7 +10,7 @@ import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 from .contract import DISCLAIMER, parse_stages
 from .errors import CganError, check_least, user_errors_exit
@@ -194,9 +194,8 @@ def generate_to_disk(gen, config: RunConfig, *, quiet: bool = False) -> str:
 def _generate_locked(gen, config: RunConfig, out: Path, grid: Optional[Path], digits: int, *, quiet: bool) -> str:
     import numpy as np
 
-    from .writers import NpyStackWriter, PngWriter, disclaimer_text, image_name, save_image, stack_name, stage_dir
+    from .writers import disclaimer_text, save_image
 
-    info = gen.info
     bs = config.batch_size or gen.default_batch_size
     total = config.n * len(config.stages)
     keep = min(config.n, PROGRESSION_ROWS if config.progression else GRID_IMAGES) if grid else 0
@@ -211,19 +210,40 @@ def _generate_locked(gen, config: RunConfig, out: Path, grid: Optional[Path], di
 
     # A bar for a single batch would jump from 0 to done; skipping it also keeps rich (~0.1 s of imports
     # measured on the loaded 2-core machine) off the start path of small runs such as `cgan-run --n 1`.
-    progress = None if quiet or total <= bs else _progress()
-    task = progress.add_task("generating", total=total) if progress else None
+    with contextlib.ExitStack() as stack_of_bars:
+        advance = None if quiet or total <= bs else stack_of_bars.enter_context(_progress(total))
+        seconds = _write_images(gen, config, out, digits, model_text, keep, kept, advance)
+
+    sheet_note = ""
+    if grid is not None:
+        save_image(_sheet(gen, config, kept), grid)
+        sheet_note = f"; contact sheet {grid}"
+    what = {"png": "PNG images", "npy": "images in npy stacks", "none": "images (not saved)"}[config.format]
+    where = f" to {out}" + (" (OASIS layout)" if config.layout == "oasis" else "") if config.format != "none" else ""
+    return (
+        f"wrote {total} {what}{where} in {seconds:.1f} s ({total / seconds:.0f} images/s, batch {bs}, "
+        f"{gen.engine}, {gen.provider}){sheet_note}"
+    )
+
+
+def _write_images(gen, config: RunConfig, out: Path, digits: int, model_text: dict, keep: int, kept: dict,
+                  progress: Optional[Callable[[int], None]]) -> float:
+    """Generate and write every image of the run (keeping the first ``keep`` per stage for a sheet); the seconds it took."""
+    import numpy as np
+
+    from .writers import NpyStackWriter, PngWriter, image_name, stack_name, stage_dir
+
+    info = gen.info
+    bs = config.batch_size or gen.default_batch_size
 
     def advance(count: int) -> None:
         if progress is not None:
-            progress.advance(task, count)
+            progress(count)
 
     started = time.perf_counter()
     png = PngWriter(workers=config.writers, text=model_text, on_written=advance) if config.format == "png" else None
     stack: NpyStackWriter | None = None
     try:
-        if progress is not None:
-            progress.start()
         # every stage's first batch before the first file: a model broken (NaN) for one stage writes nothing
         batches = {s: gen.batches(s, config.n, seed=config.seed, start=config.start, batch_size=bs,
                                   noise_version=config.noise_version) for s in config.stages}
@@ -263,21 +283,7 @@ def _generate_locked(gen, config: RunConfig, out: Path, grid: Optional[Path], di
         if stack is not None:
             stack.abort()
         raise
-    finally:
-        if progress is not None:
-            progress.stop()
-    seconds = time.perf_counter() - started
-
-    sheet_note = ""
-    if grid is not None:
-        save_image(_sheet(gen, config, kept), grid)
-        sheet_note = f"; contact sheet {grid}"
-    what = {"png": "PNG images", "npy": "images in npy stacks", "none": "images (not saved)"}[config.format]
-    where = f" to {out}" + (" (OASIS layout)" if config.layout == "oasis" else "") if config.format != "none" else ""
-    return (
-        f"wrote {total} {what}{where} in {seconds:.1f} s ({total / seconds:.0f} images/s, batch {bs}, "
-        f"{gen.engine}, {gen.provider}){sheet_note}"
-    )
+    return time.perf_counter() - started
 
 
 def _sheet(gen, config: RunConfig, kept: dict):
@@ -319,26 +325,22 @@ def _sidecar(gen, config: RunConfig, stage: int) -> dict:
     }
 
 
-def _progress():
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-    from rich.text import Text
+@contextlib.contextmanager
+def _progress(total: int) -> Iterator[Callable[[int], None]]:
+    """Progress of the images written, on stderr: a bar on a terminal; in a pipe or a log file a plain line
+    at the start and every ~15 s (``$CGAN_PROGRESS_INTERVAL``), as the other long commands print. Yields
+    ``advance(count)``, safe to call from the PNG writer threads."""
+    import threading
 
-    class Rate(ProgressColumn):
-        def render(self, task) -> Text:
-            speed = task.finished_speed or task.speed
-            return Text(f"{speed:,.0f} images/s" if speed else "- images/s")
+    from .progress import progress
 
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        Rate(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        transient=False,
-    )
+    lock = threading.Lock()
+    with progress("generating", total, unit="image", stream=sys.stderr) as bar:
+        def advance(count: int) -> None:
+            with lock:
+                bar.advance(count, stats=f"{bar.rate():,.0f} images/s" if bar.mode == "bar" else None)
+
+        yield advance
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:

@@ -207,3 +207,27 @@ def test_judge_training_prints_plain_progress_when_piped(capsys):
         log=lambda _msg: None)
     out = capsys.readouterr().out
     assert re.search(rf"^judge tiny: step 1/8 \(12%\), \S+ \S+, elapsed {TIMES}, ETA", out, re.M), out
+
+
+@pytest.mark.parametrize("balance", [False, True])
+def test_piped_cgan_run_prints_plain_progress_from_the_start(tmp_path, balance):
+    """`cgan-run --n 2000 | cat` (and `--balance`) says how far it is in plain lines on stderr, the first one
+    at the first batch, not one bar line at the end."""
+    from _models import model_file
+    from PIL import Image
+
+    args = ["--model", str(model_file("gen32")), "--out", str(tmp_path / "out"), "--batch-size", "16", "--writers", "1"]
+    if balance:
+        for s in range(4):
+            (tmp_path / "data" / f"stage{s}").mkdir(parents=True)
+            Image.new("L", (8, 8)).save(tmp_path / "data" / f"stage{s}" / "real.png")
+        args += ["--balance", str(tmp_path / "data"), "--target", "101"]
+    else:
+        args += ["--n", "100"]
+    proc = subprocess.run([sys.executable, "-c", "from cgan.runtime.cli import main; main()", *args], capture_output=True, text=True, timeout=300,
+                          env=_env(CGAN_PROGRESS_INTERVAL="3600"))
+    assert proc.returncode == 0, proc.stderr
+    lines = re.findall(rf"generating: image ([\d,]+)/400 \(\d+%\), \S+ \S+, elapsed {TIMES}, ETA", proc.stderr)
+    # with an interval of an hour: the line at the first batch, and the one saying where it ended
+    counts = [int(n.replace(",", "")) for n in lines]
+    assert len(counts) == 2 and counts[0] <= 16 * 2 and counts[1] == 400, proc.stderr
