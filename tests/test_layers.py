@@ -86,3 +86,73 @@ def test_relative_imports_resolve_within_their_package():
     path = REPO / "runtime" / "web" / "site.py"
     names = {name for _, name in imported_modules(path, "cgan.runtime.web.site")}
     assert "cgan.runtime.contract" in names and "cgan.runtime.web" not in names
+
+
+# ---------------------------------------------------------------- no import circle
+
+def _modules() -> dict[str, Path]:
+    """Every module of the three packages by its installed name."""
+    return {_module_name(folder, path): path for folder in LAYERS for path in sorted((REPO / folder).rglob("*.py"))}
+
+
+def import_graph(modules: dict[str, Path]) -> dict[str, set[str]]:
+    """module -> the modules of ours it imports, at any depth. ``from pkg import name`` counts as an import
+    of ``pkg.name`` where that is a module, else of ``pkg`` (a package's ``__init__``)."""
+    graph = {}
+    for module, path in modules.items():
+        targets = set()
+        for _, name in imported_modules(path, module):
+            while name and name not in modules:  # `from pkg import func` was read as pkg.func
+                name = name.rpartition(".")[0]
+            if name and name != module:
+                targets.add(name)
+        graph[module] = targets
+    return graph
+
+
+def circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The import circles of ``graph``: each strongly connected part of more than one module (Tarjan)."""
+    index, low, stack, on_stack, found = {}, {}, [], set(), []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph.get(v, ())):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            part = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                part.append(w)
+                if w == v:
+                    break
+            if len(part) > 1:
+                found.append(sorted(part))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_no_import_circle_anywhere():
+    assert circles(import_graph(_modules())) == []
+
+
+def test_a_circle_is_found_even_through_a_function_local_import(tmp_path, monkeypatch):
+    """models.py <-> cbn.py once imported each other (one side inside a function): the check must see that."""
+    pkg = tmp_path / "train"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "models.py").write_text("def build():\n    from .cbn import CBNGenerator\n    return CBNGenerator\n")
+    (pkg / "cbn.py").write_text("from .models import build\nfrom .config import SIZE\nCBNGenerator = object\n")
+    (pkg / "config.py").write_text("SIZE = 1\n")
+    monkeypatch.setattr(f"{__name__}.REPO", tmp_path)
+    modules = {_module_name("train", p): p for p in sorted(pkg.rglob("*.py"))}
+    assert circles(import_graph(modules)) == [["cgan.train.cbn", "cgan.train.models"]]

@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .models import GeneratorConfig, dcgan_init
+from .model_config import GeneratorConfig, dcgan_init
 
 
 class StageBatchNorm(nn.Module):
