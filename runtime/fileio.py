@@ -2,7 +2,9 @@
 
 Every temporary name carries the writer's pid — ``.{name}.{pid}.{token}.tmp[{suffix}]`` — so that a
 later run can tell the leftovers of a killed process from a file another live process is writing
-(:func:`cgan.runtime.outputs.clean_dead_temps`). A full disk becomes a :class:`DiskFullError` naming
+(:func:`cgan.runtime.outputs.clean_dead_temps`). The token is 8 random hex digits followed by 8 that
+check them against the name and pid (:func:`our_temp`): a later run removes only names that prove they
+were made here, never a user's file or folder that merely looks like one (``.holiday.20190704.photos.tmp``). A full disk becomes a :class:`DiskFullError` naming
 the file, never a bare ``OSError`` or, for memory maps, a ``SIGBUS``.
 """
 
@@ -13,16 +15,35 @@ import errno
 import os
 import re
 import shutil
-import tempfile
-import threading
+import zlib
 from pathlib import Path
 from typing import Iterator
 
 from .errors import DiskFullError
 
 _FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EFBIG}
-# ".{name}.{pid}.{token}.tmp" with an optional suffix after it (".npy", ".pt", ...)
-TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.(?P<token>\w+)\.tmp(?:\.[^.]+)?$")
+# ".{name}.{pid}.{token}.tmp" with an optional suffix after it (".npy", ".pt", ...); see temp_name
+TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.(?P<token>[0-9a-f]{16})\.tmp(?:\.[^.]+)?$")
+
+
+def _temp_check(name: str, pid: str, nonce: str) -> str:
+    return f"{zlib.crc32(('cgan-temp' + chr(0) + name + chr(0) + pid + chr(0) + nonce).encode('utf-8', 'surrogateescape')):08x}"
+
+
+def temp_name(name: str, suffix: str = "", *, pid: int | None = None) -> str:
+    """A fresh temporary name for ``name``: ``.{name}.{pid}.{nonce}{check}.tmp{suffix}`` (see :func:`our_temp`)."""
+    pid_text = str(os.getpid() if pid is None else pid)
+    nonce = os.urandom(4).hex()
+    return f".{name}.{pid_text}.{nonce}{_temp_check(name, pid_text, nonce)}.tmp{suffix}"
+
+
+def our_temp(name: str) -> "re.Match[str] | None":
+    """The parts (``name``, ``pid``) of a temporary name made by :func:`temp_name`, or None for any other
+    name: a random token must carry its check digits, which a name typed by a user never does by chance."""
+    m = TEMP_NAME.match(name)
+    if m is None or m["token"][8:] != _temp_check(m["name"], m["pid"], m["token"][:8]):
+        return None
+    return m
 
 
 def human_bytes(n: float) -> str:
@@ -85,10 +106,16 @@ def disk_full(path: str | os.PathLike) -> DiskFullError:
     return DiskFullError(f"cannot write {path}: no space left on its disk{left}; free some space or write elsewhere")
 
 
-def temp_sibling(path: Path, token: str | None = None) -> Path:
-    """``.{name}.{pid}.{token}.tmp{suffix}`` beside ``path`` (suffix kept so format-by-extension writers work)."""
-    token = token or f"{threading.get_ident()}"
-    return path.with_name(f".{path.name}.{os.getpid()}.{token}.tmp{path.suffix}")
+def _create_temp(path: Path, *, keep_suffix: bool = True, mode: int = 0o600) -> tuple[int, Path]:
+    """Create a new temporary file beside ``path`` (never an existing name, never through a symlink); the
+    target's suffix is kept so that writers choosing a format by extension work on it."""
+    for _ in range(100):
+        tmp = path.with_name(temp_name(path.name, path.suffix if keep_suffix else ""))
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), mode), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no free temporary name", str(path))  # pragma: no cover - 100 clashes of 32 random bits
 
 
 @contextlib.contextmanager
@@ -100,9 +127,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     a full disk is re-raised as :class:`DiskFullError` naming ``path``.
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    fd, tmp_path = _create_temp(path)
     os.close(fd)
-    tmp_path = Path(tmp)
     try:
         yield tmp_path
         os.chmod(tmp_path, 0o644)  # mkstemp makes 0600; the result should read like any other file
@@ -120,12 +146,16 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` under a temporary name, then rename: the file appears whole or not at all.
 
     One open, write, close and rename — cheap enough for thousands of small image files. The temporary
-    name is unique per process and thread, so concurrent writers never share one.
+    name is fresh for every call (a random token), so concurrent writers never share one.
     """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        fd, tmp = _create_temp(path, keep_suffix=False, mode=0o644)
+    except OSError as exc:
+        if exc.errno in _FULL:
+            raise disk_full(path) from None
+        raise
+    try:
         try:
             view = memoryview(data)
             while view:

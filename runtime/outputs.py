@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 from .errors import OutputError
-from .fileio import TEMP_NAME
+from .fileio import our_temp
 
 LOCK_NAME = ".cgan.lock"
 # The lock is opened without following a symlink at its name, and without waiting on a pipe put there.
@@ -250,14 +250,16 @@ def locked_folders(folders: Sequence[Path], command: str, *, clean: Iterable[Pat
 
 def clean_dead_temps(folder: str | os.PathLike) -> list[Path]:
     """Remove ``.{name}.{pid}.{token}.tmp*`` files, and such folders (a staged output, see
-    :mod:`cgan.runtime.staging`), of processes that no longer run; return what was removed."""
+    :mod:`cgan.runtime.staging`), of processes that no longer run; return what was removed. Only names
+    whose token proves they were made by dementia-cgan (:func:`cgan.runtime.fileio.our_temp`) are touched,
+    and never through a symlink."""
     removed: list[Path] = []
     try:
         entries = list(os.scandir(folder))
     except OSError:
         return removed
     for entry in entries:
-        m = TEMP_NAME.match(entry.name)
+        m = our_temp(entry.name)
         if not m:
             continue
         is_dir = entry.is_dir(follow_symlinks=False)

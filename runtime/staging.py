@@ -16,12 +16,11 @@ import contextlib
 import errno
 import os
 import shutil
-import uuid
 from pathlib import Path
 from typing import Iterable, Iterator
 
 from .errors import OutputError
-from .fileio import TEMP_NAME, disk_full, is_disk_full
+from .fileio import disk_full, is_disk_full, our_temp, temp_name
 from .outputs import LOCK_NAME, check_free, locked_folders
 
 _NO_LINKS = {errno.EPERM, errno.EXDEV, errno.EMLINK, errno.EOPNOTSUPP, getattr(errno, "ENOTSUP", errno.EOPNOTSUPP)}
@@ -33,7 +32,7 @@ def user_entries(folder: Path) -> list[str]:
         names = os.listdir(folder)
     except FileNotFoundError:
         return []
-    return sorted(n for n in names if n != LOCK_NAME and not TEMP_NAME.match(n))
+    return sorted(n for n in names if n != LOCK_NAME and not our_temp(n))
 
 
 class StagedFolder:
@@ -106,7 +105,7 @@ def as_output_error(exc: OSError, out: Path) -> OutputError:
     where = Path(exc.filename) if getattr(exc, "filename", None) else out
     parts = where.parts
     for i, part in enumerate(parts):  # a file in our temporary folder is named by the place it was going to
-        if TEMP_NAME.match(part):
+        if our_temp(part):
             where = out.joinpath(*parts[i + 1:])
             break
     if is_disk_full(exc, out if out.exists() else out.parent):
@@ -127,7 +126,7 @@ def staged_folder(out: str | os.PathLike, command: str, *, overwrite: bool) -> I
         with locked_folders([out], command):
             if not overwrite and user_entries(out):
                 raise OutputError(f"{out} already exists and is not empty; choose another --out or pass --overwrite")
-            tmp = out / f".{command.replace(' ', '-')}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+            tmp = out / temp_name(command.replace(" ", "-"))
             try:
                 tmp.mkdir()
             except OSError as exc:

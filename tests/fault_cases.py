@@ -62,6 +62,7 @@ class Case:
 
 SYNTH = ("synth", "--n", "8", "--img-size", "16")
 LOCK_REFUSED = r"^error: .*/\.cgan\.lock is %s, not a lock file of ours; nothing was written to it"
+HOLIDAY = ".holiday.20190704.photos.tmp"  # a user's folder that looks like a temporary one of a dead pid
 STARTED_SYNTH = ("D/.cgan.lock", ".D.*.tmp")  # the run has begun writing (now; before: its temporary sibling)
 
 CASES: tuple[Case, ...] = (
@@ -198,4 +199,14 @@ CASES: tuple[Case, ...] = (
          LOCK_REFUSED % "a symlink", links=(("g/.cgan.lock", "{tmp}/g/.cgan.lock"),), absent=("g/stage*",)),
     Case("run-lock-is-a-pipe", 101, "cgan-run", ("--model", "{gen32}", "--n", "2", "--out", "{tmp}/g"), 1,
          LOCK_REFUSED % "not a regular file", fifos=("g/.cgan.lock",), absent=("g/stage*",), timeout=30),
+    # 102: the clean-up of killed runs' temporary files removes only names a run made, never a user's look-alike
+    Case("run-keeps-a-user-folder-named-like-a-temp", 102, "cgan-run", ("--model", "{gen32}", "--n", "2", "--out", "{tmp}/g"), 0,
+         r"wrote 8 PNG", keep=(f"g/{HOLIDAY}/photo.jpg", "g/.notes.20190704.draft.tmp")),
+    Case("balance-keeps-a-user-folder-named-like-a-temp-in-a-class-folder", 102, "cgan-run",
+         ("--model", "{gen32}", "--balance", "{data}", "--target", "5", "--out", "{data}"), 0, r"wrote 4 PNG",
+         keep=(f"data/stage0/{HOLIDAY}/photo.jpg", f"data/{HOLIDAY}/photo.jpg")),
+    Case("web-build-keeps-a-user-folder-named-like-a-temp", 102, "cgan-web", ("build", "{gen32}", "--out", "{tmp}/site", "--overwrite"), 0,
+         r"wrote .*site", keep=(f"site/{HOLIDAY}/photo.jpg",)),
+    Case("synth-refuses-an-out-holding-a-folder-named-like-a-temp", 102, "cgan-data", (*SYNTH, "--out", "{tmp}/D"), 1,
+         r"^error: .*D already exists and is not empty", keep=(f"D/{HOLIDAY}/photo.jpg",), absent=("D/labels.csv",), torch=True),
 )

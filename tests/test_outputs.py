@@ -174,13 +174,23 @@ def test_folder_lock_in_process(tmp_path):
 def test_dead_processes_temp_files_are_cleaned_live_ones_kept(tmp_path):
     from cgan.runtime.outputs import clean_dead_temps
 
+    from cgan.runtime.fileio import temp_name
+
     dead, live = dead_pid(), os.getpid()
-    stale = [tmp_path / f".stage0_seed0_00000000.png.{dead}.1402.tmp", tmp_path / f".stage0_seed0_0-9.npy.{dead}.ab_c1.tmp.npy"]
-    keep = [tmp_path / f".stage0_seed0_00000001.png.{live}.1402.tmp", tmp_path / "notes.tmp", tmp_path / "stage0_seed0_00000000.png"]
+    stale = [tmp_path / temp_name("stage0_seed0_00000000.png", pid=dead), tmp_path / temp_name("stage0_seed0_0-9.npy", ".npy", pid=dead)]
+    keep = [tmp_path / temp_name("stage0_seed0_00000001.png", pid=live), tmp_path / "notes.tmp", tmp_path / "stage0_seed0_00000000.png",
+            tmp_path / f".stage0_seed0_00000002.png.{dead}.1402.tmp",  # the right shape, but no token of ours
+            tmp_path / f".holiday.{dead}.photos.tmp", tmp_path / _flip_check_digit(stale[0].name)]
     for p in stale + keep:
         p.write_bytes(b"x")
     assert sorted(clean_dead_temps(tmp_path)) == sorted(stale)
     assert all(p.exists() for p in keep) and not any(p.exists() for p in stale)
+
+
+def _flip_check_digit(name: str) -> str:
+    """The temporary name with its token's last check digit changed: the shape of ours, but no proof."""
+    head, tail = name.rsplit(".tmp", 1)
+    return head[:-1] + ("1" if head[-1] == "0" else "0") + ".tmp" + tail
 
 
 @pytest.mark.slow
@@ -195,7 +205,9 @@ def test_kill_9_leftovers_are_cleaned_by_the_next_run(tmp_path, model):
         proc.wait(timeout=60)
     left = sorted(p.name for p in out.iterdir())
     assert any(name.endswith(".tmp.npy") for name in left) and LOCK_NAME in left
-    (out / f".stage1_seed0_00000000.png.{proc.pid}.77.tmp").write_bytes(b"half a png")  # as a killed PNG writer leaves
+    from cgan.runtime.fileio import temp_name
+
+    (out / temp_name("stage1_seed0_00000000.png", pid=proc.pid)).write_bytes(b"half a png")  # as a killed PNG writer leaves
     again = invoke("--stage", "2", "--n", "1", "--model", model, "--out", str(out), "--format", "npy")
     assert again.exit_code == 0, again.output
     assert sorted(p.name for p in out.iterdir()) == ["stage2_seed0_00000000-00000000.json", "stage2_seed0_00000000-00000000.npy"]

@@ -29,7 +29,7 @@ import torch
 
 from cgan.runtime.contract import GenKey
 from cgan.runtime.errors import CganError, first_line
-from cgan.runtime.fileio import atomic_path
+from cgan.runtime.fileio import atomic_path, our_temp
 
 CHECKPOINT_DIR = "checkpoints"
 CHECKPOINT_FORMAT = "cgan-train-checkpoint"
@@ -95,7 +95,8 @@ def save_checkpoint(out: Path, step: int, state: dict[str, Any], *, keep: int = 
     for old in list_checkpoints(out)[:-keep] if keep > 0 else []:
         old.unlink(missing_ok=True)
     for stale in folder.glob(".ckpt_*.tmp.pt"):  # left by a run killed while writing (one writer per --out)
-        stale.unlink(missing_ok=True)
+        if our_temp(stale.name):  # made by a run, not a user's file that looks like one
+            stale.unlink(missing_ok=True)
     return path
 
 
