@@ -6,6 +6,7 @@ import csv
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -56,6 +57,15 @@ def short_run(dataset, tmp_path_factory):
     return out, result
 
 
+def test_progress_counts_the_epochs_the_run_reaches(short_run):
+    """--max-steps 5 with 4 steps an epoch (and --epochs 10 by default): the run ends in epoch 2, so the
+    progress says epoch 1/2 and 2/2, never 1/10, and the last line says why it stopped."""
+    _, result = short_run
+    epochs = re.findall(r"epoch (\d+)/(\d+)", result.stdout)
+    assert epochs and {total for _, total in epochs} == {"2"}, result.stdout
+    assert "done: 5 steps (1.25 epochs of 4 steps, stopped by --max-steps 5)" in result.stdout, result.stdout
+
+
 def history_rows(out: Path) -> list[dict[str, str]]:
     with open(out / "training_history.csv", newline="") as fh:
         return list(csv.DictReader(fh))
@@ -65,7 +75,7 @@ def history_rows(out: Path) -> list[dict[str, str]]:
 
 def test_short_run_writes_every_artefact(short_run):
     out, result = short_run
-    assert "config: " in result.stdout and "epoch 1/10:" in result.stdout
+    assert "config: " in result.stdout and "epoch 1/2:" in result.stdout
     assert {p.name for p in out.iterdir()} == {
         "cDCGAN_generator.pth", "checkpoints", "config.json", "loss_curves.png", "samples", "training_history.csv"}
 

@@ -115,6 +115,9 @@ class TrainingRun(RunOutputs, RunState):
         self.total_steps = c.epochs * self.steps_per_epoch
         if c.max_steps is not None:
             self.total_steps = min(self.total_steps, c.max_steps)
+        # the epochs this run reaches (the last one partly where --max-steps stops it mid-epoch): what the
+        # progress shows as "epoch e/N", so that it never says 4/10 for a run that ends in epoch 4
+        self.epochs_total = math.ceil(self.total_steps / self.steps_per_epoch)
         # position and history
         self.step = 0
         self.epoch = 0
@@ -420,7 +423,7 @@ def _train(config: TrainConfig, state, latest, init_state, image_set, info, devi
             run.write_reports(run.history)
             if config.sample_every and row["epoch"] % config.sample_every == 0:
                 run.write_samples(f"epoch_{row['epoch']:03d}")
-        say(f"epoch {row['epoch']}/{config.epochs}: D loss {row['d_loss']:.4f}, G loss {row['g_loss']:.4f}, "
+        say(f"epoch {row['epoch']}/{run.epochs_total}: D loss {row['d_loss']:.4f}, G loss {row['g_loss']:.4f}, "
             f"D(x) {row['d_real']:.3f}, D(G(z)) {row['d_fake']:.3f}, {row['steps']} steps in "
             f"{row['epoch_time_s']:.1f} s ({row['images_per_s']:.1f} img/s)")
 
@@ -428,14 +431,14 @@ def _train(config: TrainConfig, state, latest, init_state, image_set, info, devi
 
     try:
         # a bar on a terminal; plain lines from the first step on when the output is a pipe or a log file
-        with progress(f"epoch {run.epoch + 1}/{config.epochs}", total=run.total_steps, completed=run.step,
+        with progress(f"epoch {run.epoch + 1}/{run.epochs_total}", total=run.total_steps, completed=run.step,
                       unit="step", enabled=info.is_main and not config.quiet) as bar:
             say = bar.logger(say)  # end_epoch's lines go above the bar, not into it
             while run.step < run.total_steps:
                 order = draw_order(run.labels, run.gen_config.num_classes, seed=config.seed, epoch=run.epoch,
                                    balance=config.balance, balanced_batches=config.balanced_batches,
                                    rank=info.rank, world_size=info.world_size)
-                bar.update(description=f"epoch {run.epoch + 1}/{config.epochs}")
+                bar.update(description=f"epoch {run.epoch + 1}/{run.epochs_total}")
                 t0 = time.perf_counter()
                 for u8, lab in iter_batches(run.images, run.labels, order, config.batch_size, run.batch,
                                             config.workers):
@@ -478,7 +481,9 @@ def _train(config: TrainConfig, state, latest, init_state, image_set, info, devi
             run.write_samples(f"step_{run.step:07d}" if run.batch else f"epoch_{run.epoch:03d}")
     elapsed = time.perf_counter() - run_start
     ips = run_images * info.world_size / elapsed if elapsed > 0 else 0.0
-    say(f"done: {run.step} steps ({run.epochs_done:g} epochs), {ips:.1f} img/s; generator {generator}")
+    stopped = f", stopped by --max-steps {config.max_steps}" if run.total_steps < config.epochs * run.steps_per_epoch else ""
+    say(f"done: {run.step} steps ({run.epochs_done:.3g} epochs of {run.steps_per_epoch} steps{stopped}), {ips:.1f} img/s; "
+        f"generator {generator}")
     step_losses = torch.stack(losses).numpy() if losses else np.zeros((0, 4))
     return TrainResult(out=out, generator=generator, checkpoint=run.last_checkpoint, steps=run.step,
                        epochs=run.epochs_done, history=rows, step_losses=step_losses, first_step=first_step,
