@@ -105,6 +105,25 @@ def balance_plan(
     return BalancePlan(tuple(real), want, folders, f"{LAYOUT_WORDS[layout.kind]} at {layout.root}")
 
 
+def plan_words(plan: BalancePlan, *, ratio=None, target: int | None = None, stages: Sequence[int] | None = None,
+               stage_names: Sequence[str] | None = None) -> str:
+    """What a plan does, in the words of the plan line: which stages, to what count, and what --ratio means."""
+    every = stages is None or set(stages) >= set(range(len(plan.real)))
+    if every:
+        who = "every stage"
+    else:
+        names = stage_names or plan.folders
+        who = " and ".join(f"stage {s} ({names[s]})" for s in sorted(set(stages)))
+    if ratio is not None:
+        words = (f"--ratio {ratio}: {who} gets floor({ratio} x its real images) generated, so a stage gets more the more "
+                 "real images it has (the default, or --target N, tops up the rare stages instead)")
+    elif target is not None:
+        words = f"{who} to {target:,} images, real and generated"
+    else:
+        words = f"{who} to the largest stage's {max(plan.real, default=0):,} images"
+    return words if every else f"{words}; the other stages unchanged"
+
+
 # ---------------------------------------------------------------- writing
 
 @dataclass(frozen=True)
@@ -294,8 +313,7 @@ def run_balance(gen, data: Path, out: Path, *, seed: int, noise_version: int, ra
     sha = sha256_file(gen.path)
     job = plan_job(Path(data), Path(out), model_sha256=sha, seed=seed, noise_version=noise_version, ratio=ratio, target=target,
                    stages=stages, num_classes=gen.info.num_classes, stage_names=gen.info.stage_names)
-    how = (f"{ratio} generated per real image" if ratio is not None else f"every stage to {target:,} images" if target is not None
-           else f"every stage to the largest stage's {max(job.plan.real, default=0):,} images")
+    how = plan_words(job.plan, ratio=ratio, target=target, stages=stages, stage_names=gen.info.stage_names)
     echo(f"balance plan for {job.plan.source} ({how}; seed {seed}, noise version {noise_version}) into {job.out}:")
     echo(plan_table(job, job.plan.folders))
     if job.to_write == 0:

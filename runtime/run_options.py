@@ -87,7 +87,7 @@ class RunOptions:
              "then write the generated images that bring every stage to the largest stage's count, in DATA's layout under --out, "
              f"with a manifest {MANIFEST_NAME}. A second run writes only what is missing.")
     ratio: Optional[str] = option(None, "--ratio", metavar="R", record=False,
-        help="With --balance: generate floor(R x real) images per stage instead.")
+        help="With --balance: generate floor(R x real) images for each stage instead (in proportion to its real images, so large stages get the most).")
     target: Optional[int] = option(None, "--target", type=whole, metavar="N", record=False,
         help="With --balance: bring every stage to N images (real + generated) instead.")
     quiet: bool = option(False, "--quiet", "-q", switch=True, record=False,

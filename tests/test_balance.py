@@ -78,6 +78,22 @@ def test_plan_finds_stage_folders_case_insensitively_under_data(tmp_path):
     assert data.name == "Data"
 
 
+def test_the_plan_line_says_which_stages_change_and_what_the_ratio_means(tmp_path, model):
+    data = make_dataset(tmp_path / "data", (20, 8, 4, 1))
+    one = balance(model, data, tmp_path / "one", "--stage", "moderate")
+    assert one.exit_code == 0, one.stderr
+    line = one.stdout.splitlines()[0]
+    assert "(stage 3 (Moderate) to the largest stage's 20 images; the other stages unchanged;" in line, line
+    assert "every stage" not in line
+    ratio = balance(model, data, tmp_path / "ratio", "--ratio", "0.5")
+    assert ratio.exit_code == 0, ratio.stderr
+    line = ratio.stdout.splitlines()[0]
+    assert "--ratio 0.5: every stage gets floor(0.5 x its real images) generated, so a stage gets more the more real images it has" in line, line
+    target = balance(model, data, tmp_path / "target", "--target", "10", "--stage", "2,3")
+    line = target.stdout.splitlines()[0]
+    assert "stage 2 (Mild) and stage 3 (Moderate) to 10 images, real and generated; the other stages unchanged" in line, line
+
+
 # ---------------------------------------------------------------- writing
 
 def test_written_counts_equal_the_plan_and_the_plan_is_printed_first(tmp_path, model):
