@@ -156,3 +156,26 @@ def test_a_circle_is_found_even_through_a_function_local_import(tmp_path, monkey
     monkeypatch.setattr(f"{__name__}.REPO", tmp_path)
     modules = {_module_name("train", p): p for p in sorted(pkg.rglob("*.py"))}
     assert circles(import_graph(modules)) == [["cgan.train.cbn", "cgan.train.models"]]
+
+
+# ---------------------------------------------------------------- composition, not mixins
+
+def class_bases(path: Path, name: str) -> list[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    found = [node for node in ast.walk(tree) if isinstance(node, ast.ClassDef) and node.name == name]
+    assert len(found) == 1, f"{path} defines {name} {len(found)} times"
+    return [ast.unparse(base) for base in found[0].bases]
+
+
+def test_training_run_holds_its_checkpoint_and_reports_rather_than_inheriting_them():
+    """TrainingRun derives from nothing: its checkpoint state and reports are objects it holds and calls."""
+    run_py = REPO / "train" / "loop" / "run.py"
+    assert class_bases(run_py, "TrainingRun") == []
+    source = run_py.read_text()
+    assert "self.checkpoint = RunCheckpoint(" in source and "self.reports = RunReports(" in source
+
+
+def test_the_bases_check_reads_a_mixin(tmp_path):
+    old = tmp_path / "loop.py"
+    old.write_text("class RunOutputs:\n    pass\nclass TrainingRun(RunOutputs, state.RunState):\n    pass\n")
+    assert class_bases(old, "TrainingRun") == ["RunOutputs", "state.RunState"]

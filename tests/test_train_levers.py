@@ -227,7 +227,7 @@ def test_levers_are_recorded_and_a_resumed_run_repeats_the_uninterrupted_one(dat
 
 def test_the_default_objective_is_the_originals(dataset):
     run = make_run(dataset[2])
-    assert run.objective() == "bce" and run.provenance()["objective"] == "bce"
+    assert run.reports.objective() == "bce" and run.provenance()["objective"] == "bce"
 
 
 runner = CliRunner()

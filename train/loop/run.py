@@ -42,22 +42,25 @@ from ..store import write as ckpt
 from ..store.read_exported import ExportedGenerator
 from ..store.read_init import absolute, read_init
 from . import ddp, objectives
-from . import report_files as outputs
 from .augment import diff_augment, parse_policy
 from .batches import draw_order, epoch_order, iter_batches, to_model_input  # noqa: F401 - epoch_order: re-exported for tests
 from .config import TrainResult, merge_resumed, resolve_device, resolve_precision
 from .fast import compile_or_eager, make_adam
-from .reports import RunOutputs
-from .state import RunState
+from .reports import CONFIG_FILE, SAMPLES_DIR, RunReports, TrainedSoFar, write_config
+from .state import RunCheckpoint, Trainables
 
 Log = Callable[[str], object]
 
 
 # ---------------------------------------------------------------- the run
 
-class TrainingRun(RunOutputs, RunState):
+class TrainingRun:
     """Models, optimizers, RNG and position of one run; :meth:`train_step` is the whole algorithm,
-    the rest is bookkeeping. Built by :func:`train` (and by the training benchmark)."""
+    the rest is bookkeeping. Built by :func:`train` (and by the training benchmark).
+
+    It holds the two objects that write about it: :attr:`checkpoint` (a :class:`~.state.RunCheckpoint`:
+    the checkpoint body, ``--resume``, ``--init-from``) and :attr:`reports` (a :class:`~.reports.RunReports`:
+    the generator file, sample grids, history and loss curves), and hands them what they save."""
 
     def __init__(self, config: TrainConfig, image_set, info: ddp.DistInfo, device: torch.device,
                  precision: str, log: Log) -> None:
@@ -128,7 +131,15 @@ class TrainingRun(RunOutputs, RunState):
         self.epoch_time = 0.0
         self.last_checkpoint: Path | None = None
         self.init_source = ""  # set by load_init; recorded in the provenance
+        self.warm_start_diff: float | None = None  # a warm start's rebuilt G against the file, in ONNX Runtime
         self.created = datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+
+        self.checkpoint = RunCheckpoint(config=c, gen_config=self.gen_config, class_names=self.class_names,
+                                        description=self.description, info=info, device=device, log=log)
+        self.reports = RunReports(config=c, gen_config=self.gen_config, class_names=self.class_names,
+                                  description=self.description, device=device, precision=precision,
+                                  world_size=info.world_size, augment_policy=self.augment_policy,
+                                  ema=self.G_ema is not None)
 
     # ------------------------------------------------------------ one step
 
@@ -248,7 +259,51 @@ class TrainingRun(RunOutputs, RunState):
         for e, b in zip(self.G_ema.buffers(), self.G.buffers()):
             e.copy_(b)
 
-    # ------------------------------------------------------------ outputs (rank 0)
+    # ------------------------------------------------------------ checkpoint and reports
+
+    def trainables(self) -> Trainables:
+        """The models, optimizers, scaler and noise generator as they are now (what a checkpoint saves)."""
+        return Trainables(G=self.G, D=self.D, G_ema=self.G_ema, opt_g=self.opt_g, opt_d=self.opt_d,
+                          scaler=self.scaler, noise_gen=self.noise_gen)
+
+    def state(self) -> dict[str, Any]:
+        """The full checkpoint body (collective under DDP: every rank must call it)."""
+        position = {"step": self.step, "epoch": self.epoch, "batch": self.batch,
+                    "epoch_metrics": self.epoch_metrics[: self.batch].clone(), "epoch_images": self.epoch_images,
+                    "epoch_time": self.epoch_time, "history": list(self.history), "created": self.created,
+                    "init_source": self.init_source}
+        return self.checkpoint.body(self.trainables(), position, self.provenance())
+
+    def load_state(self, state: dict[str, Any], source: Path) -> None:
+        """Continue from a checkpoint body (``--resume``): its weights and random states, then its position."""
+        self.checkpoint.restore(self.trainables(), state, source)
+        self.step, self.epoch, self.batch = state["step"], state["epoch"], state["batch"]
+        self.epoch_metrics[: self.batch] = state["epoch_metrics"]
+        self.epoch_images, self.epoch_time = state["epoch_images"], state["epoch_time"]
+        self.history = list(state["history"])
+        self.created = state["created"]
+        self.init_source = state.get("init_source", "")
+
+    def load_init(self, init: dict[str, Any] | ExportedGenerator, source: Path) -> None:
+        """Start from what ``--init-from`` names (see :meth:`RunCheckpoint.start_from`)."""
+        self.init_source, self.warm_start_diff = self.checkpoint.start_from(self.trainables(), init, source)
+
+    def export_generator(self) -> nn.Module:
+        """The generator the run publishes: the EMA copy when kept, else G."""
+        return self.G_ema if self.G_ema is not None else self.G
+
+    def so_far(self) -> TrainedSoFar:
+        return TrainedSoFar(steps=self.step, epochs_done=self.epochs_done, run_started=self.created,
+                            init_source=self.init_source)
+
+    def provenance(self) -> dict[str, str]:
+        return self.reports.provenance(self.so_far())
+
+    def write_generator(self) -> Path:
+        return self.reports.write_generator(self.export_generator(), self.so_far())
+
+    def write_samples(self, name: str) -> Path:
+        return self.reports.write_samples(self.export_generator(), name)
 
     @property
     def epochs_done(self) -> float:
@@ -309,7 +364,7 @@ def train(config: TrainConfig, *, image_set=None, log: Log = print, given: set[s
             lock = guard.enter_context(FolderLock(out, "cgan-train"))
             if lock.took_over:
                 say(f"{out}: took over the lock left by pid {lock.took_over}, which no longer runs")
-            for folder in (out, ckpt.checkpoint_dir(out), out / outputs.SAMPLES_DIR):
+            for folder in (out, ckpt.checkpoint_dir(out), out / SAMPLES_DIR):
                 clean_dead_temps(folder)
         ddp.init(info, device)
         try:
@@ -385,7 +440,7 @@ def _write_run_config(run: TrainingRun, config: TrainConfig, image_set, out: Pat
         "threads": torch.get_num_threads(), "class_names": run.class_names, "training_data": run.description,
         "class_counts": image_set.class_counts().tolist(), "steps_per_epoch": run.steps_per_epoch,
         "generator": run.gen_config.to_dict(), "tool_version": __version__}}
-    outputs.write_config(out / outputs.CONFIG_FILE, summary)
+    write_config(out / CONFIG_FILE, summary)
     say("config: " + json.dumps(summary, default=str))
 
 
@@ -420,7 +475,7 @@ def _train(config: TrainConfig, state, latest, init_state, image_set, info, devi
         checkpoint()
         if info.is_main:
             run.write_generator()
-            run.write_reports(run.history)
+            run.reports.write_reports(run.history)
             if config.sample_every and row["epoch"] % config.sample_every == 0:
                 run.write_samples(f"epoch_{row['epoch']:03d}")
         say(f"epoch {row['epoch']}/{run.epochs_total}: D loss {row['d_loss']:.4f}, G loss {row['g_loss']:.4f}, "
@@ -476,7 +531,7 @@ def _train(config: TrainConfig, state, latest, init_state, image_set, info, devi
     generator = out / GENERATOR_FILE
     if info.is_main:
         generator = run.write_generator()
-        run.write_reports(rows)
+        run.reports.write_reports(rows)
         if run.batch or not config.sample_every or (run.epoch % config.sample_every):
             run.write_samples(f"step_{run.step:07d}" if run.batch else f"epoch_{run.epoch:03d}")
     elapsed = time.perf_counter() - run_start
