@@ -39,6 +39,7 @@ from ..models import GeneratorConfig, batch_groups, build_discriminator, build_g
 from ..models import split_outputs as _split
 from ..options import TrainConfig
 from ..store import write as ckpt
+from ..store.read import load_checkpoint
 from ..store.read_exported import ExportedGenerator
 from ..store.read_init import absolute, read_init
 from . import ddp, objectives
@@ -342,7 +343,7 @@ def train(config: TrainConfig, *, image_set=None, log: Log = print, given: set[s
     if config.resume:
         if latest is None:
             raise CganError(f"--resume: no checkpoint in {ckpt.checkpoint_dir(out)}; start a new run without --resume")
-        state = ckpt.load_checkpoint(latest, map_location=device)
+        state = load_checkpoint(latest, map_location=device)
         config = merge_resumed(config, state["train_config"], latest, given, int(state["step"]))
         config.validate()
     elif latest is not None:

@@ -10,10 +10,12 @@ out of the body it gets back.
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -22,7 +24,6 @@ from cgan.runtime.errors import CganError
 
 from ..model_config import GeneratorConfig
 from ..options import TrainConfig
-from ..store import write as ckpt
 from ..store.read_exported import ExportedGenerator, warm_state
 from . import ddp
 from .fast import load_optimizer_state
@@ -63,7 +64,7 @@ class RunCheckpoint:
     def body(self, parts: Trainables, position: dict[str, Any], provenance: dict[str, str]) -> dict[str, Any]:
         """The full checkpoint body (collective under DDP: every rank must call it). ``position``: the run's
         step, epoch, batch, epoch so far, history, start time and init source, as the body keeps them."""
-        per_rank = ddp.gather_objects(self.info, {"rng": ckpt.capture_rng(), "noise": parts.noise_gen.get_state()})
+        per_rank = ddp.gather_objects(self.info, {"rng": capture_rng(), "noise": parts.noise_gen.get_state()})
         return {
             "config": self.gen_config.to_dict(),
             "train_config": self.config.to_dict(),
@@ -97,7 +98,7 @@ class RunCheckpoint:
         load_optimizer_state(parts.opt_g, state["opt_g"])
         load_optimizer_state(parts.opt_d, state["opt_d"])
         parts.scaler.load_state_dict(state["scaler"])
-        ckpt.restore_rng(state["rng"][self.info.rank])
+        restore_rng(state["rng"][self.info.rank])
         if state["noise_device"] == self.device.type:
             parts.noise_gen.set_state(state["noise_rng"][self.info.rank])
         else:
@@ -124,3 +125,29 @@ class RunCheckpoint:
                             f"{self.class_names}; fine-tune on data with the same classes")
         parts.load_weights(init, ema_key="generator")
         return f"{source.name} (step {init['step']} of a run seeded {init['train_config'].get('seed')})", None
+
+
+# ---------------------------------------------------------------- the process-wide random states
+
+def capture_rng() -> dict[str, Any]:
+    """The process-wide RNG states (torch CPU and CUDA, numpy's legacy global, python's random)."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"]))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

@@ -1,6 +1,8 @@
-"""Load a Generator from any checkpoint we accept, safely (``torch.load(weights_only=True)``, never pickled code).
+"""Read back what ``cgan-train`` (or the original project) wrote, safely (``torch.load(weights_only=True)``,
+never pickled code): a full checkpoint to resume from (:func:`load_checkpoint`), and a Generator from any
+checkpoint we accept (:func:`load_generator`; the exporter and the evaluator use it).
 
-Accepted, all detected from their content:
+Accepted by :func:`load_generator`, all detected from their content:
 
 - the original project's ``cDCGAN_generator.pth``: ``{"model": state_dict, "z_dim", "num_classes", "img_size"}``;
 - ours (same file plus ``"config"``, ``"provenance"``, ``"ema"``), written by ``cgan-train``;
@@ -21,7 +23,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from cgan.runtime.contract import ORIGINAL_GENERATOR_KEYS, GenKey, stage_names_for
-from cgan.runtime.errors import CganError
+from cgan.runtime.errors import CganError, first_line
 from cgan.runtime.fileio import sha256_file
 
 
@@ -40,6 +42,107 @@ STATE_KEYS = ("generator_ema", "ema_generator", "G_ema", "ema_G", "generator", "
 _PREFIXES = ("module.", "_orig_mod.")
 
 
+# ---------------------------------------------------------------- any file, safely
+
+class PickledCodeError(CganError):
+    """A file that needs pickled Python code to load: refused, the code never runs."""
+
+
+class UnreadableCheckpointError(CganError):
+    """A truncated, corrupt or foreign file; ``reason`` is torch's, in a line."""
+
+    def __init__(self, path: Path | str, reason: str) -> None:
+        super().__init__(f"{path} is corrupt or not a PyTorch file ({reason})")
+        self.path, self.reason = path, reason
+
+
+# What torch's weights-only unpickler says when a file asks for code (a global, a reduce call), in the
+# wordings of the torch versions we support ("Unsupported global: GLOBAL x.y", "unsupported GLOBAL x.y").
+_ASKS_FOR_CODE = re.compile(r"unsupported global|add_safe_globals|trying to call reduce|GLOBAL [\w.]+", re.IGNORECASE)
+_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
+# Lines of torch's text that are advice about the unsafe option, never repeated to a user.
+_UNSAFE_ADVICE = re.compile(r"weights.only|re-running|arbitrary code|trusted source|documentation of torch.load", re.IGNORECASE)
+
+
+def refused_message(path: Path | str, exc: BaseException) -> str | None:
+    """The refusal for torch's weights-only unpickler error ``exc``, or None when it is not one.
+
+    Only what the file asked for is kept from torch's text, never its advice to turn the protection off."""
+    text = str(exc)
+    if not _ASKS_FOR_CODE.search(text):
+        return None
+    found = _GLOBAL.search(text)
+    asked = f" (it asks for {found.group(1)})" if found else ""
+    return (f"{path} refused: the file needs pickled code to load{asked}, which is never executed here; "
+            "load only checkpoints of plain tensors, such as cgan-train writes")
+
+
+def safe_load(path: Path | str, map_location: str | torch.device = "cpu") -> Any:
+    """``torch.load(path, weights_only=True)``: a file needing pickled code raises :class:`PickledCodeError`,
+    an unreadable one :class:`UnreadableCheckpointError` (message: the first line of torch's reason)."""
+    import pickle
+    import warnings
+
+    import torch
+
+    try:
+        with warnings.catch_warnings():  # torch warns about a plain pickle's protocol before refusing it
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        refusal = refused_message(path, exc)
+        if refusal is not None:
+            raise PickledCodeError(refusal) from None
+        detail = re.search(r"WeightsUnpickler error:\s*(\S[^\n]*)", str(exc))
+        reason = detail.group(1).strip()[:200] if detail else _torch_reason(exc)
+        if _plain_pickle(path):
+            reason = "a plain Python pickle, not a file written by torch.save; it is never unpickled here"
+        raise UnreadableCheckpointError(path, reason) from None
+    except Exception as exc:  # torch raises several types for truncated or foreign files
+        raise UnreadableCheckpointError(path, _torch_reason(exc)) from None
+
+
+def _plain_pickle(path: Path | str) -> bool:
+    """Whether ``path`` starts like a pickle of protocol 3 or later (torch.save writes a zip, or protocol 2)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(2)
+    except OSError:
+        return False
+    return len(head) == 2 and head[0] == 0x80 and head[1] >= 3
+
+
+def _torch_reason(exc: BaseException) -> str:
+    """torch's reason in a line: its first line that is not advice to load again with the protection off."""
+    for line in str(exc).splitlines():
+        if line.strip() and not _UNSAFE_ADVICE.search(line):
+            return line.strip()[:200]
+    return first_line(exc)
+
+
+def load_checkpoint(path: Path, map_location: str | torch.device = "cpu", *,
+                    hint: str | None = None) -> dict[str, Any]:
+    """Read a full checkpoint, or raise :class:`CganError` saying what is wrong with it.
+
+    ``hint`` ends the message (what the caller wants instead); the default suits ``--resume``.
+    """
+    from .write import CHECKPOINT_FORMAT, CHECKPOINT_VERSION
+
+    try:
+        body = safe_load(path, map_location)
+    except PickledCodeError as exc:
+        raise PickledCodeError(f"checkpoint {exc}" + (f"; {hint}" if hint else "")) from None
+    except UnreadableCheckpointError as exc:
+        raise CganError(f"checkpoint {path} is unreadable ({exc.reason}); "
+                        f"{hint or 'delete it to resume from the previous one'}") from None
+    if not isinstance(body, dict) or body.get("format") != CHECKPOINT_FORMAT:
+        raise CganError(f"{path} is not a cgan-train checkpoint" + (f"; {hint}" if hint else ""))
+    if body.get("version") != CHECKPOINT_VERSION:
+        raise CganError(f"checkpoint {path} has version {body.get('version')}; this cgan-train reads "
+                        f"version {CHECKPOINT_VERSION}")
+    return body
+
+
 def read_checkpoint(path: Path) -> Any:
     """``torch.load(path, weights_only=True)`` with one-line errors for missing, corrupt or code-carrying files."""
 
@@ -48,8 +151,6 @@ def read_checkpoint(path: Path) -> Any:
         raise CheckpointError(f"checkpoint {path} does not exist; train one with `cgan-train` or pass a path")
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} is not a file")
-    from .write import PickledCodeError, safe_load
-
     try:
         return safe_load(path)
     except PickledCodeError as exc:

@@ -12,7 +12,7 @@ from cgan.runtime.errors import CganError
 
 from ..models import GeneratorConfig
 from ..options import TrainConfig
-from . import write as ckpt
+from .read import load_checkpoint
 from .read_exported import ExportedGenerator, check_fits, is_onnx_source, read_exported
 
 
@@ -29,7 +29,7 @@ def read_init(config: TrainConfig) -> dict[str, Any] | ExportedGenerator:
     if not source.is_file():
         raise CganError(f"--init-from {source}: no such checkpoint file; give a ckpt_*.pt from a run's checkpoints/ folder, "
                         "an exported .onnx, or 'default'")
-    state = ckpt.load_checkpoint(source, hint="--init-from takes a ckpt_*.pt that cgan-train wrote, or an exported .onnx")
+    state = load_checkpoint(source, hint="--init-from takes a ckpt_*.pt that cgan-train wrote, or an exported .onnx")
     saved = TrainConfig.from_dict(state["train_config"])
     for name in TrainConfig.ARCH_FIELDS:
         new, old = getattr(config, name), getattr(saved, name)
