@@ -10,18 +10,14 @@ import typer
 
 from cgan.runtime.contract import DISCLAIMER, LAST_EXPORT, LAST_GENERATOR, MODEL_FILE_FP16, MODEL_FILE_INT8, OUTPUT_DIR
 from cgan.runtime.errors import CganError, user_errors_exit
+from cgan.runtime.help_style import command_class, page, typer_app
 
 DEFAULT_CHECKPOINT = LAST_GENERATOR
 DEFAULT_OUT = LAST_EXPORT
 DEFAULT_OUT_FP16 = OUTPUT_DIR / MODEL_FILE_FP16
 DEFAULT_OUT_INT8 = OUTPUT_DIR / MODEL_FILE_INT8
 
-app = typer.Typer(
-    name="cgan-export",
-    help=f"Export a dementia-cgan generator checkpoint to ONNX, validated against PyTorch. {DISCLAIMER}",
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
+app = typer_app("cgan-export", f"Export a dementia-cgan generator checkpoint to ONNX, validated against PyTorch. {DISCLAIMER}")
 
 
 @dataclass(frozen=True)
@@ -42,28 +38,16 @@ class ExportConfig:
         return "cgan-export " + " ".join(f"{k}={v}" for k, v in values.items())
 
 
-_HELP = (
-    "Export a generator checkpoint to ONNX, validated against PyTorch before anything is written.\n\n"
-    "The model takes z [N, z_dim] float32 and stage [N] int64 and gives image [N, 1, H, W] float32 in [-1, 1], "
-    "N dynamic. BatchNorm is folded; the graph is checked with onnx.checker and shape inference, then run in "
-    "onnxruntime at batch sizes 1, 7 and 64 on every stage and compared with PyTorch. Only a model within "
-    "tolerance is written (atomically), with its metadata and a Hugging Face model card beside it, named after it (gen.onnx -> gen.README.md; "
-    "--push-to-hub uploads it as the repository's README.md); "
-    "otherwise nothing is written and the command exits 1.\n\n"
-    "--int8 writes an int8 model instead, in one of two modes (--int8-mode): size (default; int8 weights per output "
-    "channel, float32 activations, a quarter of the file) or speed (static int8 activations calibrated on the "
-    "generator's own images, ConvTranspose layers rewritten exactly into operators with int8 kernels, 7-bit weights "
-    "so CPUs without VNNI do not saturate). In both, the layers whose quantization costs most (measured) may stay "
-    "fp32, and the result is checked against the fp32 model on 256 images per stage on the exporting machine before it is "
-    "written: the worst pixel at most 16 grey levels off, the 99.9th percentile at most 4, PSNR >= 40 dB and MAE <= 1.5; "
-    "else nothing is written. The figures and this CPU's class are recorded in the model and its card. "
-    "CHECKPOINT 'default' names the model embedded in the package.\n\n"
-    f"Default: {LAST_GENERATOR} -> {LAST_EXPORT}.\n\n"
-    + DISCLAIMER
-)
+SUMMARY = "Export a generator checkpoint to ONNX (fp32, fp16 or int8), validated against PyTorch before anything is written."
+_HELP = f"{SUMMARY} Default: {LAST_GENERATOR} -> {LAST_EXPORT}.\n\n{DISCLAIMER}\n\n{page('cgan-export')}"
+PANELS = {
+    "Output": ["out", "card", "overwrite"],
+    "Precision and checks": ["opset", "fp16", "int8", "int8_mode", "max_fp32_layers", "tolerance", "weights"],
+    "Hugging Face Hub": ["push_to_hub", "private"],
+}
 
 
-@app.command(help=_HELP)
+@app.command(help=_HELP, cls=command_class(PANELS))
 @user_errors_exit
 def export(
     checkpoint: Path = typer.Argument(

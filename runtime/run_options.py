@@ -118,19 +118,50 @@ class RunConfig(RunOptions):
         return "cgan-run " + " ".join(f"{k}={v}" for k, v in values.items() if v is not None)
 
 
-HELP = (
-    "Generate synthetic brain-MRI slices of chosen dementia stages with an exported dementia-cgan model, "
-    "on ONNX Runtime (CPU or GPU; no torch needed).\n\n"
-    "Writes --n images per stage as 8-bit grayscale PNGs at the model's size, named "
-    "stage{S}_seed{SEED}_{K:08d}.png, into --out (default generated/), or into the four Kaggle OASIS folder "
-    "names with --layout oasis. Image K of a (model, seed, stage) never changes: --start K continues a "
-    "sequence, so a job split over processes or machines equals one run.\n\n"
-    "Model: MODEL or --model PATH.onnx or hf:OWNER/REPO, hf:OWNER/REPO/FILE, hf:OWNER/REPO@REVISION/FILE (Hugging Face Hub; honours HF_HOME, HF_HUB_CACHE, "
-    f"HF_HUB_OFFLINE), else {LAST_EXPORT}, else the model shipped with the package. "
-    "The model, its training data and the device are always printed.\n\n"
-    "Existing files are never overwritten without --overwrite; every file appears whole or not at all.\n\n"
-    + DISCLAIMER
-)
+SUMMARY = ("Generate synthetic brain-MRI slices of chosen dementia stages from an exported dementia-cgan model, "
+           "on ONNX Runtime (CPU or GPU; no torch needed).")
+HELP = (f"{SUMMARY} Model: MODEL or --model, else {LAST_EXPORT}, else the model shipped with the package; the model "
+        "and device are always printed. Existing files are never overwritten without --overwrite.\n\n"
+        f"{DISCLAIMER}\n\nEvery option in full, with examples: docs/commands/cgan-run.md (the documentation site).")
+# --help groups the options (RunOptions' fields) by what they are for, as every command's help does
+PANELS = {
+    "What to generate": ["stage", "n", "seed", "start", "noise_version"],
+    "Where it goes": ["out", "layout", "format", "grid", "progression", "overwrite"],
+    "Model and speed": ["model", "device", "engine", "threads", "batch_size", "writers"],
+    "Balancing a dataset": ["balance", "ratio", "target"],
+    "Output": ["quiet", "version"],
+}
+
+
+def print_help() -> None:
+    """``cgan-run --help`` in the look of every other command (typer's rich panels, see help_style); the command
+    line itself is parsed by argparse (:func:`build_parser`), which starts faster."""
+    from typer.core import TyperArgument, TyperOption
+    from typer.main import get_click_type
+    from typer.models import OptionInfo
+
+    from .help_style import command_class
+
+    params = [TyperArgument(param_decls=["model_argument"], required=False, metavar="MODEL",
+                            help="The model, as --model (which it replaces when given first).")]
+    for f in dataclasses.fields(RunOptions):
+        cli = f.metadata["cli"]
+        decls = [f.name, *cli["flags"]]
+        if cli["switch"]:
+            params.append(TyperOption(param_decls=decls, is_flag=True, default=False, help=cli["help"]))
+        else:
+            kind = int if cli["type"] is whole else Path if cli["type"] in (folder, Path) else str
+            params.append(TyperOption(param_decls=decls, type=get_click_type(annotation=kind, parameter_info=OptionInfo()),
+                                      default=None, help=cli["help"], show_default=False))
+    params.append(TyperOption(param_decls=["version", "--version"], is_flag=True, default=False, help="Print the version and exit."))
+    command = command_class(PANELS)(name="cgan-run", params=params, help=HELP, rich_markup_mode="rich")
+    command.main(["--help"], prog_name="cgan-run")
+
+
+class _Help(argparse._HelpAction):
+    def __call__(self, parser, namespace, values, option_string=None):
+        print_help()
+        parser.exit()
 
 
 class _Parser(argparse.ArgumentParser):
@@ -169,7 +200,8 @@ class _ParagraphHelp(argparse.HelpFormatter):
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line, one argument per :class:`RunOptions` field (its name is the destination)."""
-    parser = _Parser(prog="cgan-run", description=HELP, formatter_class=_ParagraphHelp, allow_abbrev=False)
+    parser = _Parser(prog="cgan-run", description=HELP, formatter_class=_ParagraphHelp, allow_abbrev=False, add_help=False)
+    parser.add_argument("-h", "--help", action=_Help, help="Show this message and exit.")
     for f in dataclasses.fields(RunOptions):
         cli = f.metadata["cli"]
         if cli["switch"]:

@@ -12,29 +12,25 @@ import typer
 
 from cgan.runtime.contract import DISCLAIMER
 from cgan.runtime.errors import user_errors_exit
-from cgan.runtime.helptext import unwrap
+from cgan.runtime.help_style import command_class, page, typer_app
 
 from .options import TrainConfig, options
 
-app = typer.Typer(
-    name="cgan-train",
-    help=f"Train the stage-conditioned DCGAN on brain-MRI slices. {DISCLAIMER}",
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
+SUMMARY = ("Train the stage-conditioned DCGAN on brain-MRI slices, with the original project's defaults; "
+           "--resume continues a run.")
+app = typer_app("cgan-train", f"{SUMMARY} {DISCLAIMER}")
+HELP = f"{SUMMARY}\n\n{DISCLAIMER}\n\n{page('cgan-train')}"
 
-
-HELP = f"""Train the conditional DCGAN with the original project's defaults (10 epochs, batch 16, Adam
-0.5/0.999, lr G 2e-4 / D 5e-5, BCE, DCGAN init, seed 42, 128 px, balanced sampling).
-
-Writes to --out: cDCGAN_generator.pth (the original's format, loadable by its inference code,
-plus config and provenance), training_history.csv, loss_curves.png, samples/*.png (one row per
-stage, fixed noise), config.json and full checkpoints in checkpoints/ (the last 2 kept).
-An --out that already holds checkpoints is refused unless --resume is given.
-Multi-GPU / multi-process: launch with torchrun (DDP; NCCL on CUDA, gloo on CPU).
-
-{DISCLAIMER}
-"""
+# --help groups the options (TrainConfig's flag fields) by what they are for; a new flag lands in "Other options"
+PANELS = {
+    "Data": ["data", "classes", "strict", "cache_dir", "workers"],
+    "Length and optimiser": ["epochs", "max_steps", "batch_size", "lr_g", "lr_d", "seed"],
+    "Networks": ["img_size", "z_dim", "width", "generator", "disc", "disc_width", "minibatch_std"],
+    "Conditioning and stability": ["balance", "balanced_batches", "loss", "diffaugment", "r1", "r1_every", "aux_weight",
+                                   "d_warmup", "ema", "ema_decay"],
+    "Device and speed": ["device", "precision", "channels_last", "threads", "compile"],
+    "Output and resume": ["out", "resume", "init_from", "sample_every", "checkpoint_every", "keep_checkpoints", "quiet"],
+}
 
 
 def train(ctx: typer.Context, **values: Any) -> None:
@@ -71,7 +67,7 @@ def _signature() -> inspect.Signature:
 
 train.__signature__ = _signature()
 train.__annotations__ = {p.name: p.annotation for p in train.__signature__.parameters.values()}
-app.command(help=unwrap(HELP))(user_errors_exit(train))
+app.command(help=HELP, cls=command_class(PANELS))(user_errors_exit(train))
 
 
 def _given(ctx: typer.Context, name: str) -> bool:

@@ -9,15 +9,21 @@ import typer
 
 from cgan.runtime.contract import DISCLAIMER
 from cgan.runtime.errors import CganError, user_errors_exit
-from cgan.runtime.helptext import unwrap
+from cgan.runtime.help_style import command_class, page, typer_app
 
-app = typer.Typer(
-    name="cgan-data",
-    help=f"Training data for dementia-cgan: the synthetic OASIS-like set and dataset scanning/caching. {DISCLAIMER}",
+app = typer_app(
+    "cgan-data",
+    f"Training data: write the synthetic OASIS-like set, or check a dataset folder and build its cache. {DISCLAIMER}",
     no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
 )
+SYNTH_SUMMARY = "Write a synthetic OASIS-like set: axial T1 slices of synthetic subjects built from the MNI template."
+SCAN_SUMMARY = "Recognise a dataset's layout, print per-stage counts and skipped files, and build or refresh its cache."
+SYNTH_PANELS = {"The set": ["out", "n", "seed", "img_size", "overwrite"], "Speed": ["workers"]}
+SCAN_PANELS = {"Dataset": ["data", "classes", "strict"], "Cache": ["img_size", "cache_dir"]}
+
+
+def _help(summary: str) -> str:
+    return f"{summary}\n\n{DISCLAIMER}\n\n{page('cgan-data')}"
 
 
 @user_errors_exit
@@ -86,9 +92,9 @@ def scan(
         typer.echo(f"cache ({state}): {images.cache_path}")
 
 
-# registered with their docstrings unwrapped: rich keeps a hand-wrapped text's line breaks
-app.command(help=unwrap(synth.__doc__))(synth)
-app.command(help=unwrap(scan.__doc__))(scan)
+# --help: the summary; the docstrings' detail is on the command's page (docs/commands/cgan-data.md)
+app.command(help=_help(SYNTH_SUMMARY), cls=command_class(SYNTH_PANELS))(synth)
+app.command(help=_help(SCAN_SUMMARY), cls=command_class(SCAN_PANELS))(scan)
 
 
 def main() -> None:

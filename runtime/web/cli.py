@@ -9,19 +9,25 @@ import typer
 
 from ..contract import DISCLAIMER, LAST_EXPORT, WEB_DIR
 from ..errors import user_errors_exit
+from ..help_style import command_class, page, typer_app
 
-app = typer.Typer(
-    name="cgan-web",
-    help=("Generate in the browser: a static page that runs a dementia-cgan model with onnxruntime-web "
-          f"(WebAssembly, or WebGPU where the browser has it), with no Python and no server. {DISCLAIMER}"),
-    add_completion=False,
-    pretty_exceptions_enable=False,
+app = typer_app(
+    "cgan-web",
+    ("Generate in the browser: a static page that runs a dementia-cgan model with onnxruntime-web "
+     f"(WebAssembly, or WebGPU where the browser has it), with no Python and no server. {DISCLAIMER}"),
     no_args_is_help=True,
-    rich_markup_mode=None,  # help texts hold literal brackets ("[/FILE]"), not rich markup
 )
+BUILD_SUMMARY = "Write index.html, the page's script and style, the model and site.json (and onnxruntime-web) to --out."
+SERVE_SUMMARY = "Serve SITE on localhost with the cross-origin-isolation headers wasm threads need; Ctrl-C stops."
+BUILD_PANELS = {"Model": ["model_option"], "Site": ["out", "ort_dist", "webgpu", "overwrite"]}
+SERVE_PANELS = {"Server": ["port", "verbose"]}
 
 
-@app.command()
+def _help(summary: str) -> str:
+    return f"{summary}\n\n{DISCLAIMER}\n\n{page('cgan-web')}"
+
+
+@app.command(help=_help(BUILD_SUMMARY), cls=command_class(BUILD_PANELS))
 @user_errors_exit
 def build(
     model: Optional[str] = typer.Argument(None, help=f"PATH.onnx, or hf:OWNER/REPO with an optional @REVISION and /FILE (default: {LAST_EXPORT}, else the embedded model)."),
@@ -43,7 +49,7 @@ def build(
     typer.echo(f"preview: cgan-web serve {out}   publish: copy the folder to any static web host")
 
 
-@app.command()
+@app.command(help=_help(SERVE_SUMMARY), cls=command_class(SERVE_PANELS))
 @user_errors_exit
 def serve(
     site: Path = typer.Argument(WEB_DIR, help="A folder written by `cgan-web build`."),

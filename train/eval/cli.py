@@ -10,52 +10,23 @@ import typer
 
 from cgan.runtime.contract import DISCLAIMER, EVAL_DIR, LAST_EXPORT
 from cgan.runtime.errors import CganError, user_errors_exit
+from cgan.runtime.help_style import command_class, page, typer_app
 from cgan.train.options import class_list as class_list_of
 
-app = typer.Typer(
-    name="cgan-eval",
-    help=f"Measure how stage-faithful, realistic and diverse a generator's images are. {DISCLAIMER}",
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-
-HELP = (
-    "Measure a generator (an .onnx file, hf:OWNER/REPO, or a .pth/.pt checkpoint) against real images. "
-    f"MODEL (or --model) defaults to what cgan-run uses: {LAST_EXPORT} (the last export), else the "
-    "embedded default model. Real images come from --data (any layout cgan-train reads) or, without it, the "
-    "judge set: synthetic OASIS-like subjects rendered with their own seed, balanced over stages (256 subjects "
-    "per stage, 64 held out), sharing no subject with the set a generator trains on.\n\n"
-    "Split: by subject, never by image. The subject is parsed from OASIS file names (OAS1_0001_MR1... -> "
-    "OAS1_0001) or by --group-regex; on --data 20% of each stage's subjects are held out (--holdout), and 15% of "
-    "the rest are a validation part the judges' fits report on (each keeps the average of its last epochs' "
-    "weights). Where no file name yields a subject the "
-    "split falls back to images and says so; the report records the split and the subjects per stage.\n\n"
-    "Judges: two reference networks of different design, trained on the same split and cached (keyed on the "
-    "data, the split and the settings; an interrupted training resumes): 'small' (64 px, global pooling) and "
-    "'deep' (full resolution, a spatial map before its head). Each must reach --gate balanced accuracy on the "
-    "held-out real subjects, or the report gives no verdict and its criteria are shown '–'. Per judge and stage, "
-    "with 95% bootstrap intervals over held-out subjects: conditional accuracy (the judge's held-out accuracy is "
-    "the ceiling), Fréchet distance / real-vs-real baseline, KID (x1000, ± standard error), precision and recall "
-    "of 3-NN manifolds, feature diversity, and calibration rows (real images slightly blurred, noised, "
-    "contrasted). The bar takes the worse judge; a criterion whose decision flips inside its interval is "
-    "'inconclusive'. The verdict: met, not met, inconclusive, or no verdict (a judge below its gate).\n\n"
-    "Without a judge: on the synthetic set, each image's atrophy severity is estimated from its markers and "
-    "compared per stage with real images (median offset, Wasserstein distance, order); on every set, the share "
-    "of images with detached fragments, holes or torn tissue (calibrated on real and corrupted real images).\n\n"
-    "--augment adds the learning curve: a judge-architecture network trained on 10/25/50/100% of the real "
-    "training subjects, (a) alone and (b) with generated images, and (c) on generated images only, --repeats "
-    "seeds each, measured on the held-out real subjects (augment.png).\n\n"
-    "--quick: a smoke check of a few minutes (small judge set, judges trained briefly, 64 images per stage); "
-    "never a verdict.\n\n"
-    "Writes report.json, report.md, samples.png (and artefacts.png, augment.png) to --out, which must be "
-    "writable and must not hold a report already (--overwrite). Inception FID is not offered: its weights "
-    "are not bundled, and a network trained on colour photographs says little about grayscale brain "
-    "slices.\n\n"
-    f"{DISCLAIMER}"
-)
+SUMMARY = ("Measure how stage-faithful, realistic and varied a generator's images are, against real images "
+           "and two reference judges.")
+app = typer_app("cgan-eval", f"{SUMMARY} {DISCLAIMER}")
+HELP = (f"{SUMMARY} MODEL defaults to what cgan-run uses: {LAST_EXPORT}, else the embedded default model. "
+        f"--quick: a smoke check of a few minutes, never a verdict.\n\n{DISCLAIMER}\n\n{page('cgan-eval')}")
+PANELS = {
+    "Model and data": ["model_option", "data", "classes", "group_regex", "holdout", "cache_dir"],
+    "Measurement": ["n", "seed", "judges", "judge_epochs", "gate", "margin", "retrain", "quick"],
+    "Learning curve (--augment)": ["augment", "ratio", "repeats", "augment_max", "augment_epochs", "augment_judges"],
+    "Output and device": ["out", "overwrite", "device", "threads"],
+}
 
 
-@app.command(help=HELP)
+@app.command(help=HELP, cls=command_class(PANELS))
 @user_errors_exit
 def evaluate(
     model: Optional[str] = typer.Argument(None, help="Generator: .onnx path, hf:OWNER/REPO or hf:OWNER/REPO/FILE, or a .pth/.pt checkpoint (default: the last export, else the embedded default)."),
