@@ -21,7 +21,8 @@ HELP = (f"{SUMMARY} MODEL defaults to what cgan-run uses: {LAST_EXPORT}, else th
 PANELS = {
     "Model and data": ["model_option", "data", "classes", "group_regex", "holdout", "cache_dir"],
     "Measurement": ["n", "seed", "judges", "judge_epochs", "gate", "margin", "retrain", "quick"],
-    "Learning curve (--augment)": ["augment", "ratio", "repeats", "augment_max", "augment_epochs", "augment_judges"],
+    "Learning curve (--augment), balance study (--balance-study)": [
+        "augment", "balance_study", "ratio", "repeats", "augment_max", "augment_epochs", "augment_judges"],
     "Output and device": ["out", "overwrite", "device", "threads"],
 }
 
@@ -45,10 +46,11 @@ def evaluate(
     retrain: bool = typer.Option(False, "--retrain-judges", help="Train the judges again even if cached ones exist."),
     augment: bool = typer.Option(False, "--augment", help="Run the learning curve (10/25/50/100% of the real subjects; real only / real + generated / generated only)."),
     ratio: Optional[float] = typer.Option(None, "--ratio", help="With --augment: generated images added per real image of a stage (default: a fixed pool, the largest stage's real count, per stage)."),
-    repeats: int = typer.Option(3, "--repeats", help="With --augment: seeds per arm and fraction."),
+    repeats: int = typer.Option(3, "--repeats", help="With --augment: seeds per arm and fraction; with --balance-study: draws of training subjects per size (at least 3)."),
     augment_max: int = typer.Option(2000, "--augment-max-per-stage", help="With --augment: most generated images per stage (cost)."),
-    augment_epochs: int = typer.Option(8, "--augment-epochs", help="With --augment: epochs of every learning-curve fit (at most --judge-epochs; an epoch is one pass over the fit side where that is under 2,560 images)."),
+    augment_epochs: int = typer.Option(8, "--augment-epochs", help="With --augment or --balance-study: epochs of every fit (at most --judge-epochs; an epoch is one pass over the fit side where that is under 2,560 images)."),
     augment_judges: str = typer.Option("small", "--augment-judges", help="With --augment: judge architectures the curve trains (small, deep or small,deep)."),
+    balance_study: bool = typer.Option(False, "--balance-study", help="Run the balance study instead of the evaluation: do generated top-ups beat a balanced sampler or a weighted loss?"),
     quick: bool = typer.Option(False, "--quick", help="A smoke check of a few minutes: never a verdict."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace the report already in --out."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Decoded-image and judge cache (default: $CGAN_CACHE, $XDG_CACHE_HOME/dementia-cgan or ~/.cache/dementia-cgan)."),
@@ -80,20 +82,34 @@ def evaluate(
     archs = tuple(a.strip() for a in augment_judges.split(",") if a.strip())
     if not archs or any(a not in ("small", "deep") for a in archs):
         raise CganError(f"--augment-judges {augment_judges!r}: expected small, deep or small,deep")
+    if augment and balance_study:
+        raise CganError("--augment and --balance-study are separate runs; give one of them")
     aug = CurveConfig(repeats=repeats, ratio=ratio, max_per_stage=augment_max, epochs=augment_epochs,
                       archs=archs) if augment else None
     if aug is not None:
         aug.validate()
+    study = None
+    if balance_study:
+        from .balance_study import StudyConfig
+
+        study = StudyConfig(repeats=repeats, epochs=augment_epochs)
+        study.validate()
     config = EvalConfig(model=model, data=data, classes=class_list, cache_dir=cache_dir, n=n, seed=seed, out=out,
                         judges=configs, retrain=retrain, device=device, threads=threads, group_regex=group_regex,
-                        holdout=holdout, margin=margin, augment=aug, quick=quick, overwrite=overwrite)
+                        holdout=holdout, margin=margin, augment=aug, quick=quick, overwrite=overwrite,
+                        balance_study=study)
     config.validate()
     from .evaluate import check_out
 
     check_out(out, overwrite=overwrite)
     result = run_eval(config, log=typer.echo)
     typer.echo("")
-    typer.echo(summary(result.report))
+    if study is not None:
+        from .balance_report import study_summary
+
+        typer.echo(study_summary(result.report))
+    else:
+        typer.echo(summary(result.report))
     typer.echo(f"wrote {', '.join(str(p) for p in result.files.values())} ({result.report['timing_s']['total']:.0f} s)")
 
 

@@ -49,6 +49,7 @@ class EvalConfig:
     overwrite: bool = False  # write into an --out that already holds a report
     quick: bool = False  # a smoke check: small judge set, few judge epochs, never a verdict
     artefacts: bool = True
+    balance_study: Any = None  # a StudyConfig: run the balance study instead of the evaluation
 
     def validate(self) -> None:
         if self.n < MIN_N:
@@ -139,9 +140,10 @@ def _cache_dir(config: EvalConfig) -> Path:
     return Path(config.cache_dir).expanduser() if config.cache_dir else default_cache_dir()
 
 
-def load_real(config: EvalConfig, source: Source, image_set: Any, log: Log) -> Real:
+def load_real(config: EvalConfig, source: Source, image_set: Any, log: Log, *, check: Callable[[Real], None] | None = None) -> Real:
     """The real images and their subject split: the given set, the user's --data, or (no --data) the
-    judge set, rendered with its own seed, balanced, sharing no subject with the generator's set."""
+    judge set, rendered with its own seed, balanced, sharing no subject with the generator's set.
+    ``check`` refuses data too small for what runs next (default: :func:`check_real_sizes`)."""
     from .splits import split_image_set
 
     judge_set = False
@@ -173,7 +175,7 @@ def load_real(config: EvalConfig, source: Source, image_set: Any, log: Log) -> R
     labels = np.asarray(image_set.labels, dtype=np.int64)
     synthetic = judge_set or (config.data is None and str(getattr(image_set, "description", "")).startswith("synthetic"))
     real = Real(image_set=image_set, split=split, labels=labels, names=names, synthetic=synthetic, judge_set=judge_set)
-    check_real_sizes(real)
+    (check or check_real_sizes)(real)
     info = split.describe(labels, k)
     if split.kind == "image":
         log(f"note: {split.note}")
@@ -255,6 +257,8 @@ def _evaluate(config: EvalConfig, *, source: Source | None, image_set: Any, judg
     if source is None:
         source = load_source(config.model, device=config.device, threads=config.threads)
     log(f"model: {source.description}; trained on: {source.training_data}; {source.img_size} px, {source.num_classes} stages")
+    if config.balance_study is not None:
+        return _balance_study(config, source, image_set, log, times, t_all)
     if config.quick:
         log("--quick: a smoke check (small judge set, judges trained briefly, few images); it never gives a verdict")
     real = load_real(config, source, image_set, log)
@@ -291,3 +295,44 @@ def _evaluate(config: EvalConfig, *, source: Source | None, image_set: Any, judg
 
     log(f"done in {times['total']:.0f} s")
     return EvalResult(report=plain(report), files=files, judges=list(judges))
+
+
+def check_study_sizes(real: Real) -> None:
+    """Refuse, before any fit, data whose held-out or fit side lacks a stage (the balance study draws every
+    stage's training subjects from the fit side and reads every stage's recall on the held-out side)."""
+    for side, idx in (("held-out", real.split.held), ("fit", real.split.fit)):
+        counts = np.bincount(real.labels[idx], minlength=len(real.names))
+        short = [real.names[s] for s, c in enumerate(counts) if c == 0]
+        if short:
+            raise EvalError(f"the balance study needs every stage on both sides of the split, but the {side} side of "
+                            f"the {real.split.kind}-level split has no image of {', '.join(short)}; give at least 3 "
+                            "subjects per stage")
+
+
+def _balance_study(config: EvalConfig, source: Source, image_set: Any, log: Log, times: dict[str, float],
+                   t_all: float) -> EvalResult:
+    """The balance study (:mod:`.balance_study`) on the judge set or ``--data``, and its report."""
+    from .balance_report import build_study_report, write_study_report
+    from .balance_study import run_study, synthetic_shares
+    from .devices import resolve_device
+    from .metrics import plain
+
+    if config.quick:
+        log("--quick: a smoke check of the balance study (small judge set, short fits); its figures decide nothing")
+    t = time.perf_counter()
+    real = load_real(config, source, image_set, log, check=check_study_sizes)
+    times["load"] = time.perf_counter() - t
+    study_config = config.balance_study
+    configs = config.judges or default_judges(seed=config.seed)
+    judge_config = next((c for c in configs if c.arch == study_config.arch), configs[0])
+    t = time.perf_counter()
+    run = run_study(study_config, image_set=real.image_set, split=real.split, source=source,
+                    judge_config=judge_config, device=resolve_device(config.device), seed=config.seed,
+                    shares=synthetic_shares() if real.judge_set else None, log=log)
+    times["balance_study"] = time.perf_counter() - t
+    report = build_study_report(config, source, real, run.result)
+    times["total"] = time.perf_counter() - t_all
+    report["timing_s"] = {key: round(v, 2) for key, v in times.items()}
+    files = write_study_report(Path(config.out), report)
+    log(f"done in {times['total']:.0f} s")
+    return EvalResult(report=plain(report), files=files)
