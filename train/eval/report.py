@@ -139,14 +139,76 @@ def artefact_lines(report: dict[str, Any]) -> list[str]:
     return out
 
 
+CONSOLE_COLUMNS = 100  # the printed summary fits a terminal this wide; report.md holds the full tables
+
+
+def console_table(report: dict[str, Any], j: dict[str, Any]) -> str:
+    """One judge's per-stage figures as the console shows them: aligned columns, no intervals (report.md has them)."""
+    names = report["model"]["stage_names"]
+    ca, pr = j["conditional_accuracy"], j["precision_recall"]
+    width = max(len(f"{s} {n}") for s, n in enumerate(names + ["all"]))
+    head = ("held-out", "cond.acc", "FD ratio", "KID x1000", "precision", "recall", "diversity")
+    lines = [f"  {'stage':<{width}}  " + "  ".join(f"{h:>9}" for h in head)]
+    for s, name in enumerate(names):
+        cells = (j["held_out"]["per_class"][s], ca["per_stage"][s], j["frechet"]["per_stage"][s]["ratio"],
+                 1000 * j["kid"]["per_stage"][s]["generated"]["kid"], pr["per_stage"][s]["generated"]["precision"],
+                 pr["per_stage"][s]["generated"]["recall"], j["diversity"]["ratio"][s])
+        lines.append(f"  {f'{s} {name}':<{width}}  " + "  ".join(f"{_f(v, '.2f'):>9}" for v in cells))
+    cells = (j["held_out"]["balanced_accuracy"], ca["overall"], j["frechet"]["overall"]["ratio"], 1000 * j["kid"]["overall"],
+             pr["precision"], pr["recall"], None)
+    lines.append((f"  {'all':<{width}}  " + "  ".join(f"{_f(v, '.2f') if v is not None else '':>9}" for v in cells)).rstrip())
+    return "\n".join(lines)
+
+
+def plain_lines(report: dict[str, Any]) -> list[str]:
+    """What the figures mean, in a few sentences: whether the judges could judge, what they read, the verdict."""
+    judges, bar = report["judges"], report["passes_bar"]
+    out = ["in short:"]
+    failed = [j for j in judges if not j["competent"]]
+    if failed and len(failed) == len(judges):
+        accs = " and ".join(f"{j['held_out']['balanced_accuracy']:.2f}" for j in judges)
+        out.append(f"- No judge passed its competence gate: on the held-out real images they told the stages apart "
+                   f"with balanced accuracy {accs}, below the gate of {judges[0]['gate']:.2f}, so their figures say "
+                   "little about the generator. That is the judges' shortfall, not the images': they need more real "
+                   "subjects or more training (cgan-eval without --quick, or with a larger --data).")
+    elif failed:
+        out.append(f"- Judge {', '.join(j['judge'] for j in failed)} is below its competence gate; only the other counts.")
+    for j in judges:
+        if j["competent"]:
+            out.append(f"- Judge {j['judge']} reads {j['conditional_accuracy']['overall']:.0%} of the generated images as "
+                       f"the stage they were asked for, and {j['held_out']['balanced_accuracy']:.0%} of real held-out "
+                       f"images right (balanced); their Fréchet distance is {j['frechet']['overall']['ratio']:.2f}x "
+                       "that between two real samples (1 is as close as real images are to each other).")
+    out.append(f"- Verdict: {bar['verdict']} ({bar['reason']}).")
+    if report.get("settings", {}).get("quick"):
+        out.append("- --quick is a smoke check of the chain: for a measurement, run cgan-eval with its defaults.")
+    out.append("- Every figure with its 95% interval, and how to read it: report.md beside this run, docs/evaluation.md.")
+    return out
+
+
+def _fit(lines: list[str], width: int = CONSOLE_COLUMNS) -> list[str]:
+    """Prose lines wrapped to ``width`` (a list item's continuation indented); table rows left as they are."""
+    import textwrap
+
+    out = []
+    for line in lines:
+        for part in line.split("\n"):
+            if len(part) <= width or part.lstrip().startswith("|") or part.startswith("  "):
+                out.append(part)
+            else:
+                bullet = part.startswith(("- ", "verdict"))
+                out.extend(textwrap.wrap(part, width, subsequent_indent="  " if bullet else "", break_on_hyphens=False))
+    return out
+
+
 def summary(report: dict[str, Any]) -> str:
     """What the CLI prints at the end: each judge's table, the verdict, the severity check, the artefact
-    rate, the learning curve."""
+    rate, the learning curve, then what it means in plain words; prose wrapped to a terminal's width."""
     names = report["model"]["stage_names"]
     parts = []
     for j in report["judges"]:
         gate = "passes" if j["competent"] else "FAILS"
-        parts += [f"judge {j['judge']} ({gate} its competence gate {j['gate']:.2f}):", judge_table(report, j), ""]
+        parts += [f"judge {j['judge']} ({gate} its competence gate {j['gate']:.2f}):", console_table(report, j), ""]
     parts += bar_lines(report)
     if report.get("severity"):
         parts += ["", "severity check (no judge; synthetic ground truth):", *severity_lines(report)]
@@ -157,7 +219,8 @@ def summary(report: dict[str, Any]) -> str:
 
         parts += ["", "learning curve (held-out real subjects, mean ± sd over repeats):",
                   curve_table(report["augment"], names), curve_sentence(report["augment"], names)]
-    return "\n".join(parts)
+    parts += ["", *plain_lines(report)]
+    return "\n".join(_fit(parts))
 
 
 def markdown(report: dict[str, Any]) -> str:
