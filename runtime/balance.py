@@ -21,10 +21,10 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-from .errors import CganError, OutputError
-from .fileio import sha256_file
+from .errors import CganError, DiskFullError, OutputError
+from .fileio import disk_full, sha256_file
 from .layout import DataError, Layout, find_layout, list_images
-from .manifest import MANIFEST_NAME, ManifestRow, read_manifest, write_manifest
+from .manifest import MANIFEST_NAME, ManifestLog, ManifestRow, read_manifest
 
 LAYOUT_WORDS = {"oasis": "OASIS layout", "stages": "stage-folder layout", "classes": "class-folder layout"}
 
@@ -177,7 +177,9 @@ def plan_job(
             f"--balance {data}: the dataset has {len(layout.class_dirs)} class folders ({', '.join(layout.class_names)}) "
             f"but the model makes {num_classes} stages; balance a dataset with one folder per stage of the model"
         )
+    _check_out_outside_classes(layout, Path(out))
     root = output_root(Path(data), layout, Path(out))
+    folders = [d.relative_to(layout.root).as_posix() for d in layout.class_dirs]
     rows = read_manifest(root / MANIFEST_NAME)
     for r in rows:
         theirs = (r.model_sha256, r.seed, r.noise_version)
@@ -187,18 +189,60 @@ def plan_job(
                 f"{r.noise_version}, not of this run's (sha256 {model_sha256[:12]}..., seed {seed}, noise version {noise_version}); "
                 "balance with that model and seed, or choose another --out"
             )
-    listed = {(root / r.file).resolve() for r in rows}
+    present = _checked_rows(root / MANIFEST_NAME, rows, root, folders)
+    listed = {(root / r.file).resolve() for r in present}
     if root.resolve() != layout.root.resolve():  # images generated into the dataset earlier are not real either
-        listed |= {(layout.root / r.file).resolve() for r in read_manifest(layout.root / MANIFEST_NAME)}
+        theirs = layout.root / MANIFEST_NAME
+        listed |= {(layout.root / r.file).resolve() for r in _checked_rows(theirs, read_manifest(theirs), layout.root, folders)}
     classes = layout.class_names if layout.kind == "classes" else None
     plan = balance_plan(data, ratio=ratio, target=target, stages=stages, classes=classes, exclude=listed)
-    present = [r for r in rows if (root / r.file).is_file()]
     have = [set() for _ in plan.generate]
     for r in present:
         if 0 <= r.stage < len(have):
             have[r.stage].add(r.k)
     missing = tuple(tuple(k for k in range(n) if k not in have[s]) for s, n in enumerate(plan.generate))
     return BalanceJob(plan, root, tuple(present), missing, tuple(rows))
+
+
+def _check_out_outside_classes(layout: Layout, out: Path) -> None:
+    """Refuse an ``out`` that is (or is inside) a class folder: other stages' images would land in that
+    stage's folder and be read as that stage."""
+    o = out.resolve()
+    for s, d in enumerate(layout.class_dirs):
+        folder = d.resolve()
+        if o == folder or folder in o.parents:
+            raise BalanceError(
+                f"--out {out} is inside the dataset's class folder {d} (stage {s}): images of the other stages would be "
+                f"read as stage {s}; give the dataset folder itself ({layout.root}) or a folder outside it"
+            )
+
+
+def _checked_rows(manifest: Path, rows: Sequence[ManifestRow], root: Path, folders: Sequence[str]) -> list[ManifestRow]:
+    """The rows of ``manifest`` whose files exist, once every row is checked to name a plain file directly
+    in its stage's class folder (``folders``, relative to ``root``), as this module writes them. A row
+    whose file is missing (never written by a killed run, or removed since) is left out: it is written again."""
+    import stat
+
+    present = []
+    for r in rows:
+        where = f"{manifest}: the row of {r.file!r}"
+        if not 0 <= r.stage < len(folders):
+            raise OutputError(f"{where} has stage {r.stage}, but the dataset has stages 0 to {len(folders) - 1}; fix or remove the row")
+        parent, _, name = r.file.rpartition("/")
+        if parent != folders[r.stage] or not name:
+            raise OutputError(f"{where} does not name a file directly in stage {r.stage}'s class folder {folders[r.stage]}/, "
+                              "where cgan-run --balance writes; fix or remove the row")
+        try:
+            st = os.lstat(root / r.file)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            raise OutputError(f"{where}: cannot read {root / r.file} ({exc.strerror or exc})") from None
+        if not stat.S_ISREG(st.st_mode):
+            what = "a symlink" if stat.S_ISLNK(st.st_mode) else "not a regular file"
+            raise OutputError(f"{where} names {what}, not a generated image; fix or remove the row")
+        present.append(r)
+    return present
 
 
 def runs(ks: Sequence[int]) -> list[tuple[int, int]]:
@@ -231,9 +275,11 @@ def write_job(gen, job: BalanceJob, *, seed: int, noise_version: int, model_sha2
     """Write the missing images of ``job`` with ``gen`` and update the manifest; returns how many were written.
 
     Planned names are checked first (refused if one exists and is not in the manifest, unless
-    ``overwrite``), the output folder is locked, and the manifest is replaced whole at the end, or, after
-    a failure or an interrupt, with the files that were completed (each file appears whole or not at all),
-    so the next run writes only the rest.
+    ``overwrite``) and the output folder is locked. Each batch's rows are added to the manifest before
+    its files are written (:class:`~cgan.runtime.manifest.ManifestLog`), so no generated file is ever
+    unlisted, even after ``kill -9``; at the end, or after a failure or an interrupt, the manifest is
+    rewritten to list exactly the files that exist (each appears whole or not at all), so the next run
+    writes only the rest.
     """
     from .outputs import check_free, locked_folders
     from .writers import PngWriter, disclaimer_text, image_name, index_digits, prepare_dirs
@@ -262,21 +308,33 @@ def write_job(gen, job: BalanceJob, *, seed: int, noise_version: int, model_sha2
             bs = batch_size or gen.default_batch_size
             text = {**disclaimer_text(), "cgan.model": gen.path.name, "cgan.training_data": gen.training_data,
                     "cgan.seed": str(seed), "cgan.noise_version": str(noise_version)}
+            fresh = not os.path.lexists(job.manifest)
+            log = ManifestLog(job.manifest, job.rows)
             png = PngWriter(workers=writers, text=text, on_written=on_written)
             try:
                 for s, ks in enumerate(job.missing):
                     for k0, n in runs(ks):
                         for batch in gen.batches(s, n, seed=seed, start=k0, batch_size=bs, noise_version=noise_version):
                             b = len(batch.images)
-                            paths = [folders[s] / image_name(s, seed, k, digits=digits) for k in range(batch.start, batch.start + b)]
+                            ks_now = range(batch.start, batch.start + b)
+                            paths = [folders[s] / image_name(s, seed, k, digits=digits) for k in ks_now]
+                            try:
+                                log.add(ManifestRow(stage=s, k=k, file=p.relative_to(out).as_posix(), model_sha256=model_sha256,
+                                                    seed=seed, noise_version=noise_version) for k, p in zip(ks_now, paths))
+                            except DiskFullError:  # no room to list the batch: its first image is the one that failed
+                                raise disk_full(paths[0]) from None
                             png.submit(gen.to_uint8(batch.images), paths, {"cgan.stage": f"{s} {info.stage_names[s]}"})
                 png.close()
             except BaseException:
                 png.close(cancel=True)
-                raise
-            finally:
                 written = _completed(job, names, folders, seed, noise_version, model_sha256)
-                write_manifest(job.manifest, [*job.rows, *written])
+                with contextlib.suppress(OSError, CganError):  # the first failure (it names the image) is the one reported
+                    log.finish([*job.rows, *written])
+                    if fresh and not job.rows and not written:  # a run that wrote nothing leaves no manifest
+                        os.unlink(job.manifest)
+                raise
+            written = _completed(job, names, folders, seed, noise_version, model_sha256)
+            log.finish([*job.rows, *written])
     except BaseException:
         for folder in reversed(made):  # a run that wrote nothing leaves no empty folder it made
             try:

@@ -3,8 +3,13 @@
 One row per generated image: ``file`` (relative to the folder holding the manifest, ``/``-separated),
 ``stage`` (the stage index), ``model_sha256`` (of the ``.onnx`` file), ``seed``, ``k`` (the image
 index) and ``noise_version``. With those and the model, image k is regenerated exactly
-(:func:`regenerate`), or excluded from a training set by its name. The file is always replaced whole
-(written under a temporary name, then renamed).
+(:func:`regenerate`), or excluded from a training set by its name.
+
+While a run writes (:class:`ManifestLog`), each batch's rows are appended and synced *before* its
+files are written, so a generated file is never unlisted, even after ``kill -9``; at the end (or after
+a failure or an interrupt) the file is replaced whole (written under a temporary name, then renamed)
+with the rows whose files exist. After a ``kill -9`` it may list a few files that were never written,
+and its last line may be cut short; readers skip both, and the next run makes it exact again.
 """
 
 from __future__ import annotations
@@ -45,6 +50,10 @@ def read_manifest(path: str | os.PathLike) -> list[ManifestRow]:
         raise OutputError(f"cannot read the manifest {path} ({getattr(exc, 'strerror', None) or exc})") from None
     import csv
 
+    if text and not text.endswith("\n"):  # an append cut short by kill -9 or a full disk: its row is dropped
+        head, _, last = text.rpartition("\n")
+        if _row_fields(last) is None:  # (a complete last row without its newline, as an editor may save it, is kept)
+            text = head + "\n" if head else ""
     reader = csv.DictReader(io.StringIO(text))
     if tuple(reader.fieldnames or ()) != FIELDS:
         raise OutputError(
@@ -60,22 +69,115 @@ def read_manifest(path: str | os.PathLike) -> list[ManifestRow]:
             ))  # fmt: skip
         except (TypeError, ValueError):
             raise OutputError(f"{path}, line {line}: expected whole numbers in stage, seed, k and noise_version; fix or remove the file") from None
+        problem = file_problem(rows[-1].file)
+        if problem:
+            raise OutputError(f"{path}, line {line}: file {rows[-1].file!r} {problem}; fix or remove the file")
     return rows
 
 
-def write_manifest(path: str | os.PathLike, rows: Iterable[ManifestRow]) -> None:
-    """Replace the manifest at ``path`` with ``rows`` (sorted by stage, then k), atomically."""
+def file_problem(rel: str) -> str:
+    """What is wrong with a manifest's ``file`` value ('' if nothing): it must be a plain relative path
+    (``/``-separated names, no ``..``, no control characters), as the writer records it."""
+    if not rel:
+        return "is empty"
+    if any(ord(c) < 32 or ord(c) == 127 for c in rel):
+        return "holds control characters"
+    if rel.startswith("/") or "\\" in rel or (len(rel) > 1 and rel[1] == ":"):
+        return "is not a relative path inside the folder holding the manifest"
+    parts = rel.split("/")
+    if any(part in ("", ".", "..") for part in parts):
+        return "is not a plain relative path (no '..', '.' or empty parts)"
+    return ""
+
+
+def _row_fields(line: str) -> list[str] | None:
+    """The fields of one manifest line if it is a whole row (numbers where numbers go), else None."""
+    import csv
+
+    try:
+        (fields,) = list(csv.reader([line]))
+    except (ValueError, csv.Error):
+        return None
+    if len(fields) != len(FIELDS):
+        return None
+    rec = dict(zip(FIELDS, fields))
+    try:
+        int(rec["stage"]), int(rec["seed"]), int(rec["k"]), int(rec["noise_version"])
+    except ValueError:
+        return None
+    return fields if len(rec["model_sha256"]) == 64 else None
+
+
+def _csv(rows: Iterable[ManifestRow], *, header: bool) -> str:
     import csv
 
     buf = io.StringIO()
     out = csv.writer(buf, lineterminator="\n")
-    out.writerow(FIELDS)
-    for r in sorted(rows):
+    if header:
+        out.writerow(FIELDS)
+    for r in rows:
         out.writerow((r.file, r.stage, r.model_sha256, r.seed, r.k, r.noise_version))
+    return buf.getvalue()
+
+
+def write_manifest(path: str | os.PathLike, rows: Iterable[ManifestRow]) -> None:
+    """Replace the manifest at ``path`` with ``rows`` (sorted by stage, then k), atomically."""
     try:
-        atomic_write_text(path, buf.getvalue())
+        atomic_write_text(path, _csv(sorted(rows), header=True))
     except OSError as exc:
         raise OutputError(f"cannot write {path} ({exc.strerror or exc})") from None
+
+
+class ManifestLog:
+    """The manifest of a run in progress: :meth:`add` lists rows (appended, then synced) before their
+    files are written; :meth:`finish` rewrites it to list exactly ``rows``."""
+
+    def __init__(self, path: str | os.PathLike, rows: Iterable[ManifestRow]) -> None:
+        self.path = Path(path)
+        write_manifest(self.path, rows)  # exact before the first file: the listed rows whose files exist
+        try:
+            self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0))
+        except OSError as exc:
+            raise OutputError(f"cannot write {self.path} ({exc.strerror or exc})") from None
+
+    def add(self, rows: Iterable[ManifestRow]) -> None:
+        """List ``rows`` now, durably (one write and one fsync for the batch)."""
+        assert self._fd is not None, "ManifestLog.add after finish"
+        view = memoryview(_csv(rows, header=False).encode("utf-8"))
+        try:
+            while view:
+                view = view[os.write(self._fd, view):]
+            os.fsync(self._fd)
+        except OSError as exc:
+            from .fileio import _FULL, disk_full
+
+            if exc.errno in _FULL:
+                raise disk_full(self.path) from None
+            raise OutputError(f"cannot write {self.path} ({exc.strerror or exc})") from None
+
+    def finish(self, rows: Iterable[ManifestRow]) -> None:
+        """Replace the manifest with ``rows`` (the files that exist). Without room for a new copy (a full
+        disk), the file is shrunk in place instead: the rows are a subset of what it lists."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        rows = sorted(rows)
+        try:
+            write_manifest(self.path, rows)
+        except OutputError:
+            _shrink_in_place(self.path, _csv(rows, header=True).encode("utf-8"))
+
+
+def _shrink_in_place(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | getattr(os, "O_NOFOLLOW", 0))
+    try:
+        if os.fstat(fd).st_size < len(data):
+            raise OutputError(f"cannot write {path}: no space left on its disk")
+        os.pwrite(fd, data, 0)
+        os.ftruncate(fd, len(data))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def regenerate(row: ManifestRow, gen) -> "object":

@@ -11,17 +11,20 @@ model; every stage NaN; NaN for stage 3 only), ``{evil}`` (a checkpoint whose pi
 os.system), ``{raw_pickle}`` (a plain pickle), ``{data}`` (a tiny stage0..3 image folder),
 ``{ckpt}`` (a training checkpoint of a 32-px run without EMA), ``{ckpt_run}`` (a copy of that run's
 folder), ``{file}`` (a plain file), ``{victim}`` (a file of random bytes outside every folder a command
-is given, checked byte-identical afterwards: the target of a planted symlink).
+is given, checked byte-identical afterwards: the target of a planted symlink), ``{gen32_sha256}`` (the
+sha256 of ``{gen32}``, for a planted manifest).
 
 Planted before the run, after the placeholders of ``args`` are made (so they can go inside ``{data}``):
-``keep`` files, ``links`` (symlinks: to ``{victim}``, dangling, or looping onto themselves) and
-``fifos`` (named pipes).
+``keep`` files, ``texts`` (files of the given text), ``links`` (symlinks: to ``{victim}``, dangling, or
+looping onto themselves) and ``fifos`` (named pipes). ``manifest`` names folders whose ``generated.csv``
+must list exactly the generated images (``stage*_seed*_*.png``) in their class folders afterwards.
 
 Faults: ``none``; ``second`` (once ``trigger`` matches, the same command again: it must be refused
 with ``second``); ``plant`` (once a path in ``trigger`` exists, write the ``plant`` files with random
 bytes); ``interrupt`` (Ctrl-C to the process group once ``trigger`` matches); ``kill9`` (kill -9 of
 the command once it has ``children`` child processes, then: its children must exit, and ``rerun``
-must succeed and leave nothing matching ``absent``).
+must succeed and leave nothing matching ``absent``; with ``trigger``, the kill comes once it matches).
+With ``rerun_message`` (any fault), ``rerun`` runs after the first run's checks and must exit 0 printing it.
 """
 
 from __future__ import annotations
@@ -44,6 +47,9 @@ class Case:
     absent: tuple[str, ...] = ()  # globs under {tmp} that must match nothing afterwards
     links: tuple[tuple[str, str], ...] = ()  # (path under {tmp}, target with placeholders): symlinks made before the run
     fifos: tuple[str, ...] = ()  # paths under {tmp}: named pipes made before the run
+    texts: tuple[tuple[str, str], ...] = ()  # (path under {tmp}, text with placeholders): files written before the run
+    manifest: tuple[str, ...] = ()  # folders under {tmp} whose generated.csv must list exactly their generated images
+    rerun_message: str = ""  # with rerun: the next run must exit 0 and print this (regex)
     forbid: str = ""  # regex that must not appear in the output (besides tracebacks and warnings)
     disk_size: str = "256k"
     children: int = 0  # kill9: child processes to wait for
@@ -63,6 +69,9 @@ class Case:
 SYNTH = ("synth", "--n", "8", "--img-size", "16")
 LOCK_REFUSED = r"^error: .*/\.cgan\.lock is %s, not a lock file of ours; nothing was written to it"
 HOLIDAY = ".holiday.20190704.photos.tmp"  # a user's folder that looks like a temporary one of a dead pid
+BALANCE_DATA = ("--model", "{gen32}", "--balance", "{data}")
+REAL_STAY_16 = r"(?m)^\s+all\s+16\s"  # the plan table's last row: the 16 real images of {data}, however many were generated
+MANIFEST_HEAD = "file,stage,model_sha256,seed,k,noise_version\n"
 STARTED_SYNTH = ("D/.cgan.lock", ".D.*.tmp")  # the run has begun writing (now; before: its temporary sibling)
 
 CASES: tuple[Case, ...] = (
@@ -209,4 +218,35 @@ CASES: tuple[Case, ...] = (
          r"wrote .*site", keep=(f"site/{HOLIDAY}/photo.jpg",)),
     Case("synth-refuses-an-out-holding-a-folder-named-like-a-temp", 102, "cgan-data", (*SYNTH, "--out", "{tmp}/D"), 1,
          r"^error: .*D already exists and is not empty", keep=(f"D/{HOLIDAY}/photo.jpg",), absent=("D/labels.csv",), torch=True),
+    # 103: an interrupted --balance (kill -9, Ctrl-C, a full disk) leaves a manifest listing exactly the generated images
+    # there, and the next run continues: the dataset's 16 real images stay 16 (the plan's "all" row)
+    Case("balance-kill9-then-rerun-continues", 103, "cgan-run", (*BALANCE_DATA, "--target", "3000", "--out", "{data}", "-q"), 0,
+         REAL_STAY_16, fault="kill9", trigger=("data/stage0/stage0_seed0_*.png",), rerun=(*BALANCE_DATA, "--target", "6", "--out", "{data}"),
+         manifest=("data",), absent=("data/*/.*.tmp", "data/.*.tmp", "data/.cgan.lock")),
+    Case("balance-interrupted-lists-what-it-wrote", 0, "cgan-run", (*BALANCE_DATA, "--target", "3000", "--out", "{data}", "-q"), 130,
+         r"^interrupted$", fault="interrupt", trigger=("data/stage0/stage0_seed0_*.png",), manifest=("data",),
+         rerun=(*BALANCE_DATA, "--target", "6", "--out", "{data}"), rerun_message=REAL_STAY_16, absent=("data/*/.*.tmp",)),
+    Case("balance-full-disk-names-the-image", 103, "cgan-run", (*BALANCE_DATA, "--target", "400", "--out", "{disk}/b", "-q"), 1,
+         r"^error: cannot write .*/b/stage\d/stage\d_seed0_\d+\.png: no space left", manifest=("disk/b",),
+         rerun=(*BALANCE_DATA, "--target", "5", "--stage", "0", "--out", "{disk}/b"), rerun_message=REAL_STAY_16,
+         absent=("disk/b/*/.*.tmp",)),
+    # 104: --out inside (or equal to) a class folder of the dataset is refused
+    Case("balance-out-inside-a-class-folder", 104, "cgan-run", (*BALANCE_DATA, "--target", "5", "--out", "{data}/stage0/gen"), 1,
+         r"^error: --out .*stage0/gen is inside the dataset's class folder .*stage0 \(stage 0\)", absent=("data/stage0/gen",)),
+    Case("balance-out-is-a-class-folder", 104, "cgan-run", (*BALANCE_DATA, "--target", "5", "--out", "{data}/stage1"), 1,
+         r"^error: --out .*stage1 is inside the dataset's class folder", absent=("data/stage1/stage*", "data/stage1/generated.csv")),
+    # 105: manifest rows name plain files directly in their stage's class folder; any other row is refused in one line
+    Case("balance-manifest-row-outside-the-folder", 105, "cgan-run", (*BALANCE_DATA, "--target", "5", "--out", "{data}"), 1,
+         r"^error: .*generated\.csv, line 2: file '/etc/passwd' is not a relative path", absent=("data/*/stage*",),
+         texts=(("data/generated.csv", MANIFEST_HEAD + "/etc/passwd,0,{gen32_sha256},0,0,2\n"),)),
+    Case("balance-manifest-row-climbing-out", 105, "cgan-run", (*BALANCE_DATA, "--target", "5", "--out", "{data}"), 1,
+         r"^error: .*generated\.csv, line 2: file '\.\./data/stage2/0\.png' is not a plain relative path", absent=("data/*/stage*",),
+         texts=(("data/generated.csv", MANIFEST_HEAD + "../data/stage2/0.png,0,{gen32_sha256},0,0,2\n"),)),
+    Case("balance-manifest-row-in-another-stage", 105, "cgan-run", (*BALANCE_DATA, "--target", "5", "--out", "{data}"), 1,
+         r"^error: .*generated\.csv: the row of 'stage2/0\.png' does not name a file directly in stage 0's class folder stage0/",
+         absent=("data/*/stage*",), texts=(("data/generated.csv", MANIFEST_HEAD + "stage2/0.png,0,{gen32_sha256},0,0,2\n"),)),
+    Case("balance-manifest-row-a-symlink", 105, "cgan-run", (*BALANCE_DATA, "--target", "5", "--out", "{data}"), 1,
+         r"^error: .*generated\.csv: the row of 'stage0/stage0_seed0_0\.png' names a symlink", absent=("data/*/stage*_seed0_*[1-9].png",),
+         texts=(("data/generated.csv", MANIFEST_HEAD + "stage0/stage0_seed0_0.png,0,{gen32_sha256},0,0,2\n"),),
+         links=(("data/stage0/stage0_seed0_0.png", "{victim}"),)),
 )

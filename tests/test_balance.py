@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 
 import numpy as np
@@ -267,3 +268,55 @@ def test_an_interrupted_run_lists_what_it_finished_and_the_next_run_writes_the_r
     assert result.stdout.splitlines()[-1].startswith(f"wrote {27 - len(rows)} PNG images")
     assert balance(model, data, single).exit_code == 0
     assert tree(out) == tree(single)
+
+
+# ---------------------------------------------------------------- the manifest while a run writes
+
+SHA = "ab" * 32
+HEAD = "file,stage,model_sha256,seed,k,noise_version\n"
+
+
+def test_an_append_cut_short_is_dropped_and_a_whole_last_row_without_newline_is_kept(tmp_path):
+    path = tmp_path / "generated.csv"
+    whole = f"stage0/stage0_seed0_00000000.png,0,{SHA},0,0,2"
+    path.write_text(HEAD + whole + "\n" + f"stage0/stage0_seed0_0000000")  # kill -9 in the middle of an append
+    assert [r.k for r in read_manifest(path)] == [0]
+    path.write_text(HEAD + whole)  # saved by an editor without the final newline
+    assert [r.k for r in read_manifest(path)] == [0]
+
+
+@pytest.mark.parametrize("name, problem", [
+    ("/etc/passwd", "is not a relative path"),
+    ("../data/stage2/0.png", "is not a plain relative path"),
+    ("stage0//x.png", "is not a plain relative path"),
+    ("stage0/x\0.png", "holds control characters"),
+    ("", "is empty"),
+])
+def test_a_manifest_row_that_is_not_a_plain_relative_path_is_refused(tmp_path, name, problem):
+    from cgan.runtime.errors import OutputError
+
+    path = tmp_path / "generated.csv"
+    with path.open("w", newline="") as f:
+        csv.writer(f, lineterminator="\n").writerows([HEAD.strip().split(","), [name, 0, SHA, 0, 0, 2]])
+    with pytest.raises(OutputError, match=f"line 2: file .* {problem}"):
+        read_manifest(path)
+
+
+def test_manifest_log_lists_rows_before_finish_and_shrinks_in_place_on_a_full_disk(small_disk):
+    from cgan.runtime.manifest import ManifestLog, ManifestRow
+
+    def row(k: int) -> ManifestRow:
+        return ManifestRow(stage=0, k=k, file=f"stage0/stage0_seed0_{k:08d}.png", model_sha256=SHA, seed=0, noise_version=2)
+
+    path = small_disk / "generated.csv"
+    log = ManifestLog(path, [row(0)])
+    log.add([row(1), row(2)])
+    assert [r.k for r in read_manifest(path)] == [0, 1, 2]  # listed (and synced) before any file of theirs is written
+    inode = path.stat().st_ino
+    fd = os.open(small_disk / "filler", os.O_WRONLY | os.O_CREAT)  # the disk fills up
+    with pytest.raises(OSError):
+        while True:
+            os.write(fd, b"\0" * 65536)
+    os.close(fd)
+    log.finish([row(0), row(2)])  # no room for a new copy: the same file, shorter
+    assert [r.k for r in read_manifest(path)] == [0, 2] and path.stat().st_ino == inode

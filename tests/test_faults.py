@@ -125,6 +125,10 @@ class Places(dict):
         elif key == "file":
             value = tmp / "a-file"
             value.write_text("not a folder\n")
+        elif key == "gen32_sha256":
+            from cgan.runtime.fileio import sha256_file
+
+            value = sha256_file(model_file("gen32"))
         elif key == "victim":  # what a symlink planted in a command's folder points at; must stay byte-identical
             value = tmp / "victim" / "precious.txt"
             value.parent.mkdir()
@@ -249,6 +253,12 @@ def test_fault(case: Case, tmp_path: Path) -> None:
         else:
             code, out, err = _run(case, places, tmp_path)
             _check_output(case, code, out, err, case.code)
+            if case.rerun_message:
+                _check_manifests(case, tmp_path, exact=True, when="after the first run")
+                rerun = Case(case.id, case.defect, case.command, case.rerun, 0, case.rerun_message, torch=case.torch, timeout=case.timeout)
+                code, out, err = _run(rerun, places, tmp_path)
+                _check_output(rerun, code, out, err, 0)
+        _check_manifests(case, tmp_path, exact=True)
         for rel in (*case.plant, *case.keep):
             path = tmp_path / rel
             assert path.is_file() and path.read_bytes() == places[f"bytes:{rel}"], f"{rel} was changed or removed"
@@ -275,6 +285,9 @@ def _plant_before(case: Case, places: Places, tmp: Path) -> None:
     for rel in case.keep:
         (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp / rel).write_bytes(places.setdefault(f"bytes:{rel}", os.urandom(1000)))
+    for rel, text in case.texts:
+        (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp / rel).write_text(text.format_map(places))
     for rel, target in case.links:  # a target naming the link itself loops; one naming nothing dangles
         (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
         os.symlink(target.format_map(places), tmp / rel)
@@ -283,13 +296,37 @@ def _plant_before(case: Case, places: Places, tmp: Path) -> None:
         os.mkfifo(tmp / rel)
 
 
+def _check_manifests(case: Case, tmp: Path, *, exact: bool, when: str = "at the end") -> None:
+    """Each ``case.manifest`` folder's generated.csv lists every generated image there (``exact``: and nothing else)."""
+    import csv
+
+    for rel in case.manifest:
+        folder = tmp / rel
+        there = {p.relative_to(folder).as_posix() for p in folder.glob("*/stage*_seed*_*.png")}
+        path = folder / "generated.csv"
+        text = path.read_text() if path.exists() else ""
+        lines = text.splitlines(keepends=True)
+        if lines and not lines[-1].endswith("\n"):
+            lines = lines[:-1]  # an append cut short by kill -9: the next run drops it
+        listed = {row["file"] for row in csv.DictReader(lines)}
+        assert there <= listed, f"{rel} ({when}): generated images missing from its manifest: {sorted(there - listed)[:5]}"
+        if exact:
+            assert listed == there, f"{rel} ({when}): its manifest lists files that do not exist: {sorted(listed - there)[:5]}"
+
+
 def _kill9_then_rerun(case: Case, places: Places, tmp: Path) -> None:
     args = [a.format_map(places) for a in case.args]
     proc = _start(case, args, tmp)
     try:
-        ready = _wait_for(proc, lambda: len(_children(proc.pid)) >= case.children, case.timeout)
-        assert ready, f"{case.id}: no {case.children} child processes appeared:\n{proc.communicate()[1]}"
-        time.sleep(1.0)  # the workers are at work now
+        if case.trigger:  # killed once its first files appear
+            patterns = [str(tmp / t) for t in case.trigger]
+            ready = _wait_for(proc, lambda: any(glob.glob(p) for p in patterns), case.timeout)
+            assert ready, f"{case.id}: the run ended before {case.trigger} appeared:\n{proc.communicate()[1]}"
+            time.sleep(0.3)
+        else:
+            ready = _wait_for(proc, lambda: len(_children(proc.pid)) >= case.children, case.timeout)
+            assert ready, f"{case.id}: no {case.children} child processes appeared:\n{proc.communicate()[1]}"
+            time.sleep(1.0)  # the workers are at work now
         children = _children(proc.pid)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
@@ -303,7 +340,9 @@ def _kill9_then_rerun(case: Case, places: Places, tmp: Path) -> None:
     for c in orphans:  # don't leave them to the rest of the suite
         os.kill(c, signal.SIGKILL)
     assert not orphans, f"{len(orphans)} of {len(children)} child processes outlived the killed run"
-    rerun = Case(case.id, case.defect, case.command, case.rerun, case.code, case.message, torch=case.torch, timeout=case.timeout)
+    _check_manifests(case, tmp, exact=False, when="after kill -9")  # a killed run may have listed a batch it never wrote, never the reverse
+    rerun = Case(case.id, case.defect, case.command, case.rerun, case.code, case.rerun_message or case.message, torch=case.torch,
+                 timeout=case.timeout)
     code, out, err = _run(rerun, places, tmp)
     _check_output(rerun, code, out, err, case.code)
 
