@@ -78,7 +78,7 @@ def export_generator(
     stage_names: tuple[str, ...] | list[str] | None = None,
     tolerance: float | None = None,
     model_card: bool = True,
-    overwrite: bool = True,
+    overwrite: bool = False,
     log: Callable[[str], None] | None = None,
 ) -> ExportReport:
     """Trace ``generator`` to ONNX at ``out``, validate it against torch, then write it with metadata.
@@ -88,6 +88,7 @@ def export_generator(
     ``stage_names``: the names the model is published with (see :func:`cgan.runtime.contract.stage_names_for`;
     by default the dementia stage names for four classes, else ``stage i``).
     On any failure a :class:`CganError` is raised and neither the model nor the card is written.
+    An existing ``out`` (or card beside it) is refused, before any work, unless ``overwrite=True``.
     The caller's module is not modified (a CPU float32 copy in eval mode is exported).
     """
     import onnx  # noqa: F401 - fail early, with the extra's name, if the export extra is missing

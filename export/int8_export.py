@@ -55,7 +55,7 @@ def export_int8(
     *,
     mode: str = "size",
     model_card: bool = True,
-    overwrite: bool = True,
+    overwrite: bool = False,
     max_fp32_layers: int | None = None,
     calibration: Any = None,
     kernel: Any = None,
@@ -70,6 +70,7 @@ def export_int8(
 
     ``calibration``, ``kernel``, ``validation``, ``bar``, ``weight_levels``: see :func:`~cgan.export.int8.quantize_int8`.
     Raises a :class:`CganError` (a :class:`~cgan.export.int8.FidelityError` below the bar) and writes nothing on failure.
+    An existing ``out`` (or card beside it) is refused, before any work, unless ``overwrite=True``.
     """
     import onnx
 

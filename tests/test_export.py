@@ -403,12 +403,20 @@ def test_not_a_generator_is_refused(tmp_path):
     assert files_in(tmp_path) == []
 
 
-def test_existing_output_without_overwrite(tmp_path):
+def test_an_existing_output_is_refused_unless_overwrite_is_asked_for(tmp_path):
+    """As cgan-export: the library keeps an existing model file (and its card) unless told to replace it."""
     out = tmp_path / "m.onnx"
     out.write_bytes(b"old")
     with pytest.raises(ExportError, match="already exists"):
-        export_generator(fresh_generator(), out, overwrite=False)
-    assert out.read_bytes() == b"old"
+        export_generator(fresh_generator(), out)
+    assert out.read_bytes() == b"old" and files_in(tmp_path) == ["m.onnx"]
+    card = tmp_path / "n.README.md"
+    card.write_text("my notes")
+    with pytest.raises(ExportError, match="already exists"):
+        export_generator(fresh_generator(), tmp_path / "n.onnx")
+    assert card.read_text() == "my notes" and not (tmp_path / "n.onnx").exists()
+    report = export_generator(fresh_generator(), out, overwrite=True, model_card=False)
+    assert report.path == out and out.read_bytes()[:3] != b"old"
 
 
 @pytest.mark.slow
@@ -416,7 +424,7 @@ def test_validation_failure_writes_nothing_and_keeps_old_file(tmp_path):
     out = tmp_path / "m.onnx"
     out.write_bytes(b"previous export")
     with pytest.raises(ValidationError, match="differs from the torch Generator"):
-        export_generator(fresh_generator(), out, tolerance=1e-12)
+        export_generator(fresh_generator(), out, tolerance=1e-12, overwrite=True)
     assert out.read_bytes() == b"previous export"
     assert files_in(tmp_path) == ["m.onnx"]  # no temp file, no card
 

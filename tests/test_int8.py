@@ -14,7 +14,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from _models import model_file
 from cgan.export.card import card_path_for
-from cgan.export.errors import ValidationError
+from cgan.export.errors import ExportError, ValidationError
 from cgan.export.int8 import (
     INT8_CPU_KEY, INT8_ISA_KEY, INT8_MAE_KEY, INT8_MAX_KEY, INT8_P999_KEY, INT8_PSNR_KEY, QUANT_KEY, SOURCE_SHA_KEY, FidelityError, stage_feeds,
 )  # fmt: skip
@@ -108,6 +108,15 @@ def test_a_wrong_rewrite_is_caught_and_nothing_is_written(tmp_path):
     assert not out.exists() and list(tmp_path.iterdir()) == []
 
 
+def test_an_existing_int8_output_is_refused_unless_overwrite_is_asked_for(tmp_path):
+    """As cgan-export --int8: the library keeps an existing file, before any quantization work."""
+    out = tmp_path / "gen_int8.onnx"
+    out.write_bytes(b"previous")
+    with pytest.raises(ExportError, match="already exists"):
+        export_int8(model_file("gen32"), out, model_card=False)
+    assert out.read_bytes() == b"previous" and [p.name for p in tmp_path.iterdir()] == ["gen_int8.onnx"]
+
+
 def test_a_calibration_set_that_cannot_succeed_is_refused_and_the_old_file_kept(tmp_path):
     out = tmp_path / "gen_int8.onnx"
     out.write_bytes(b"previous")
@@ -115,7 +124,8 @@ def test_a_calibration_set_that_cannot_succeed_is_refused_and_the_old_file_kept(
     # Zero noise: the calibrated ranges only cover four images, one per stage, far narrower than real inputs.
     cannot = [(np.zeros((8, info.z_dim), dtype=np.float32), np.arange(8, dtype=np.int64) % 4)]
     with pytest.raises(FidelityError, match="refused: the speed int8 model's worst pixel is") as exc:
-        export_int8(model_file("gen32"), out, mode="speed", calibration=cannot, bar=MEAN_ONLY, validation=stage_feeds(info, 16, seed=9))
+        export_int8(model_file("gen32"), out, mode="speed", calibration=cannot, bar=MEAN_ONLY, validation=stage_feeds(info, 16, seed=9),
+                    overwrite=True)
     assert "Nothing was written" in str(exc.value)
     assert out.read_bytes() == b"previous"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["gen_int8.onnx"]

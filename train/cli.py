@@ -3,9 +3,7 @@ only once the command runs, so ``--help`` works without it."""
 
 from __future__ import annotations
 
-import inspect
 import os
-import typing
 from typing import Any
 
 import typer
@@ -14,7 +12,8 @@ from cgan.runtime.contract import DISCLAIMER
 from cgan.runtime.errors import user_errors_exit
 from cgan.runtime.help_style import command_class, page, typer_app
 
-from .options import TrainConfig, options
+from .flags import command, parsed
+from .options import TrainConfig
 
 SUMMARY = ("Train the stage-conditioned DCGAN on brain-MRI slices, with the original project's defaults; "
            "--resume continues a run.")
@@ -34,13 +33,10 @@ PANELS = {
 
 
 def train(ctx: typer.Context, **values: Any) -> None:
-    """The command; its options are :class:`~cgan.train.options.TrainConfig`'s flag fields (see :func:`_signature`)."""
+    """The command; its options are :class:`~cgan.train.options.TrainConfig`'s flag fields (see :mod:`.flags`)."""
     from cgan.runtime.deps import require_torch
 
-    for f in options():
-        parse = f.metadata["cli"]["parse"]
-        if parse is not None:
-            values[f.name] = parse(values[f.name])
+    values = parsed(TrainConfig, values)
     require_torch("cgan-train")
     from .loop.run import train as run_training
 
@@ -51,23 +47,7 @@ def train(ctx: typer.Context, **values: Any) -> None:
         typer.echo(f"{result.steps} steps; generator {result.generator}")
 
 
-def _signature() -> inspect.Signature:
-    """``train``'s signature as typer reads it: ``ctx``, then one typer option per flag field of TrainConfig,
-    with the field's default, type and help."""
-    hints = typing.get_type_hints(TrainConfig)
-    params = [inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context)]
-    for f in options():
-        cli = f.metadata["cli"]
-        params.append(inspect.Parameter(
-            f.name, inspect.Parameter.KEYWORD_ONLY, annotation=cli["type"] or hints[f.name],
-            default=typer.Option(f.default, *cli["decls"].split(" "), help=cli["help"]),
-        ))
-    return inspect.Signature(params)
-
-
-train.__signature__ = _signature()
-train.__annotations__ = {p.name: p.annotation for p in train.__signature__.parameters.values()}
-app.command(help=HELP, cls=command_class(PANELS))(user_errors_exit(train))
+app.command(help=HELP, cls=command_class(PANELS))(user_errors_exit(command(train, TrainConfig, context=True)))
 
 
 def _given(ctx: typer.Context, name: str) -> bool:

@@ -1,5 +1,6 @@
 """cgan-train's settings, one dataclass field each: :class:`TrainConfig`. The fields made with :func:`flag`
-carry their command-line name and help, and cgan-train's command line is built from them (train/cli.py),
+carry their command-line name and help, and cgan-train's command line is built from them (train/cli.py,
+with :mod:`.flags`),
 so an option is written once. Torch-free (the checks that need the model registry import it when they
 run), so ``cgan-train --help`` works without torch."""
 
@@ -9,20 +10,15 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 from cgan.runtime.contract import OUTPUT_DIR
 from cgan.runtime.errors import CganError, check_least
 
+from .flags import flag, flag_fields
+
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda")
-
-
-def flag(default: Any, decls: str, *, help: str, parse: Callable[[Any], Any] | None = None,
-         cli_type: Any = None) -> Any:
-    """A field that is also a cgan-train option: ``decls`` as typer takes them (``--x`` or ``--x/--no-x``);
-    ``parse`` turns the command-line value (of ``cli_type``, default: the field's type) into the field's."""
-    return field(default=default, metadata={"cli": {"decls": decls, "help": help, "parse": parse, "type": cli_type}})
 
 
 def class_list(text: Optional[str]) -> list[str] | None:
@@ -37,7 +33,7 @@ def class_list(text: Optional[str]) -> list[str] | None:
 
 def options() -> list[dataclasses.Field]:
     """The fields of :class:`TrainConfig` that are cgan-train options, in the order --help lists them."""
-    return [f for f in dataclasses.fields(TrainConfig) if "cli" in f.metadata]
+    return flag_fields(TrainConfig)
 
 
 @dataclass
