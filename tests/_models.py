@@ -2,7 +2,8 @@
 
 ``model_file("gen32")`` is a 32-px Generator exported with cgan.export (weights scaled up from the
 DCGAN init so that images span the output range and differ by stage); the others are broken
-variants of it for the error tests.
+variants of it for the error tests. The fixtures ``model`` (gen32's path) and ``gen`` (gen32 loaded
+on the CPU) are taken by importing them into a test module (``from _models import gen, model``).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import functools
 import shutil
 import tempfile
 from pathlib import Path
+
+import pytest
 
 TRAINING_DATA = "untrained test weights (tests/_models.py)"
 
@@ -93,3 +96,18 @@ def model_file(kind: str = "gen32") -> Path:
     else:
         raise KeyError(kind)
     return out
+
+
+@pytest.fixture(scope="module")
+def model() -> str:
+    """The path of gen32, as load() and the commands take it."""
+    return str(model_file("gen32"))
+
+
+@pytest.fixture(scope="module")
+def gen(model):
+    """gen32 loaded on the CPU."""
+    from cgan.runtime import load
+
+    return load(model, provider="cpu")
+

@@ -1,11 +1,14 @@
 """What the in-process training tests share: a tiny synthetic set (8 images per stage), narrow networks,
-quiet logging, and torch's thread count put back after a run changed it."""
+quiet logging, and torch's thread count put back after a run changed it. A test module takes the
+fixtures by importing them (``from _train_setup import dataset, keep_torch_threads``)."""
 
 from __future__ import annotations
 
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
+
+import pytest
 
 IMG = 32
 BATCH = 8
@@ -38,3 +41,44 @@ def tiny_training_set(root: Path):
     data = make_synthetic_set(root / "syn", n=N_IMAGES, seed=3, img_size=IMG, log=quiet)
     cache = root / "cache"
     return data, cache, load_image_set(data, img_size=IMG, cache_dir=cache, log=quiet)
+
+
+# ---------------------------------------------------------------- fixtures and runs (import them into a test module)
+
+@pytest.fixture(autouse=True)
+def keep_torch_threads():
+    with torch_threads_kept():
+        yield
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    """The tiny set, built once per test module: (data folder, cache folder, ImageSet)."""
+    return tiny_training_set(tmp_path_factory.mktemp("train_data"))
+
+
+def make_run(images, **overrides):
+    """A :class:`~cgan.train.loop.run.TrainingRun` of the narrow networks on ``images`` (an ImageSet), one
+    thread, fp32 on the CPU, outside any process group; ``overrides``: TrainConfig fields."""
+    import torch
+
+    from cgan.train.loop import ddp
+    from cgan.train.loop.run import TrainConfig, TrainingRun
+
+    torch.set_num_threads(1)
+    settings = dict(img_size=IMG, width=WIDTH, disc_width=DISC_WIDTH, batch_size=BATCH, device="cpu", quiet=True)
+    config = TrainConfig(**{**settings, **overrides})
+    config.validate()
+    return TrainingRun(config, images, ddp.DistInfo(), torch.device("cpu"), "fp32", quiet)
+
+
+def first_batch(run):
+    """The run's first BATCH images and their stages, as the step takes them."""
+    import numpy as np
+    import torch
+
+    from cgan.train.loop.batches import to_model_input
+
+    idx = np.arange(BATCH)
+    real = to_model_input(np.ascontiguousarray(run.images[idx]), torch.device("cpu"), run.config.channels_last)
+    return real, torch.from_numpy(run.labels[idx])

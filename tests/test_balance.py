@@ -11,24 +11,13 @@ import pytest
 from PIL import Image
 
 from _cli import call_main
-from _models import model_file
-from cgan.runtime import load
+from _models import gen, model  # noqa: F401 - fixtures
 from cgan.runtime.balance import balance_plan, plan_counts
 from cgan.runtime.cli import main
 from cgan.runtime.fileio import sha256_file
 from cgan.runtime.manifest import read_manifest, regenerate
 
 OASIS = ("Non Demented", "Very mild Dementia", "Mild Dementia", "Moderate Dementia")
-
-
-@pytest.fixture(scope="module")
-def model() -> str:
-    return str(model_file("gen32"))
-
-
-@pytest.fixture(scope="module")
-def gen(model):
-    return load(model, provider="cpu")
 
 
 def make_dataset(root: Path, counts, names=OASIS) -> Path:

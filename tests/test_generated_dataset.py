@@ -9,20 +9,10 @@ import pytest
 from PIL import Image
 
 from _cli import call_main
-from _models import model_file
-from cgan.runtime import GeneratedDataset, load
+from _models import gen, model  # noqa: F401 - fixtures
+from cgan.runtime import GeneratedDataset
 from cgan.runtime.cli import main
 from test_balance import make_dataset
-
-
-@pytest.fixture(scope="module")
-def model() -> str:
-    return str(model_file("gen32"))
-
-
-@pytest.fixture(scope="module")
-def gen(model):
-    return load(model, provider="cpu")
 
 
 def test_items_are_the_images_of_the_plan_stage_by_stage(model, gen):

@@ -9,16 +9,10 @@ import pytest
 from PIL import Image
 
 from _cli import call_main
-from _models import model_file
-from cgan.runtime import load
+from _models import gen, model, model_file  # noqa: F401 - fixtures (gen takes model)
 from cgan.runtime.api import GenerateError
 from cgan.runtime.cli import main
 from cgan.runtime.contract import noise
-
-
-@pytest.fixture(scope="module")
-def gen():
-    return load(str(model_file("gen32")), provider="cpu")
 
 
 def _session_images(gen, z, stage):

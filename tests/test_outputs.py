@@ -14,18 +14,13 @@ import numpy as np
 import pytest
 
 from _cli import call_main
-from _models import model_file
+from _models import model, model_file  # noqa: F401 - fixture
 from cgan.runtime.cli import main
 from cgan.runtime.writers import planned_files
 from conftest import dead_pid, run_script, stderr_lines
 
 RUN = "from cgan.runtime.cli import main; main()"
 LOCK_NAME = ".cgan.lock"  # cgan.runtime.outputs.LOCK_NAME (spelled out: the CLI tests also run against older code)
-
-
-@pytest.fixture(scope="module")
-def model() -> str:
-    return str(model_file("gen32"))
 
 
 def invoke(*args: str):

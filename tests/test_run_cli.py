@@ -12,21 +12,10 @@ import pytest
 from PIL import Image
 
 from _cli import call_main
-from _models import TRAINING_DATA, model_file
-from cgan.runtime import load
+from _models import TRAINING_DATA, gen, model, model_file  # noqa: F401 - fixtures
 from cgan.runtime.cli import main
 from cgan.runtime.contract import OASIS_FOLDERS, STAGE_NAMES
 from conftest import run_script, stderr_lines, torch_loaded
-
-
-@pytest.fixture(scope="module")
-def model() -> str:
-    return str(model_file("gen32"))
-
-
-@pytest.fixture(scope="module")
-def gen(model):
-    return load(model, provider="cpu")
 
 
 def cgan_run(*args: str, **kwargs):

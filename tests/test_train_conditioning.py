@@ -15,41 +15,16 @@ from typer.testing import CliRunner
 from cgan.runtime.api import load
 from cgan.runtime.contract import Key, noise
 from cgan.runtime.errors import CganError
-from cgan.train.loop import ddp
 from cgan.train.loop.batches import draw_order, epoch_order, stratified_order
 from cgan.train.cli import app
-from cgan.train.loop.run import TrainConfig, TrainingRun, to_model_input, train
+from cgan.train.loop.run import TrainConfig, train
 from cgan.train.models import GeneratorConfig, build_generator
 from cgan.train.loop.objectives import d_loss, g_loss
 from cgan.train.store.read_exported import read_exported, rebuild_generator
 
 from _models import model_file
-from _train_setup import BATCH, DISC_WIDTH, IMG, WIDTH, quiet, tiny_training_set, torch_threads_kept
-
-
-@pytest.fixture(autouse=True)
-def _keep_torch_threads():
-    with torch_threads_kept():
-        yield
-
-
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    return tiny_training_set(tmp_path_factory.mktemp("conditioning_data"))
-
-
-def make_run(images, **overrides) -> TrainingRun:
-    torch.set_num_threads(1)
-    settings = dict(img_size=IMG, width=WIDTH, disc_width=DISC_WIDTH, batch_size=BATCH, device="cpu", quiet=True)
-    config = TrainConfig(**{**settings, **overrides})
-    config.validate()
-    return TrainingRun(config, images, ddp.DistInfo(), torch.device("cpu"), "fp32", quiet)
-
-
-def first_batch(run: TrainingRun) -> tuple[torch.Tensor, torch.Tensor]:
-    idx = np.arange(BATCH)
-    real = to_model_input(np.ascontiguousarray(run.images[idx]), torch.device("cpu"), run.config.channels_last)
-    return real, torch.from_numpy(run.labels[idx])
+from _train_setup import (BATCH, DISC_WIDTH, IMG, WIDTH, dataset, first_batch, keep_torch_threads,  # noqa: F401 - fixtures
+                          make_run, quiet, torch_threads_kept)
 
 
 def onnx_images(path, z: np.ndarray, stage: np.ndarray) -> np.ndarray:

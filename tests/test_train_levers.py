@@ -10,40 +10,15 @@ import torch
 from torch import nn
 from typer.testing import CliRunner
 
-from cgan.train.loop import ddp
 from cgan.train.loop.augment import AUGMENTS, cutout, diff_augment, parse_policy, translation
 from cgan.train.cli import app
 from cgan.train.loop.fast import compile_or_eager
-from cgan.train.loop.run import TrainConfig, TrainingRun, to_model_input, train
+from cgan.train.loop.run import TrainConfig, to_model_input, train
 from cgan.train.models import MinibatchStd, batch_groups
 from cgan.train.loop.objectives import d_loss, g_loss, r1_penalty
 
-from _train_setup import BATCH, DISC_WIDTH, IMG, WIDTH, quiet, tiny_training_set, torch_threads_kept
-
-
-@pytest.fixture(autouse=True)
-def _keep_torch_threads():
-    with torch_threads_kept():
-        yield
-
-
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    return tiny_training_set(tmp_path_factory.mktemp("levers_data"))
-
-
-def make_run(images, **overrides) -> TrainingRun:
-    torch.set_num_threads(1)
-    settings = dict(img_size=IMG, width=WIDTH, disc_width=DISC_WIDTH, batch_size=BATCH, device="cpu", quiet=True)
-    config = TrainConfig(**{**settings, **overrides})
-    config.validate()
-    return TrainingRun(config, images, ddp.DistInfo(), torch.device("cpu"), "fp32", quiet)
-
-
-def first_batch(run: TrainingRun) -> tuple[torch.Tensor, torch.Tensor]:
-    idx = np.arange(BATCH)
-    real = to_model_input(np.ascontiguousarray(run.images[idx]), torch.device("cpu"), run.config.channels_last)
-    return real, torch.from_numpy(run.labels[idx])
+from _train_setup import (BATCH, DISC_WIDTH, IMG, WIDTH, dataset, first_batch, keep_torch_threads,  # noqa: F401 - fixtures
+                          make_run, quiet)
 
 
 # ---------------------------------------------------------------- losses
