@@ -53,3 +53,20 @@ def test_the_printed_summary_fits_100_columns_and_ends_in_plain_words(competent)
 def test_quick_says_it_is_a_smoke_check():
     words = " ".join(summary(_report(competent=False, quick=True)).split())
     assert "--quick is a smoke check of the chain" in words
+
+
+def test_the_samples_figure_labels_stay_readable_at_page_width(tmp_path):
+    """samples.png (and the README's figure made from it) is ~2,400 px wide and shown at ~800: its stage labels
+    must be at least 1/100 of its width tall, about 8 screen pixels there (the bitmap font was 1/220)."""
+    import numpy as np
+    from PIL import Image
+
+    from cgan.train.eval.report import write_figure
+
+    tiles = [np.full((8, 128, 128), 128, np.uint8) for _ in NAMES]
+    path = write_figure(tmp_path / "samples.png", tiles, tiles, NAMES)
+    img = np.asarray(Image.open(path))
+    first_tile = int(np.flatnonzero(img[img.shape[0] // 2] == 128)[0])  # where the grey tiles start
+    rows = np.flatnonzero((img[:, :first_tile] < 100).any(axis=1))  # the stage labels' ink, left of the tiles
+    label_h = rows[rows < rows.min() + 100]  # the first label (the next one is a 130-px row further down)
+    assert label_h.max() - label_h.min() + 1 >= img.shape[1] / 100, (label_h.max() - label_h.min() + 1, img.shape)

@@ -332,3 +332,24 @@ def test_balance_images_are_cgan_run_balance_images_and_download_as_zip(browser,
         page.wait_for_selector("#error:not([hidden])")
         assert "cgan-run --balance DATA" in page.inner_text("#error")
         assert not page.errors
+
+
+def test_long_rows_stay_inside_a_1280_pixel_window(browser, tmp_path):
+    """A balance plan of dozens of images per stage, and a grid of 20 per stage, wrap at the page's width:
+    nothing runs off the right edge of a 1280-px window (the progression alone may scroll, its columns aligned)."""
+    site = build(tmp_path, model=str(model_file("gen32")))
+    overflow = ("() => ({page: document.documentElement.scrollWidth, window: window.innerWidth, "
+                "grid: document.getElementById('grid').scrollWidth - document.getElementById('grid').clientWidth})")
+    with serving(site) as url:
+        page = open_page(browser, url)
+        assert page.viewport_size["width"] == 1280
+        set_fields(page, seed=0, real_0=40, real_1=1, real_2=1, real_3=1, rule="largest")
+        click(page, "#balance-generate")
+        assert page.get_attribute("#grid", "data-count") == str(3 * 39)
+        sizes = page.evaluate(overflow)
+        assert sizes["page"] <= sizes["window"] and sizes["grid"] <= 0, sizes
+        set_fields(page, stage="all", count=20)
+        click(page, "#generate")
+        sizes = page.evaluate(overflow)
+        assert sizes["page"] <= sizes["window"] and sizes["grid"] <= 0, sizes
+        assert not page.errors

@@ -277,21 +277,35 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
+def figure_font_size(width: int) -> int:
+    """Label size for a figure ``width`` pixels wide: readable when the figure is shown at a page's width
+    (~800 px, where a 2,246-px figure is drawn at a third of its size), never below 14 px."""
+    return max(14, width // 55)
+
+
 def write_figure(path: Path, generated: Sequence[np.ndarray], real: Sequence[np.ndarray], names: Sequence[str],
                  columns: int = FIGURE_COLUMNS) -> Path:
-    """A PNG with one row per stage: ``columns`` generated images, a gap, then ``columns`` real ones, labelled."""
-    from PIL import Image, ImageDraw
+    """A PNG with one row per stage: ``columns`` generated images, a gap, then ``columns`` real ones, labelled
+    in a font that stays readable when the figure is scaled down to a page's width."""
+    from PIL import Image, ImageDraw, ImageFont
 
     size = max(int(generated[0].shape[-1]), 64)
-    label_w, head_h, gap, pad = 150, 22, 16, 2
+    gap, pad = 16, 2
     cell = size + pad
-    canvas = Image.new("L", (label_w + 2 * columns * cell + gap, head_h + len(names) * cell), 255)
+    images_w = 2 * columns * cell + gap
+    font = ImageFont.load_default(size=figure_font_size(images_w))
+    measure = ImageDraw.Draw(Image.new("L", (1, 1)))
+    labels = [f"{s}: {name}"[:24] for s, name in enumerate(names)]
+    text_h = measure.textbbox((0, 0), "Ag", font=font)[3]
+    label_w = max(measure.textbbox((0, 0), t, font=font)[2] for t in labels) + 16
+    head_h = text_h + 14
+    canvas = Image.new("L", (label_w + images_w, head_h + len(names) * cell), 255)
     draw = ImageDraw.Draw(canvas)
-    draw.text((label_w, 5), "generated", fill=0)
-    draw.text((label_w + columns * cell + gap, 5), "real (held-out)", fill=0)
-    for s, name in enumerate(names):
+    draw.text((label_w, 5), "generated", fill=0, font=font)
+    draw.text((label_w + columns * cell + gap, 5), "real (held-out)", fill=0, font=font)
+    for s, label in enumerate(labels):
         y = head_h + s * cell
-        draw.text((4, y + size // 2 - 6), f"{s}: {name}"[:24], fill=0)
+        draw.text((6, y + (size - text_h) // 2), label, fill=0, font=font)
         for row, x0 in ((generated[s], label_w), (real[s], label_w + columns * cell + gap)):
             for j, img in enumerate(np.asarray(row)[:columns]):
                 tile = Image.fromarray(np.ascontiguousarray(img), mode="L")
