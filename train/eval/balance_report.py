@@ -50,24 +50,34 @@ def _ci(v: dict[str, Any], s: int | None = None) -> str:
     return f"{value:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
 
 
-def size_table(study: dict[str, Any], si: int, names: list[str]) -> str:
+def size_table(study: dict[str, Any], si: int, names: list[str], *, compact: bool = False) -> str:
     """One size: per arm, balanced accuracy, recall per stage (rarest first), macro-F1, each with its 95%
-    interval, and the images it trained on (mean over repeats)."""
+    interval, and the images it trained on (mean over repeats). ``compact`` (the console): the recalls
+    without their intervals, in one column."""
     order = study["stage_order"]
     summary = study["per_size"][si]
     runs = [r for r in study["runs"] if r["size"] == si]
-    lines = ["| arm | balanced acc. [95%] | " + " | ".join(f"{names[s]} recall" for s in order) +
-             " | macro-F1 | images (generated) |",
-             "| --- | ---: | " + " | ".join("---:" for _ in order) + " | ---: | ---: |"]
+    if compact:
+        lines = ["| arm | balanced acc. [95%] | macro-F1 [95%] | recall: " + " / ".join(names[s] for s in order)
+                 + " | images (generated) |", "| --- | ---: | ---: | ---: | ---: |"]
+    else:
+        lines = ["| arm | balanced acc. [95%] | " + " | ".join(f"{names[s]} recall" for s in order) +
+                 " | macro-F1 | images (generated) |",
+                 "| --- | ---: | " + " | ".join("---:" for _ in order) + " | ---: | ---: |"]
     for arm, what in study["arms"].items():
         a = summary["arms"][arm]
         mine = [r for r in runs if r["arm"] == arm]
         imgs = int(np.mean([r["images"] for r in mine]))
         gen = int(np.mean([sum(r["generated_per_stage"]) for r in mine]))
-        mark = " **best**" if arm == summary["best"] else ""
-        lines.append(f"| ({arm}) {what}{mark} | {_ci(a['balanced_accuracy'])} | "
-                     + " | ".join(_ci(a["recall"], s) for s in order)
-                     + f" | {_ci(a['macro_f1'])} | {imgs:,} ({gen:,}) |")
+        label = f"({arm}) {what}" + (" (best)" if arm == summary["best"] else "")
+        if compact:
+            recall = " / ".join(f"{a['recall']['value'][s]:.2f}" for s in order)
+            lines.append(f"| {label} | {_ci(a['balanced_accuracy'])} | {_ci(a['macro_f1'])} | {recall} | "
+                         f"{imgs:,} ({gen:,}) |")
+        else:
+            lines.append(f"| {label} | {_ci(a['balanced_accuracy'])} | "
+                         + " | ".join(_ci(a["recall"], s) for s in order)
+                         + f" | {_ci(a['macro_f1'])} | {imgs:,} ({gen:,}) |")
     return "\n".join(lines)
 
 
@@ -77,8 +87,8 @@ def size_heading(study: dict[str, Any], si: int, names: list[str]) -> str:
             + ", ".join(f"{n} {c}" for n, c in zip(names, size["subjects"])) + ")")
 
 
-def study_lines(report: dict[str, Any]) -> list[str]:
-    """The study's tables and sentences (report.md and the CLI's summary)."""
+def study_lines(report: dict[str, Any], *, compact: bool = False) -> list[str]:
+    """The study's tables and sentences (report.md; ``compact``: the CLI's summary)."""
     study, names = report["balance_study"], report["model"]["stage_names"]
     fit = study["settings"]["fit"]
     held = study["held_out"]
@@ -87,9 +97,10 @@ def study_lines(report: dict[str, Any]) -> list[str]:
            f"draws per size, each arm fitted on each ({fit['arch']} judge network at {fit['input_size']} px, "
            f"{fit['epochs']} epochs of {fit['epoch_images']:,} draws). Read on the held-out subjects of every stage ("
            + ", ".join(f"{n} {s}" for n, s in zip(names, held["subjects"])) + "); mean over draws with a 95% interval "
-           "(draws and held-out subjects resampled).", ""]
+           "(draws and held-out subjects resampled). Top-ups: "
+           + "; ".join(f"({a}) as {how}" for a, how in study["top_up_as"].items()) + ".", ""]
     for si in range(len(study["sizes"])):
-        out += [f"**{size_heading(study, si, names)}**", "", size_table(study, si, names), "",
+        out += [f"{size_heading(study, si, names)}:", "", size_table(study, si, names, compact=compact), "",
                 size_sentence(study["per_size"][si], study["arms"], study["sizes"][si]["subjects"]), ""]
     return out
 
@@ -109,7 +120,11 @@ def study_markdown(report: dict[str, Any]) -> str:
 
 def study_summary(report: dict[str, Any]) -> str:
     """What the CLI prints at the end."""
-    return "\n".join(["balance study (held-out real subjects; mean over draws, 95% intervals):", *study_lines(report)])
+    import textwrap
+
+    lines = ["balance study (held-out real subjects; mean over draws, 95% intervals):", *study_lines(report, compact=True)]
+    return "\n".join(line if line.startswith("|") else textwrap.fill(line, 100, break_on_hyphens=False)
+                     for line in lines)
 
 
 def write_plot(path: Path, study: dict[str, Any], names: list[str]) -> Path:
@@ -130,6 +145,7 @@ def write_plot(path: Path, study: dict[str, Any], names: list[str]) -> Path:
                               "ci": summary["arms"][a]["recall"]["ci"][rare]}, f"{names[rare]} recall"),
                   (lambda a: summary["arms"][a]["macro_f1"], "macro-F1"))
         for ax, (get, what) in zip(row, panels):
+            ax.axhline(get(summary["best_free"])["value"], ls="--", lw=0.8, color="grey")
             for x, arm in enumerate(arms):
                 v = get(arm)
                 lo, hi = (v["ci"] if v["ci"] and all(c is not None and np.isfinite(c) for c in v["ci"])
@@ -142,8 +158,9 @@ def write_plot(path: Path, study: dict[str, Any], names: list[str]) -> Path:
             ax.set_ylabel(what)
             ax.grid(axis="y", alpha=0.3)
             ax.set_title(f"{sum(study['sizes'][si]['subjects'])} training subjects", fontsize=9)
-    fig.text(0.5, 0.005, "(a) plain  (b) balanced sampler  (c) weighted loss  |  top-ups: (d) to the largest  "
-             "(e) to half the largest", ha="center", fontsize=8)
+    fig.text(0.5, 0.005, "(a) plain  (b) balanced sampler  (c) weighted loss  |  generated top-ups: (d) to the "
+             "largest  (e) to half the largest  |  dashed: the best arm without generated images", ha="center",
+             fontsize=8)
     fig.tight_layout(rect=(0, 0.03, 1, 1))
     with atomic_path(Path(path)) as tmp:
         fig.savefig(tmp, format="png", dpi=90)

@@ -38,8 +38,8 @@ from .sources import EvalError
 Log = Callable[[str], object]
 
 ARMS = (("a", "plain sampling"), ("b", "class-balanced sampler"), ("c", "class-weighted loss"),
-        ("d", "topped up with generated images (cgan-run --balance)"),
-        ("e", "stages below half the largest topped up to half (cgan-run --balance --target)"))
+        ("d", "generated top-up to the largest stage"), ("e", "generated top-up to half the largest"))
+HOW = {"d": "cgan-run --balance", "e": "cgan-run --balance --target (half the largest stage's count)"}
 SIZES = (1.0, 0.25)  # of the subjects the shares allow
 MIN_REPEATS = 3
 
@@ -187,9 +187,11 @@ class StudyRun:
 
 
 def run_study(config: StudyConfig, *, image_set: Any, split: Any, source: Any, judge_config: Any, device: Any,
-              seed: int, shares: Sequence[float] | None = None, log: Log = print) -> StudyRun:
+              seed: int, shares: Sequence[float] | None = None, names: Sequence[str] | None = None,
+              log: Log = print) -> StudyRun:
     """Run every arm at every size ``config.repeats`` times and measure it on the held-out subjects.
-    ``shares``: the training sets' stage shares (``None``: the fit side's own subject shares)."""
+    ``shares``: the training sets' stage shares (``None``: the fit side's own subject shares); ``names``:
+    the stage names to print (default: the image set's class names)."""
     from .augment import curve_fit_config
     from .balance_stats import summarise
     from .fit import fit, predict, resize_u8
@@ -200,7 +202,7 @@ def run_study(config: StudyConfig, *, image_set: Any, split: Any, source: Any, j
 
     config.validate()
     labels = np.asarray(image_set.labels, dtype=np.int64)
-    names = list(image_set.class_names)
+    names = list(names or image_set.class_names)
     k = len(names)
     side = fit_side(split, labels, k)
     own = shares is None
@@ -266,7 +268,7 @@ def run_study(config: StudyConfig, *, image_set: Any, split: Any, source: Any, j
         "settings": {**asdict(config), "seed": seed, "fit": {"arch": cfg.arch, "input_size": size_px,
                      "epochs": cfg.max_epochs, "epoch_images": cfg.epoch_images, "batch_size": cfg.batch_size,
                      "augment": cfg.augment, "average_last": cfg.average_last, "lr": cfg.lr}},
-        "arms": dict(ARMS), "free": list(FREE), "generated": list(GENERATED),
+        "arms": dict(ARMS), "top_up_as": HOW, "free": list(FREE), "generated": list(GENERATED),
         "shares": list(shares), "shares_from": "the data's fit side" if own else "the built-in synthetic set",
         "stage_order": rare_first,
         "fit_subjects_available": side.available,

@@ -328,7 +328,7 @@ def _balance_study(config: EvalConfig, source: Source, image_set: Any, log: Log,
     t = time.perf_counter()
     run = run_study(study_config, image_set=real.image_set, split=real.split, source=source,
                     judge_config=judge_config, device=resolve_device(config.device), seed=config.seed,
-                    shares=synthetic_shares() if real.judge_set else None, log=log)
+                    shares=synthetic_shares() if real.judge_set else None, names=real.names, log=log)
     times["balance_study"] = time.perf_counter() - t
     report = build_study_report(config, source, real, run.result)
     times["total"] = time.perf_counter() - t_all
