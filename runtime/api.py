@@ -23,13 +23,13 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from .contract import ModelInfo, Key, noise, parse_stage, to_uint8
+from .contract import ModelInfo, Key, noise, parse_stage, stage_failure, to_uint8
 from .noise import NOISE_VERSION, check_version
 from .errors import CganError, ModelError, first_line
 from .fileio import human_bytes
 from .resolve import ResolvedModel, resolve_model
 from .engines import OPENVINO, choose_engine
-from .session import GeneratorSession, SessionSettings, open_session
+from .session import GeneratorSession, SessionSettings, check_threads, open_session
 
 # Images per session call when none is given. Measured with bench/ on a 2-core CPU and the 128-px
 # generator (see the runtime report in README): larger batches gave no further gain there, and 64
@@ -180,7 +180,7 @@ class OnnxGenerator:
                 size = re.search(r"buffer of size (\d+)", str(exc))
                 what = f"onnxruntime could not allocate {human_bytes(int(size.group(1)))}" if size else first_line(exc)
                 raise GenerateError(f"a batch of {b} images does not fit in memory ({what}); lower --batch-size") from None
-            raise
+            raise ModelError(stage_failure(self.source, self.info, s, exc)) from None
         if not np.isfinite(images).all():
             raise ModelError(
                 f"the model {self.source} gives non-finite values (NaN or inf) for stage {s}, images {k0}..{k0 + b - 1}, "
@@ -198,7 +198,17 @@ class OnnxGenerator:
             return
         version = _check_noise(noise_version, seed, start + 1)
         z = np.repeat(noise(seed, start, 1, self.info.z_dim, version), len(stages), axis=0)
-        images = self._session.run(z, np.asarray(stages, dtype=np.int64), None)
+        try:
+            images = self._session.run(z, np.asarray(stages, dtype=np.int64), None)
+        except MemoryError:
+            raise
+        except Exception as exc:  # the graph fails for a stage: which one, run alone
+            for s in stages:
+                try:
+                    self._session.run(z[:1], np.asarray([s], dtype=np.int64), None)
+                except Exception as one:
+                    raise ModelError(stage_failure(self.source, self.info, s, one)) from None
+            raise ModelError(f"the model {self.source} cannot run stages {stages} together ({first_line(exc)})") from None
         bad = [s for s, img in zip(stages, images) if not np.isfinite(img).all()]
         if bad:
             names = ", ".join(f"{s} ({self.info.stage_names[s]})" for s in bad)
@@ -217,13 +227,15 @@ class OnnxGenerator:
         batch_size: int | None = None,
         noise_version: int = NOISE_VERSION,
     ) -> np.ndarray:
-        """Images ``start .. start+n-1`` of ``stage`` as float32 ``[n, C, H, W]`` in the output range ([-1, 1])."""
+        """Images ``start .. start+n-1`` of ``stage`` as float32 ``[n, C, H, W]`` within the output range ([-1, 1]):
+        clipped to it, as a tanh computed in float32 can land a rounding step outside (-1.0000001)."""
         request = self._checked(stage, n, seed, start, batch_size, noise_version)
         info = self.info
         out = np.empty((request[1], info.channels, info.img_size, info.img_size), dtype=np.float32)
         for _ in self._batches(*request, out=out):
             pass
-        return out
+        lo, hi = info.output_range
+        return np.clip(out, np.float32(lo), np.float32(hi), out=out)
 
     def generate(
         self,
@@ -270,6 +282,7 @@ def load(
     known) is below :data:`~cgan.runtime.engines.OPENVINO_MIN_IMAGES`, where its start-up costs more than it
     saves (measured; see :mod:`cgan.runtime.engines`). Both engines give the same images (within float rounding).
     Raises a :class:`CganError` that says what to do on failure."""
+    check_threads(threads)
     settings = SessionSettings(provider=provider, threads=threads, prepack=prepack, spin=bool(latency))
     chosen = choose_engine(engine, provider, images, latency=bool(latency))  # before the model is fetched: an impossible engine costs nothing
     resolved = resolve_model(model, cwd=cwd, log=log)

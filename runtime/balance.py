@@ -33,6 +33,27 @@ class BalanceError(CganError, ValueError):
     """A balancing request that cannot be planned: bad ratio or target, or a dataset that does not fit the model."""
 
 
+MAX_RATIO = 10_000  # generated images per real one (OASIS's rarest stage needs ~140 to match the largest)
+MAX_TARGET = 10**9  # images per stage
+
+
+def _ratio(ratio: float | str | Fraction) -> Fraction:
+    """``--ratio`` as an exact fraction (floor(0.29 x 100) is 29, not 28), within 0..:data:`MAX_RATIO`. Checked
+    as a float first: ``Fraction("1e999999999")`` would work out a billion-digit number before any bound is seen."""
+    text = str(ratio).strip()
+    try:
+        approx = float(text)
+    except ValueError:
+        approx = None
+    if approx is None or approx != approx or len(text) > 64:
+        raise BalanceError(f"--ratio must be a number between 0 and {MAX_RATIO:,}, got {ratio!r}")
+    if not 0 <= approx <= MAX_RATIO:
+        raise BalanceError(f"--ratio must be between 0 and {MAX_RATIO:,}, got {text}")
+    if approx == 0:  # zero, or below the smallest float (1e-999999999): no image at any count
+        return Fraction(0)
+    return Fraction(text)
+
+
 def plan_counts(
     real: Sequence[int], *, ratio: float | str | Fraction | None = None, target: int | None = None, stages: Sequence[int] | None = None
 ) -> tuple[int, ...]:
@@ -44,16 +65,13 @@ def plan_counts(
     if any(c < 0 for c in real):
         raise BalanceError(f"image counts must be >= 0, got {real}")
     if ratio is not None:
-        try:
-            r = Fraction(str(ratio))  # exact: floor(0.29 x 100) is 29, not 28
-        except (ValueError, ZeroDivisionError):
-            raise BalanceError(f"--ratio must be a number, got {ratio!r}") from None
-        if r < 0:
-            raise BalanceError(f"--ratio must be >= 0, got {ratio}")
+        r = _ratio(ratio)
         want = [int(r * c) for c in real]
     elif target is not None:
         if isinstance(target, bool) or not isinstance(target, int) or target < 1:
             raise BalanceError(f"--target must be a whole number >= 1, got {target!r}")
+        if target > MAX_TARGET:
+            raise BalanceError(f"--target must be at most {MAX_TARGET:,} images per stage, got {target:,}")
         want = [max(0, target - c) for c in real]
     else:
         top = max(real, default=0)
@@ -169,8 +187,10 @@ def output_root(data: Path, layout: Layout, out: Path) -> Path:
 def plan_job(
     data: Path, out: Path, *, model_sha256: str, seed: int, noise_version: int, ratio=None, target=None,
     stages: Sequence[int] | None = None, num_classes: int | None = None, stage_names: Sequence[str] | None = None,
+    png_bytes: int | None = None,
 ) -> BalanceJob:
-    """Read the dataset and the output folder's manifest; plan; and list the indices still to write."""
+    """Read the dataset and the output folder's manifest; plan; and list the indices still to write. With
+    ``png_bytes`` (a lower bound on one image file), a plan the disk can never hold is refused first."""
     layout = _find_layout(Path(data), stage_names)
     if num_classes is not None and len(layout.class_dirs) != num_classes:
         raise BalanceError(
@@ -196,6 +216,11 @@ def plan_job(
         listed |= {(layout.root / r.file).resolve() for r in _checked_rows(theirs, read_manifest(theirs), layout.root, folders)}
     classes = layout.class_names if layout.kind == "classes" else None
     plan = balance_plan(data, ratio=ratio, target=target, stages=stages, classes=classes, exclude=listed)
+    if png_bytes is not None:  # counted, not listed: a plan of 10^12 images is refused before any list is built
+        from .fileio import check_space
+
+        check_space(root, png_bytes * max(0, plan.total - len(present)),
+                    f"{max(0, plan.total - len(present)):,} PNG files")
     have = [set() for _ in plan.generate]
     for r in present:
         if 0 <= r.stage < len(have):
@@ -368,10 +393,14 @@ def run_balance(gen, data: Path, out: Path, *, seed: int, noise_version: int, ra
 
     ``progress(total)``, where given, is a context manager yielding ``advance(count)`` (called from the
     writer threads) for runs of more than one batch."""
+    from .writers import min_png_bytes
+
     sha = sha256_file(gen.path)
+    info = gen.info
+    shape = (info.img_size, info.img_size) + ((info.channels,) if info.channels > 1 else ())
     job = plan_job(Path(data), Path(out), model_sha256=sha, seed=seed, noise_version=noise_version, ratio=ratio, target=target,
-                   stages=stages, num_classes=gen.info.num_classes, stage_names=gen.info.stage_names)
-    how = plan_words(job.plan, ratio=ratio, target=target, stages=stages, stage_names=gen.info.stage_names)
+                   stages=stages, num_classes=info.num_classes, stage_names=info.stage_names, png_bytes=min_png_bytes(shape))
+    how = plan_words(job.plan, ratio=ratio, target=target, stages=stages, stage_names=info.stage_names)
     echo(f"balance plan for {job.plan.source} ({how}; seed {seed}, noise version {noise_version}) into {job.out}:")
     echo(plan_table(job, job.plan.folders))
     if job.to_write == 0:

@@ -101,11 +101,14 @@ def _check_grid(grid: Path) -> None:
 
 
 def _check_args(*, n: int, seed: int, start: int, batch_size: Optional[int], threads: Optional[int], writers: Optional[int], layout: str, fmt: str) -> None:
+    from .session import check_threads
     from .writers import FORMATS, LAYOUTS
 
     for option, value, least in (("--n", n, 1), ("--seed", seed, 0), ("--start", start, 0), ("--batch-size", batch_size, 1),
                                  ("--threads", threads, 1), ("--writers", writers, 1)):
         check_least(option, value, least)
+    check_threads(threads, "--threads")
+    check_threads(writers, "--writers")
     if layout not in LAYOUTS:
         raise CganError(f"unknown --layout {layout!r}; expected one of {', '.join(LAYOUTS)}")
     if fmt not in FORMATS:

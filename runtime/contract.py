@@ -110,6 +110,12 @@ REQUIRED_KEYS = (
 )
 
 
+# Generous bounds on what a model's metadata may declare (the seed's model: z_dim 100, 4 stages, 128 px, 1 channel).
+MAX_Z_DIM = 65536
+MAX_STAGES = 1024
+MAX_IMG_SIZE = 16384
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     """What a model file says about itself; everything the runtime needs to use it."""
@@ -140,19 +146,19 @@ class ModelInfo:
                 f"{', '.join(SUPPORTED_FORMAT_VERSIONS)} (upgrade dementia-cgan or re-export the model)"
             )
 
-        def _int(key: str, lo: int) -> int:
+        def _int(key: str, lo: int, hi: int) -> int:
             try:
                 value = int(meta[key])
             except ValueError:
                 raise ModelError(f"{source}: metadata {key}={meta[key]!r} is not an integer") from None
-            if value < lo:
-                raise ModelError(f"{source}: metadata {key}={value} must be at least {lo}")
+            if not lo <= value <= hi:  # an absurd value would be allocated (z_dim 10^11: terabytes of noise)
+                raise ModelError(f"{source}: metadata {key}={value} must be between {lo} and {hi}; the model is broken or not ours")
             return value
 
-        z_dim = _int(Key.Z_DIM, 1)
-        num_classes = _int(Key.NUM_CLASSES, 1)
-        img_size = _int(Key.IMG_SIZE, 1)
-        channels = _int(Key.CHANNELS, 1)
+        z_dim = _int(Key.Z_DIM, 1, MAX_Z_DIM)
+        num_classes = _int(Key.NUM_CLASSES, 1, MAX_STAGES)
+        img_size = _int(Key.IMG_SIZE, 1, MAX_IMG_SIZE)
+        channels = _int(Key.CHANNELS, 1, 4)
         try:
             names = json.loads(meta[Key.STAGE_NAMES])
             rng = json.loads(meta[Key.OUTPUT_RANGE])
@@ -243,13 +249,34 @@ def read_metadata(path: str | Path) -> ModelInfo:
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"model file {path} does not exist")
+    options = ort.SessionOptions()
+    options.log_severity_level = 4  # fatal only: its errors come back as exceptions, reported in one line
     try:
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own exception types for corrupt files
         raise ModelError(f"model file {path} is not a readable ONNX model ({first_line(exc)})") from None
     info = ModelInfo.from_metadata(session.get_modelmeta().custom_metadata_map, source=str(path))
     check_io(session, info, source=str(path))
+    check_stages_run(session, info, source=str(path))
     return info
+
+
+def check_stages_run(session: Any, info: ModelInfo, source: str = "model") -> None:
+    """Run the last stage the metadata declares (one image of zero noise): metadata naming more stages than
+    the graph has is refused here, as a :class:`ModelError`, not at the first image of that stage."""
+    last = info.num_classes - 1
+    try:
+        session.run(None, {INPUT_Z: np.zeros((1, info.z_dim), np.float32), INPUT_STAGE: np.array([last], np.int64)})
+    except Exception as exc:  # onnxruntime's own exception types
+        raise ModelError(stage_failure(source, info, last, exc)) from None
+
+
+def stage_failure(source: str, info: ModelInfo, stage: int, exc: BaseException) -> str:
+    """The one line for a graph that fails to run ``stage``."""
+    detail = first_line(exc)
+    detail = detail.split("Status Message: ", 1)[-1]  # onnxruntime's own words, without its status prefix
+    return (f"the model {source} cannot run stage {stage} ({detail}); its metadata declares "
+            f"{info.num_classes} stages, more than its graph may hold: re-export it with cgan-export")
 
 
 

@@ -25,6 +25,10 @@ import numpy as np
 from .noise import NOISE_VERSION, check_version
 
 
+# Sessions a forked process inherited from its parent: never freed in the child (see GeneratedDataset._generator).
+_INHERITED: list = []
+
+
 class GeneratedDataset:
     """``len(ds)`` images of a plan; ``ds[i]`` -> ``(image, stage)``.
 
@@ -61,6 +65,7 @@ class GeneratedDataset:
         if output not in ("uint8", "float32"):
             raise ValueError(f"output must be 'uint8' or 'float32', got {output!r}")
         self.noise_version = check_version(noise_version)
+        _check_session_options(provider=provider, threads=threads, engine=engine)  # here, not at the first item
         self.model_path = str(resolve_model(model).path)  # resolved once: every worker opens the same file
         self.seed = int(seed)
         self.batch_size = int(batch_size)
@@ -117,10 +122,10 @@ class GeneratedDataset:
         n = len(self)
         if isinstance(i, bool) or not isinstance(i, (int, np.integer)):
             raise TypeError(f"dataset indices are integers, got {type(i).__name__}")
+        if not -n <= i < n:
+            raise IndexError(f"index {i} out of range for a dataset of {n} images")
         if i < 0:
             i += n
-        if not 0 <= i < n:
-            raise IndexError(f"index {i} out of range for a dataset of {n} images")
         s = int(np.searchsorted(self._ends, i, side="right"))
         return s, int(i - (self._ends[s] - self.counts[s]))
 
@@ -136,6 +141,11 @@ class GeneratedDataset:
         if self._gen is None or self._pid != os.getpid():  # a forked worker opens its own session
             from .api import load
 
+            if self._gen is not None:
+                # Forked from a process that had used this dataset: the inherited session's thread pool has no
+                # threads here, and freeing it would wait on them forever. Keep it unreferenced-but-alive instead.
+                _INHERITED.append(self._gen)
+                self._gen = None
             self._gen = load(self.model_path, provider=self.provider, threads=self.threads, engine=self.engine)
             self._pid = os.getpid()
             self._block = None
@@ -167,3 +177,14 @@ def _count(n: object) -> int:
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
         raise ValueError(f"image counts must be whole numbers >= 0, got {n!r}")
     return int(n)
+
+
+def _check_session_options(*, provider: str, threads: int | None, engine: str) -> None:
+    """The engine, provider and threads a worker will open its session with, checked when the dataset is made."""
+    from .engines import choose_engine
+    from .session import choose_providers
+
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1):
+        raise ValueError(f"threads must be a whole number >= 1 (or None), got {threads!r}")
+    choose_providers(provider)
+    choose_engine(engine, provider)

@@ -45,8 +45,8 @@ def choose_engine(
     """The engine for ``engine`` (auto, onnxruntime, openvino) and ``provider``; ``images``: how many the
     caller will make, when known (cgan-run knows it; a long-lived API user does not, None). ``latency``
     (one image per call, threads kept spinning) is ONNX Runtime's measured mode: auto keeps it there."""
-    key = (engine or "auto").strip().lower()
-    if key not in ENGINES:
+    key = "auto" if engine is None else str(engine).strip().lower()
+    if key not in ENGINES:  # an empty --engine '' is a mistake, not a request for auto
         raise EngineError(f"unknown engine {engine!r}; expected one of {', '.join(ENGINES)}")
     on_cpu = (provider or "auto").strip().lower() in _CPU_PROVIDERS
     if key == OPENVINO:

@@ -139,6 +139,18 @@ def choose_providers(provider: str = "auto", available: list[str] | None = None)
     return [first] if first == CPU else [first, CPU]
 
 
+def max_threads() -> int:
+    """The most threads a session may be given: generous (four per core, at least 256) but finite, so that a
+    mistyped --threads 100000 is refused at once instead of spending minutes creating threads (or crashing)."""
+    return max(256, 4 * (os.cpu_count() or 1))
+
+
+def check_threads(threads: int | None, option: str = "threads") -> None:
+    """``threads`` within 1..:func:`max_threads` (None: not given), else a :class:`CganError` naming ``option``."""
+    if threads is not None and not 1 <= threads <= max_threads():
+        raise CganError(f"{option} must be between 1 and {max_threads()} (four per CPU core, at least 256), got {threads}")
+
+
 def session_options(settings: SessionSettings) -> Any:
     import onnxruntime as ort
 
@@ -146,8 +158,7 @@ def session_options(settings: SessionSettings) -> Any:
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL  # one chain of convolutions: nothing to run in parallel
     if settings.threads is not None:
-        if settings.threads < 1:
-            raise CganError(f"threads must be >= 1, got {settings.threads}")
+        check_threads(settings.threads)
         opts.intra_op_num_threads = settings.threads
     opts.inter_op_num_threads = 1
     opts.add_session_config_entry("session.intra_op.allow_spinning", "1")

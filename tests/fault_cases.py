@@ -12,7 +12,9 @@ os.system), ``{raw_pickle}`` (a plain pickle), ``{data}`` (a tiny stage0..3 imag
 ``{ckpt}`` (a training checkpoint of a 32-px run without EMA), ``{ckpt_run}`` (a copy of that run's
 folder), ``{file}`` (a plain file), ``{victim}`` (a file of random bytes outside every folder a command
 is given, checked byte-identical afterwards: the target of a planted symlink), ``{gen32_sha256}`` (the
-sha256 of ``{gen32}``, for a planted manifest).
+sha256 of ``{gen32}``, for a planted manifest), ``{stages5}`` / ``{zdim_huge}`` (the small model with metadata
+declaring 5 stages on its 4-stage graph; metadata z_dim 10^11 on a graph that leaves z's width open:
+tests/_planted.py).
 
 Planted before the run, after the placeholders of ``args`` are made (so they can go inside ``{data}``):
 ``keep`` files, ``texts`` (files of the given text), ``links`` (symlinks: to ``{victim}``, dangling, or
@@ -249,4 +251,33 @@ CASES: tuple[Case, ...] = (
          r"^error: .*generated\.csv: the row of 'stage0/stage0_seed0_0\.png' names a symlink", absent=("data/*/stage*_seed0_*[1-9].png",),
          texts=(("data/generated.csv", MANIFEST_HEAD + "stage0/stage0_seed0_0.png,0,{gen32_sha256},0,0,2\n"),),
          links=(("data/stage0/stage0_seed0_0.png", "{victim}"),)),
+    # round four, 201: hangs on absurd numbers (refused at once, naming the bound); 202: tracebacks (broken metadata,
+    # caches); 203: exit codes (closed or broken stdout/stderr); 204: misleading messages; 205: a new user's first hour
+    Case("balance-ratio-beyond-any-float", 201, "cgan-run", ("--model", "{gen32}", "--balance", "{data}", "--out", "{tmp}/g",
+         "--ratio", "1e999999999"), 1, r"^error: --ratio must be between 0 and 10,000, got 1e999999999", absent=("g",), timeout=30),
+    Case("balance-ratio-below-any-float", 201, "cgan-run", ("--model", "{gen32}", "--balance", "{data}", "--out", "{tmp}/g",
+         "--ratio", "1e-999999999"), 0, r"nothing to do", absent=("g/*/*.png",), timeout=30),
+    Case("balance-ratio-huge", 201, "cgan-run", ("--model", "{gen32}", "--balance", "{data}", "--out", "{tmp}/g",
+         "--ratio", "100000000"), 1, r"^error: --ratio must be between 0 and 10,000, got 100000000", absent=("g",), timeout=30),
+    Case("balance-target-huge", 201, "cgan-run", ("--model", "{gen32}", "--balance", "{data}", "--out", "{tmp}/g",
+         "--target", "1000000000000"), 1, r"^error: --target must be at most 1,000,000,000 images per stage", absent=("g",),
+         timeout=30),
+    Case("balance-target-beyond-the-disk", 201, "cgan-run", ("--model", "{gen32}", "--balance", "{data}", "--out", "{disk}/g",
+         "--target", "1000000000"), 1, r"^error: not enough space for 3,999,999,98\d PNG files", absent=("disk/g",), timeout=30),
+    Case("run-threads-huge", 201, "cgan-run", ("--model", "{gen32}", "--n", "1", "--out", "{tmp}/g", "--threads", "100000"), 1,
+         r"^error: --threads must be between 1 and \d+", absent=("g",), timeout=30),
+    Case("run-writers-huge", 201, "cgan-run", ("--model", "{gen32}", "--n", "1", "--out", "{tmp}/g", "--writers", "100000"), 1,
+         r"^error: --writers must be between 1 and \d+", absent=("g",), timeout=30),
+    Case("run-metadata-more-stages-than-the-graph", 202, "cgan-run", ("--model", "{stages5}", "--n", "1", "--out", "{tmp}/g"), 1,
+         r"^error: the model .*stages5\.onnx cannot run stage 4 .*declares 5 stages", absent=("g",)),
+    Case("web-build-metadata-more-stages-than-the-graph", 202, "cgan-web", ("build", "{stages5}", "--out", "{tmp}/site"), 1,
+         r"^error: the model .*stages5\.onnx cannot run stage 4 .*declares 5 stages", absent=("site",)),
+    Case("export-int8-metadata-more-stages-than-the-graph", 202, "cgan-export", ("{stages5}", "--int8", "--out", "{tmp}/q.onnx"), 1,
+         r"^error: the model .*stages5\.onnx cannot run stage 4 .*declares 5 stages", absent=("q.onnx",)),
+    Case("run-metadata-absurd-z-dim", 202, "cgan-run", ("--model", "{zdim_huge}", "--n", "1", "--out", "{tmp}/g"), 1,
+         r"^error: .*zdim_huge\.onnx: metadata cgan\.z_dim=100000000000 must be between 1 and 65536", absent=("g",), timeout=60),
+    Case("web-build-metadata-absurd-z-dim", 202, "cgan-web", ("build", "{zdim_huge}", "--out", "{tmp}/site"), 1,
+         r"^error: .*metadata cgan\.z_dim=100000000000 must be between", absent=("site",), timeout=60),
+    Case("run-empty-engine", 204, "cgan-run", ("--model", "{gen32}", "--n", "1", "--out", "{tmp}/g", "--engine", ""), 1,
+         r"^error: unknown engine ''; expected one of auto, onnxruntime, openvino", absent=("g",)),
 )

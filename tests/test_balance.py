@@ -182,7 +182,7 @@ def test_a_manifest_of_another_seed_is_refused(tmp_path, model):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--ratio", "-1"], "--ratio must be >= 0"),
+        (["--ratio", "-1"], "--ratio must be between 0 and 10,000, got -1"),
         (["--ratio", "lots"], "--ratio must be a number"),
         (["--target", "3", "--ratio", "1"], "not both"),
         (["--format", "npy"], "--format npy does not apply"),

@@ -75,7 +75,9 @@ def test_partial_metadata_names_only_what_is_missing(tmp_path):
     ("key", "value", "fragment"),
     [
         (Key.Z_DIM, "many", "not an integer"),
-        (Key.NUM_CLASSES, "0", "at least 1"),
+        (Key.NUM_CLASSES, "0", "cgan.num_classes=0 must be between 1 and 1024"),
+        (Key.Z_DIM, str(10**11), "cgan.z_dim=100000000000 must be between 1 and 65536"),
+        (Key.IMG_SIZE, str(10**6), "cgan.img_size=1000000 must be between 1 and 16384"),
         (Key.STAGE_NAMES, '["a", "b"]', "list of 4 names"),
         (Key.STAGE_NAMES, "not json", "not valid JSON"),
         (Key.OUTPUT_RANGE, "[1, -1]", "[low, high]"),

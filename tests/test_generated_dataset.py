@@ -114,3 +114,63 @@ def test_spawned_workers_get_the_dataset_pickled_and_the_same_items(model):
     loader = DataLoader(ds, batch_size=1, sampler=order, num_workers=2, multiprocessing_context="spawn")
     for i, (x, y) in zip(order, loader):
         np.testing.assert_array_equal(x[0].numpy(), direct[i])
+
+
+def test_forked_workers_after_use_in_the_main_process_do_not_hang(model):
+    """Used in the main process first (its session's threads started), then in forked DataLoader workers: the
+    workers inherit that session without its threads and must not wait on them. In a child process with a
+    time limit, so that a hang fails the test instead of stopping the suite."""
+    pytest.importorskip("torch")
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from torch.utils.data import DataLoader\n"
+        "from cgan.runtime import GeneratedDataset\n"
+        f"ds = GeneratedDataset({{0: 6, 1: 6, 2: 6, 3: 6}}, model={model!r})\n"
+        "first = [int(y) for _, y in DataLoader(ds, batch_size=None, num_workers=0)]\n"
+        "again = [int(y) for _, y in DataLoader(ds, batch_size=None, num_workers=2, multiprocessing_context='fork')]\n"
+        "print(first == again == ds.labels.tolist(), len(again))\n"
+    )
+    import os
+    import signal
+
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=90)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # the workers too
+        proc.communicate()
+        pytest.fail("the forked DataLoader workers hung")
+    assert proc.returncode == 0, err
+    assert out.split() == ["True", "24"], out + err
+
+
+def test_a_bogus_engine_provider_or_threads_is_refused_when_the_dataset_is_made(model):
+    """Not at the first item (inside a DataLoader worker, far from the line that made the dataset)."""
+    from cgan.runtime import CganError
+
+    with pytest.raises(CganError, match="unknown engine 'turbo'"):
+        GeneratedDataset([1, 1, 1, 1], model=model, engine="turbo")
+    with pytest.raises(CganError, match="provider 'tpu' is not available"):
+        GeneratedDataset([1, 1, 1, 1], model=model, provider="tpu")
+    with pytest.raises(ValueError, match="threads must be a whole number >= 1"):
+        GeneratedDataset([1, 1, 1, 1], model=model, threads=0)
+
+
+def test_a_negative_index_out_of_range_is_named_as_given(model):
+    ds = GeneratedDataset([1, 2, 3, 0], model=model)
+    assert ds.locate(-6) == (0, 0)
+    with pytest.raises(IndexError, match=r"^index -7 out of range for a dataset of 6 images$"):
+        ds[-7]
+
+
+def test_metadata_declaring_more_stages_than_the_graph_is_refused_when_the_dataset_is_made(tmp_path):
+    from _planted import planted_model
+    from cgan.runtime import ModelError
+
+    broken = planted_model("stages5", tmp_path / "stages5.onnx")
+    with pytest.raises(ModelError, match=r"cannot run stage 4 .*declares 5 stages"):
+        GeneratedDataset([1, 1, 1, 1, 1], model=broken)
