@@ -105,10 +105,12 @@ class ProjectionDiscriminator(nn.Module):
     ``minibatch_std`` adds a :class:`MinibatchStd` channel before the projection (not in the original).
     ``aux_classifier`` adds a linear stage classifier on the same features (AC-GAN, Odena et al. 2017;
     not in the original): ``forward`` then returns ``(logits, stage_logits)`` instead of ``logits``.
+    ``aux_classes`` is its number of outputs: ``num_classes`` (AC-GAN), or twice that for the twin head
+    (real stage s and generated stage s as separate classes, after ADC-GAN, Hou et al. 2022).
     """
 
     def __init__(self, num_classes: int = 4, img_size: int = 128, channels: int = 1, width: int = 64,
-                 minibatch_std: bool = False, aux_classifier: bool = False) -> None:
+                 minibatch_std: bool = False, aux_classifier: bool = False, aux_classes: int | None = None) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         c_in = channels
@@ -127,7 +129,7 @@ class ProjectionDiscriminator(nn.Module):
         self.embed = nn.Embedding(num_classes, n_features)
         nn.init.normal_(self.embed.weight, 0.0, 0.02)
         # built last, so the other weights are drawn exactly as without it
-        self.classifier = nn.Linear(n_features, num_classes) if aux_classifier else None
+        self.classifier = nn.Linear(n_features, aux_classes or num_classes) if aux_classifier else None
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor):
         h = self.features(images).flatten(1)
@@ -168,12 +170,13 @@ DISCRIMINATORS = {"projection": ProjectionDiscriminator, "spatial": SpatialDiscr
 
 
 def build_discriminator(kind: str, config: GeneratorConfig, width: int = 64, minibatch_std: bool = False,
-                        aux_classifier: bool = False) -> nn.Module:
+                        aux_classifier: bool = False, aux_head: str = "ac") -> nn.Module:
     """``width``: channels of D's first conv, doubled per block (the original: 64). Its cost grows ~width².
 
     ``minibatch_std``: give D a batch-spread channel (:class:`MinibatchStd`) against mode collapse.
     ``aux_classifier``: an AC-GAN stage classifier head (projection discriminator only: the spatial one
     is given the stage as an input channel, so a classifier on its features could read the answer).
+    ``aux_head``: ``ac`` (one class per stage) or ``twin`` (real and generated stages as separate classes).
     """
     try:
         cls = DISCRIMINATORS[kind]
@@ -185,7 +188,10 @@ def build_discriminator(kind: str, config: GeneratorConfig, width: int = 64, min
     if aux_classifier:
         if kind != "projection":
             raise ValueError("the auxiliary stage classifier needs the projection discriminator")
+        if aux_head not in ("ac", "twin"):
+            raise ValueError(f"unknown stage-classifier head {aux_head!r}; expected ac or twin")
         extra["aux_classifier"] = True
+        extra["aux_classes"] = config.num_classes * (2 if aux_head == "twin" else 1)
     return cls(num_classes=config.num_classes, img_size=config.img_size, channels=config.channels, width=width,
                minibatch_std=minibatch_std, **extra)
 
@@ -193,6 +199,13 @@ def build_discriminator(kind: str, config: GeneratorConfig, width: int = 64, min
 def split_outputs(out) -> tuple[torch.Tensor, torch.Tensor | None]:
     """A discriminator's output as (adversarial logits, stage logits or None): with a classifier, D returns both."""
     return out if isinstance(out, tuple) else (out, None)
+
+
+def stage_parameter_names(generator: nn.Module) -> set[str]:
+    """The names of a generator's stage code: the embedding table, and the cbn generator's per-stage gains
+    and shifts (what ``--tune stage`` trains)."""
+    return {name for name, _ in generator.named_parameters()
+            if name == "label_emb.weight" or name.endswith((".gain.weight", ".shift.weight"))}
 
 
 def count_parameters(module: nn.Module) -> int:

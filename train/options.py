@@ -124,6 +124,10 @@ class TrainConfig:
                         help="AC-GAN: a stage classifier on the (projection) discriminator's features, trained on real images' stages and generated images' asked-for stages; the generator is also scored by it. The weight of its cross-entropy (0: off).")
     d_warmup: int = flag(0, "--d-warmup",
                         help="Train the discriminator alone for the first N steps (the generator generates but does not move): for a warm start, whose discriminator is new. Counts toward --max-steps.")
+    aux_head: str = flag("ac", "--aux-head",
+                        help="The stage classifier of --aux-weight: ac (generated images are classified as the stage they were asked for; AC-GAN) or twin (twice the stages' classes, real stage s and generated stage s, and the generator is scored on being read as the real stage; after ADC-GAN, which keeps generated images from collapsing to the easiest to classify).")
+    tune: str = flag("all", "--tune",
+                        help="What of the generator trains: all (every weight) or stage (only its stage code: the embedding table and, with --generator cbn, every block's per-stage gain and shift; the rest keeps the starting model's weights and BatchNorm statistics, in eval mode, with no weight gradients). stage needs --init-from.")
     balanced_batches: bool = flag(False, "--balanced-batches/--no-balanced-batches",
                         help="Every batch holds the stages in equal shares (the stages left over take turns when the batch size is not a multiple of their count), instead of the balanced sampler's random mix; each stage's images drawn uniformly with replacement.")
 
@@ -132,6 +136,8 @@ class TrainConfig:
                       "checkpoint_every", "keep_checkpoints")
     # what a checkpoint given to --init-from must share with this run: G's and D's shapes
     ARCH_FIELDS = ("img_size", "z_dim", "width", "disc", "disc_width", "minibatch_std", "generator")
+    AUX_HEADS = ("ac", "twin")
+    TUNES = ("all", "stage")
 
     def validate(self) -> None:
         """Raise :class:`CganError` naming the first flag that is out of range."""
@@ -184,6 +190,16 @@ class TrainConfig:
         if self.aux_weight > 0 and self.disc != "projection":
             raise CganError(f"--aux-weight needs --disc projection: the {self.disc} discriminator is given the stage "
                             "as an input, so a stage classifier on its features would read the answer")
+        if self.aux_head not in self.AUX_HEADS:
+            raise CganError(f"--aux-head {self.aux_head!r} is unknown; choose {' or '.join(self.AUX_HEADS)}")
+        if self.aux_head != "ac" and self.aux_weight == 0:
+            raise CganError(f"--aux-head {self.aux_head} sets the stage classifier of --aux-weight, which is 0 (off); "
+                            "give --aux-weight above 0")
+        if self.tune not in self.TUNES:
+            raise CganError(f"--tune {self.tune!r} is unknown; choose {' or '.join(self.TUNES)}")
+        if self.tune == "stage" and self.init_from is None:
+            raise CganError("--tune stage trains only the stage code of a generator that is already trained; "
+                            "give --init-from (a checkpoint, an exported .onnx or 'default')")
         if self.d_warmup < 0:
             raise CganError(f"--d-warmup must be >= 0, got {self.d_warmup}")
         if self.balanced_batches and not self.balance:

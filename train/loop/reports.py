@@ -84,6 +84,8 @@ class RunReports:
             "ema": f"true (decay {self.config.ema_decay}; 'model' holds the EMA weights)" if self.ema else "false",
             **({"init_from": so_far.init_source} if so_far.init_source else {}),
             **({"d_warmup": f"{self.config.d_warmup} steps of D alone"} if self.config.d_warmup else {}),
+            **({"tune": "stage code only (the embedding table and any per-stage gains and shifts; the rest frozen, "
+                        "BatchNorm on its running statistics)"} if self.config.tune == "stage" else {}),
             **({"batches": "stage-balanced (every batch holds the stages in equal shares)"}
                if self.config.balanced_batches else {}),
             "generator": self.gen_config.arch + (" (conditional BatchNorm: stage-dependent scale and shift in every block)"
@@ -107,7 +109,8 @@ class RunReports:
         if self.augment_policy:
             parts.append("DiffAugment " + ",".join(self.augment_policy))
         if c.aux_weight > 0:
-            parts.append(f"AC-GAN stage classifier weight {c.aux_weight:g}")
+            head = "twin (real and generated stages apart)" if c.aux_head == "twin" else "AC-GAN"
+            parts.append(f"{head} stage classifier weight {c.aux_weight:g}")
         return "; ".join(parts)
 
     def write_generator(self, model: nn.Module, so_far: TrainedSoFar) -> Path:

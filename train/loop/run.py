@@ -35,7 +35,7 @@ from cgan.runtime.contract import GENERATOR_FILE
 from cgan.runtime.errors import CganError, DiskFullError, first_line
 from cgan.runtime.outputs import FolderLock, clean_dead_temps
 
-from ..models import GeneratorConfig, batch_groups, build_discriminator, build_generator
+from ..models import GeneratorConfig, batch_groups, build_discriminator, build_generator, stage_parameter_names
 from ..models import split_outputs as _split
 from ..options import TrainConfig
 from ..store import write as ckpt
@@ -82,13 +82,13 @@ class TrainingRun:
         random.seed(c.seed)
         self.G = build_generator(self.gen_config).to(device)
         self.D = build_discriminator(c.disc, self.gen_config, width=c.disc_width, minibatch_std=c.minibatch_std,
-                                     aux_classifier=c.aux_weight > 0).to(device)
+                                     aux_classifier=c.aux_weight > 0, aux_head=c.aux_head).to(device)
         if c.channels_last:
             self.G.to(memory_format=torch.channels_last)
             self.D.to(memory_format=torch.channels_last)
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False) if c.ema else None
         betas = (c.beta1, c.beta2)
-        self.opt_g = make_adam(self.G.parameters(), lr=c.lr_g, betas=betas, device=device)
+        self.opt_g = make_adam(self._trained_generator_parameters(), lr=c.lr_g, betas=betas, device=device)
         self.opt_d = make_adam(self.D.parameters(), lr=c.lr_d, betas=betas, device=device)
         self.scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
         self.amp_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(precision)
@@ -142,6 +142,16 @@ class TrainingRun:
                                   world_size=info.world_size, augment_policy=self.augment_policy,
                                   ema=self.G_ema is not None)
 
+    def _trained_generator_parameters(self) -> list[nn.Parameter]:
+        """G's parameters that the optimizer moves: all of them, or with ``--tune stage`` the stage code alone
+        (the others get ``requires_grad=False``, so the backward computes no weight gradient for them)."""
+        if self.config.tune == "all":
+            return list(self.G.parameters())
+        names = stage_parameter_names(self.G)
+        for name, p in self.G.named_parameters():
+            p.requires_grad_(name in names)
+        return [p for name, p in self.G.named_parameters() if name in names]
+
     # ------------------------------------------------------------ one step
 
     def _autocast(self):
@@ -177,6 +187,8 @@ class TrainingRun:
         z = torch.randn(b, self.gen_config.z_dim, device=self.device, generator=self.noise_gen)
         both_labels = torch.cat([labels, labels])
         warmup = self.step < c.d_warmup  # D alone: G generates (in training mode) but takes no step
+        if c.tune == "stage":  # the frozen body runs as exported: BatchNorm on its running statistics
+            self.G.eval()
 
         with self._autocast(), (torch.no_grad() if warmup else contextlib.nullcontext()):
             fake = G(z, labels)
@@ -191,7 +203,9 @@ class TrainingRun:
             real_logits, fake_logits = logits.float().chunk(2)
             loss_d = objectives.d_loss(c.loss, real_logits, fake_logits)
         if stage_logits is not None:  # AC-GAN: D classifies real images and generated ones by their asked-for stage
-            aux_real, aux_fake = (objectives.stage_loss(x, labels) for x in stage_logits.chunk(2))
+            # the twin head reads a generated image of stage s as class K + s; the plain head as s
+            fake_classes = labels + self.gen_config.num_classes if c.aux_head == "twin" else labels
+            aux_real, aux_fake = (objectives.stage_loss(x, y) for x, y in zip(stage_logits.chunk(2), (labels, fake_classes)))
             loss_d = loss_d + c.aux_weight * (aux_real + aux_fake)
         if c.r1 > 0 and self.step % c.r1_every == 0:
             loss_d = loss_d + self._r1_term(d_in[:b].detach(), labels)
