@@ -71,6 +71,49 @@ def test_aux_term_adds_the_stage_cross_entropy_and_nothing_else(dataset):
     torch.testing.assert_close(on.last_aux, torch.stack([ce_real, ce_fake, F.cross_entropy(g_stages, labels)]))
 
 
+def test_twin_head_reads_generated_images_as_their_own_classes(dataset):
+    """--aux-head twin: the classifier has two classes per stage; D's term is CE(real, s) + CE(generated, K + s)
+    and G's is CE(its images, s): it is rewarded for being read as the real stage it was asked for."""
+    w, k = 0.5, 4
+    off, on = make_run(dataset[2]), make_run(dataset[2], aux_weight=w, aux_head="twin")
+    assert on.D.classifier.out_features == 2 * k
+    seen = []
+    on.D.register_forward_hook(lambda _m, _a, out: seen.append(tuple(t.detach().clone() for t in out)))
+    real, labels = first_batch(off)
+    base, with_aux = off.train_step(real, labels), on.train_step(real, labels)
+    (_, d_stages), (g_logits, g_stages) = seen
+    ce_real = F.cross_entropy(d_stages[:BATCH], labels)
+    ce_fake = F.cross_entropy(d_stages[BATCH:], labels + k)
+    assert ce_fake.item() != pytest.approx(F.cross_entropy(d_stages[BATCH:], labels).item())
+    torch.testing.assert_close(with_aux[0] - base[0], w * (ce_real + ce_fake), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(with_aux[1], g_loss("bce", g_logits) + w * F.cross_entropy(g_stages, labels))
+
+
+def test_tune_stage_moves_the_stage_code_and_nothing_else(dataset):
+    """--tune stage from a warm start: after D-only and full steps, every weight and BatchNorm statistic of
+    G's body is bit for bit the starting model's (no gradient was even computed for them), the stage code
+    moved, and the model still is the export's function apart from its stage code."""
+    from cgan.train.init_from import read_init
+
+    for arch in ("dcgan", "cbn"):
+        run = make_run(dataset[2], init_from=model_file("gen32"), d_warmup=1, tune="stage", generator=arch,
+                       aux_weight=0.5, aux_head="twin", lr_g=0.05)
+        run.load_init(read_init(run.config), run.config.init_from)
+        before = {k: v.detach().clone() for k, v in run.G.state_dict().items()}
+        stage = {"label_emb.weight"} | {k for k in before if k.endswith((".gain.weight", ".shift.weight"))}
+        assert len(stage) == (1 if arch == "dcgan" else 1 + 2 * (len(run.G.norms)))
+        for step in range(3):
+            run.step = step
+            run.train_step(*first_batch(run))
+        after = run.G.state_dict()
+        frozen = [k for k in before if k not in stage]
+        assert frozen and all(torch.equal(before[k], after[k]) for k in frozen), arch
+        assert all(not torch.equal(before[k], after[k]) for k in stage), arch
+        assert all(p.grad is None for n, p in run.G.named_parameters() if n not in stage)
+        assert not run.G.training
+        assert run.provenance()["tune"].startswith("stage code only")
+
+
 def test_aux_classifier_needs_the_projection_discriminator():
     with pytest.raises(CganError, match="--aux-weight needs --disc projection"):
         TrainConfig(disc="spatial", aux_weight=1.0).validate()
@@ -289,6 +332,7 @@ LEVERS = {
     "cbn": dict(generator="cbn"),
     "warm": dict(init_from="gen32", d_warmup=2),
     "batches": dict(balanced_batches=True),
+    "tune": dict(init_from="gen32", d_warmup=1, tune="stage", aux_weight=0.5, aux_head="twin"),
 }
 
 
@@ -311,7 +355,7 @@ def test_a_run_with_each_lever_trains_resumes_exactly_and_records_it(dataset, tm
     provenance = torch.load(tmp_path / "split" / "cDCGAN_generator.pth", weights_only=True)["provenance"]
     expected = {"aux": ("objective", "bce; AC-GAN stage classifier weight 0.5"),
                 "cbn": ("generator", "cbn"), "warm": ("d_warmup", "2 steps of D alone"),
-                "batches": ("batches", "stage-balanced")}[lever]
+                "batches": ("batches", "stage-balanced"), "tune": ("tune", "stage code only")}[lever]
     assert provenance[expected[0]].startswith(expected[1])
 
 
@@ -346,6 +390,10 @@ def test_every_lever_through_the_command_line(dataset, tmp_path):
         (["--generator", "stylegan"], "--generator"),
         (["--d-warmup", "-2"], "--d-warmup"),
         (["--balanced-batches", "--no-balance"], "--balanced-batches"),
+        (["--tune", "stage"], "--init-from"),
+        (["--tune", "everything"], "--tune"),
+        (["--aux-head", "twin"], "--aux-weight"),
+        (["--aux-weight", "1", "--aux-head", "triple"], "--aux-head"),
     ],
 )
 def test_bad_lever_flags_give_one_line_and_write_nothing(dataset, tmp_path, extra, needle):
