@@ -93,7 +93,7 @@ def test_tune_stage_moves_the_stage_code_and_nothing_else(dataset):
     """--tune stage from a warm start: after D-only and full steps, every weight and BatchNorm statistic of
     G's body is bit for bit the starting model's (no gradient was even computed for them), the stage code
     moved, and the model still is the export's function apart from its stage code."""
-    from cgan.train.init_from import read_init
+    from cgan.train.store.read_init import read_init
 
     for arch in ("dcgan", "cbn"):
         run = make_run(dataset[2], init_from=model_file("gen32"), d_warmup=1, tune="stage", generator=arch,
