@@ -8,6 +8,8 @@
 - :mod:`.figures` — every judge-based figure of one judge;
 - :mod:`.verdict` — the bar over judges (the worse one counts) and their disagreement;
 - :mod:`.augment` — the augmentation experiment (real / real + generated / generated only);
+- :mod:`.balance_study`, :mod:`.balance_stats`, :mod:`.balance_report` — the balance study (generated
+  top-ups against a class-balanced sampler and a class-weighted loss), its intervals and verdict, its report;
 - :mod:`.sources` — the generator under evaluation (ONNX or checkpoint);
 - :mod:`.evaluate`, :mod:`.report`, :mod:`.cli` — one run, its report, the command.
 
