@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from cgan.runtime import __version__
-from cgan.runtime.contract import DISCLAIMER, REQUIRED_KEYS, Key, ModelInfo, read_metadata, stage_names_for
+from cgan.runtime.contract import DISCLAIMER, REQUIRED_KEYS, Key, ModelInfo, check_stage_names, read_metadata, stage_names_for
 from cgan.runtime.errors import CganError
 from cgan.runtime.errors import DiskFullError
 from cgan.runtime.fileio import atomic_path, atomic_write_text
@@ -105,6 +105,8 @@ def export_generator(
     cfg = reference.config
     if stage_names is not None and len(stage_names) != cfg.num_classes:
         raise ExportError(f"{len(stage_names)} stage names {list(stage_names)} for a Generator of {cfg.num_classes} stages")
+    if stage_names is not None:
+        check_stage_names(list(stage_names), "stage_names")
     precision = "fp16" if fp16 else "fp32"
 
     say(f"tracing the Generator ({cfg.img_size} px, z_dim {cfg.z_dim}, {cfg.num_classes} stages) to ONNX opset {opset}, {precision}")

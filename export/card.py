@@ -3,9 +3,12 @@ the user has there), uploaded as the repository's ``README.md`` by ``--push-to-h
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
-from cgan.runtime.contract import DISCLAIMER, INPUT_STAGE, INPUT_Z, OUTPUT_IMAGE, Key, ModelInfo
+from cgan.runtime.contract import DISCLAIMER, INPUT_STAGE, INPUT_Z, OUTPUT_IMAGE, Key, ModelInfo, check_stage_names
+from cgan.runtime.markup import md_code as code
+from cgan.runtime.markup import md_text as text
 
 CARD_NAME = "README.md"  # the card's name in a Hub repository
 CARD_SUFFIX = ".README.md"  # on disk: gen.onnx -> gen.README.md
@@ -14,21 +17,30 @@ CARD_SUFFIX = ".README.md"  # on disk: gen.onnx -> gen.README.md
 def card_path_for(model: Path) -> Path:
     """Where the card of ``model`` goes: beside it, named after it (``gen.onnx`` -> ``gen.README.md``)."""
     return model.with_name(model.stem + CARD_SUFFIX)
+
+
 TAGS = ("onnx", "gan", "conditional-gan", "dcgan", "mri", "alzheimer", "synthetic-data", "medical-imaging", "research-only")
 
 
 def render_card(info: ModelInfo, model_file: str, *, repo_id: str | None = None) -> str:
-    """Markdown with YAML front matter describing ``model_file`` from its metadata alone."""
+    """Markdown with YAML front matter describing ``model_file`` from its metadata alone.
+
+    Nothing read from the model or its file name goes into the card raw: table cells and prose are
+    :func:`text` (character references for markup), the command line is shell-quoted and the Python
+    example holds Python literals (``repr``); a stage name with a control character is refused.
+    """
+    check_stage_names(info.stage_names, "the model's stage names", "export it from a training run whose class folders are named so")
     prov = info.provenance
-    get = lambda key, default="not recorded": prov.get(key) or default  # noqa: E731
+    get = lambda key, default="not recorded": text(prov.get(key) or default)  # noqa: E731
     h = w = info.img_size
-    stages = "\n".join(f"| {i} | {name} |" for i, name in enumerate(info.stage_names))
-    hub = f"hf:{repo_id}" if repo_id else "hf:OWNER/REPO"
+    stages = "\n".join(f"| {i} | {text(name)} |" for i, name in enumerate(info.stage_names))
+    hub = shlex.quote(f"hf:{repo_id}") if repo_id else "hf:OWNER/REPO"
     tags = "\n".join(f"- {t}" for t in TAGS)
-    started_from = f", fine-tuned from {prov[Key.INIT_FROM]}" if prov.get(Key.INIT_FROM) else ""
+    started_from = f", fine-tuned from {text(prov[Key.INIT_FROM])}" if prov.get(Key.INIT_FROM) else ""
     err = get(Key.PARITY_MAX_ABS_ERR)
     tol = get(Key.PARITY_TOLERANCE)
-    providers = get(Key.PARITY_PROVIDERS, "CPUExecutionProvider").replace(",", ", ")
+    providers = text((prov.get(Key.PARITY_PROVIDERS) or "CPUExecutionProvider").replace(",", ", "))
+    example_stage = min(2, info.num_classes - 1)
     fp16_note = (
         "\nThis is a float16 model for GPUs: ONNX Runtime's CPU provider runs it in float32 with the"
         "\nfloat16-rounded weights; on CUDA the arithmetic is float16."
@@ -41,7 +53,7 @@ tags:
 {tags}
 ---
 
-# dementia-cgan generator ({info.img_size}x{info.img_size}, {info.precision})
+# dementia-cgan generator ({info.img_size}x{info.img_size}, {text(info.precision)})
 
 > **{DISCLAIMER}**
 
@@ -75,7 +87,7 @@ and carries this description in its metadata (`{Key.Z_DIM}`, `{Key.STAGE_NAMES}`
 With the dementia-cgan runtime (`cgan-run`; its base install needs no PyTorch):
 
 ```bash
-cgan-run --model {model_file} --stage 2 --n 16 --seed 0
+cgan-run --model {shlex.quote(model_file)} --stage {example_stage} --n 16 --seed 0
 cgan-run --model {hub} --stage all --n 8
 ```
 
@@ -86,9 +98,9 @@ import numpy as np
 import onnxruntime as ort
 from PIL import Image
 
-session = ort.InferenceSession("{model_file}", providers=["CPUExecutionProvider"])
+session = ort.InferenceSession({model_file!r}, providers=["CPUExecutionProvider"])
 z = np.random.default_rng(0).standard_normal((4, {info.z_dim}), dtype=np.float32)  # any N(0, 1) noise
-stage = np.full(4, 2, dtype=np.int64)  # {info.stage_names[min(2, info.num_classes - 1)]}
+stage = np.full(4, {example_stage}, dtype=np.int64)  # stage {example_stage}: {info.stage_names[example_stage]!r}
 (images,) = session.run(["{OUTPUT_IMAGE}"], {{"{INPUT_Z}": z, "{INPUT_STAGE}": stage}})
 pixels = np.clip(np.rint((images[:, 0] + 1) * 127.5), 0, 255).astype(np.uint8)
 Image.fromarray(pixels[0]).save("sample.png")
@@ -102,9 +114,9 @@ Image.fromarray(pixels[0]).save("sample.png")
 | epochs | {get(Key.EPOCHS)} |
 | steps | {get(Key.STEPS)}{started_from} |
 | weights created | {get(Key.CREATED)} |
-| checkpoint sha256 | `{get(Key.CHECKPOINT_SHA256)}` |
+| checkpoint sha256 | {code(prov.get(Key.CHECKPOINT_SHA256) or "not recorded")} |
 | exported | {get(Key.EXPORTED)} with dementia-cgan {get(Key.TOOL_VERSION)} |
-| precision | {info.precision} |
+| precision | {text(info.precision)} |
 
 The training data of this file is the one named above. The original project this architecture comes
 from trained its model on the Kaggle "imagesoasis" slices of the OASIS study (Non Demented 67,222; Very mild
@@ -140,36 +152,48 @@ def _int8_note(info: ModelInfo) -> str:
 
     from .int8 import INT8_CPU_KEY, INT8_ISA_KEY, INT8_MAE_KEY, INT8_MAX_KEY, INT8_P999_KEY, INT8_PSNR_KEY, QUANT_KEY, SOURCE_SHA_KEY
 
-    prov = info.provenance
+    def pv(key: str, default: str = "?") -> str:
+        return text(info.provenance.get(key, default))
+
     try:
-        quant = json.loads(prov.get(QUANT_KEY, "{}"))
+        quant = json.loads(info.provenance.get(QUANT_KEY, "{}"))
     except json.JSONDecodeError:
         quant = {}
-    bar = quant.get("bar", {})
-    kept = ", ".join(f"`{name}`" for name in quant.get("fp32_layers", [])) or "none"
+    if not isinstance(quant, dict):
+        quant = {}
+    bar = quant.get("bar", {}) if isinstance(quant.get("bar"), dict) else {}
+    kept = ", ".join(code(name) for name in quant.get("fp32_layers", [])) or "none"
+
+    def q(key: str, default: str = "?") -> str:
+        return text(quant.get(key, default))
+
+    def b(key: str) -> str:
+        return text(bar.get(key, "?"))
 
     def per_stage(key: str) -> str:
-        return ", ".join(f"{v:g}" for v in quant.get(key, []))
+        return ", ".join(f"{v:g}" if isinstance(v, (int, float)) else text(v) for v in quant.get(key, []))
 
     mode = quant.get("mode", "speed")
-    how = (f"calibrated on {quant.get('calibration', {}).get('images', '?')} of the generator's own images over every stage; "
+    calibration = quant.get("calibration", {})
+    images = text(calibration.get("images", "?")) if isinstance(calibration, dict) else "?"
+    how = (f"calibrated on {images} of the generator's own images over every stage; "
            "the ConvTranspose layers were rewritten as Conv + DepthToSpace + crop (and the first as a Gemm) so that int8 kernels run them"
            if mode == "speed" else "no calibration: only the weights are rounded, every operator computes in float32")  # fmt: skip
     return f"""
 
-The parity above is the fp32 model's, against PyTorch. This is its **int8** version (`cgan-export --int8 --int8-mode {mode}`):
-{quant.get("scheme", "static QDQ")}; {how}. Layers kept in fp32: {kept}.
-Against the fp32 model (sha256 `{prov.get(SOURCE_SHA_KEY, "not recorded")[:16]}...`) on
-{quant.get("validation_images_per_stage", "?")} fresh images per stage, measured on a **{prov.get(INT8_ISA_KEY, "?")}** CPU
-({prov.get(INT8_CPU_KEY, "not recorded")}):
+The parity above is the fp32 model's, against PyTorch. This is its **int8** version ({code(f"cgan-export --int8 --int8-mode {mode}")}):
+{q("scheme", "static QDQ")}; {how}. Layers kept in fp32: {kept}.
+Against the fp32 model (sha256 {code(str(info.provenance.get(SOURCE_SHA_KEY, "not recorded"))[:16] + "...")}) on
+{q("validation_images_per_stage")} fresh images per stage, measured on a **{pv(INT8_ISA_KEY)}** CPU
+({pv(INT8_CPU_KEY, "not recorded")}):
 
 | | worst stage | per stage |
 | --- | ---: | --- |
-| largest pixel difference (grey levels) | **{prov.get(INT8_MAX_KEY, "?")}** | {per_stage("max_grey_per_stage")} |
-| 99.9th percentile (grey levels) | **{prov.get(INT8_P999_KEY, "?")}** | {per_stage("p999_grey_per_stage")} |
-| PSNR over the output range (dB) | **{prov.get(INT8_PSNR_KEY, "?")}** | {per_stage("psnr_db_per_stage")} |
-| mean absolute difference (grey levels) | **{prov.get(INT8_MAE_KEY, "?")}** | {per_stage("mae_grey_per_stage")} |
+| largest pixel difference (grey levels) | **{pv(INT8_MAX_KEY)}** | {per_stage("max_grey_per_stage")} |
+| 99.9th percentile (grey levels) | **{pv(INT8_P999_KEY)}** | {per_stage("p999_grey_per_stage")} |
+| PSNR over the output range (dB) | **{pv(INT8_PSNR_KEY)}** | {per_stage("psnr_db_per_stage")} |
+| mean absolute difference (grey levels) | **{pv(INT8_MAE_KEY)}** | {per_stage("mae_grey_per_stage")} |
 
-The bar was: largest ≤ {bar.get("max_grey", "?")}, 99.9th percentile ≤ {bar.get("max_p999_grey", "?")},
-PSNR ≥ {bar.get("min_psnr_db", "?")} dB and MAE ≤ {bar.get("max_mae_grey", "?")} on every stage. int8 rounding depends
+The bar was: largest ≤ {b("max_grey")}, 99.9th percentile ≤ {b("max_p999_grey")},
+PSNR ≥ {b("min_psnr_db")} dB and MAE ≤ {b("max_mae_grey")} on every stage. int8 rounding depends
 on the CPU's int8 instructions: on a CPU of another class the runtime says so when it loads this model."""

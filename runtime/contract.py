@@ -24,6 +24,9 @@ SUPPORTED_FORMAT_VERSIONS = ("1",)
 
 # Display names, in stage order (0..3).
 STAGE_NAMES = ("Non-demented", "Very mild", "Mild", "Moderate")
+# Stage names are printed, written into PNG text chunks, tables, model cards and --grid labels: one line
+# of printable text, short enough to label a sheet.
+MAX_STAGE_NAME = 64
 # The folder names of the Kaggle "imagesoasis" set (``Data/<folder>``), in stage order.
 OASIS_FOLDERS = ("Non Demented", "Very mild Dementia", "Mild Dementia", "Moderate Dementia")
 # Image counts per stage in that set, as the original project trained on.
@@ -170,6 +173,7 @@ class ModelInfo:
             )
         if not (isinstance(rng, list) and len(rng) == 2 and all(isinstance(v, (int, float)) for v in rng) and rng[0] < rng[1]):
             raise ModelError(f"{source}: metadata {Key.OUTPUT_RANGE} must be a JSON [low, high], got {meta[Key.OUTPUT_RANGE]!r}")
+        check_stage_names(names, f"{source}: metadata {Key.STAGE_NAMES}", "export it from a training run whose class folders are named so")
         provenance = {k: v for k, v in meta.items() if k not in REQUIRED_KEYS and k != Key.PRECISION}
         return cls(
             z_dim=z_dim,
@@ -282,6 +286,22 @@ def stage_failure(source: str, info: ModelInfo, stage: int, exc: BaseException) 
 
 # ---------------------------------------------------------------- stages
 
+def check_stage_names(names: Sequence[str], source: str, advice: str = "rename the class folder it came from") -> None:
+    """Refuse a stage name that holds a control character (a NUL, a newline, ...) or is longer than
+    :data:`MAX_STAGE_NAME` characters, naming ``source`` and the stage."""
+    import unicodedata
+
+    for i, name in enumerate(names):
+        shown = repr(name if len(name) <= 40 else name[:40] + "...")
+        bad = next((c for c in name if unicodedata.category(c) in ("Cc", "Zl", "Zp")), None)
+        if bad is not None:
+            raise ModelError(f"{source}: stage {i}'s name {shown} holds a control character (U+{ord(bad):04X}); "
+                             f"stage names must be one line of printable text ({advice})")
+        if len(name) > MAX_STAGE_NAME:
+            raise ModelError(f"{source}: stage {i}'s name {shown} is {len(name):,} characters long; stage names may have "
+                             f"at most {MAX_STAGE_NAME} ({advice})")
+
+
 def stage_names_for(num_classes: int, class_names: Sequence[str] | None = None) -> tuple[str, ...]:
     """The stage names a model is published with: its training run's class folders (``class_names``, in
     stage order) when they are known, with the dementia stage names for the default layouts (the OASIS
@@ -291,6 +311,7 @@ def stage_names_for(num_classes: int, class_names: Sequence[str] | None = None) 
         names = [str(n) for n in class_names]
         if len(names) != num_classes:
             raise ModelError(f"{len(names)} class names {names} for a model of {num_classes} stages")
+        check_stage_names(names, "the training run's class folders")
         folded = [_norm(n) for n in names]
         default_layout = folded == [_norm(f) for f in OASIS_FOLDERS] or folded == [f"stage{i}" for i in range(num_classes)]
         if not default_layout:

@@ -14,7 +14,7 @@ folder), ``{file}`` (a plain file), ``{victim}`` (a file of random bytes outside
 is given, checked byte-identical afterwards: the target of a planted symlink), ``{gen32_sha256}`` (the
 sha256 of ``{gen32}``, for a planted manifest), ``{stages5}`` / ``{zdim_huge}`` (the small model with metadata
 declaring 5 stages on its 4-stage graph; metadata z_dim 10^11 on a graph that leaves z's width open:
-tests/_planted.py).
+tests/_planted.py), ``{named}`` (``{gen32}`` with the case's ``stage_names`` in its metadata).
 
 Planted before the run, after the placeholders of ``args`` are made (so they can go inside ``{data}``):
 ``keep`` files, ``texts`` (files of the given text), ``links`` (symlinks: to ``{victim}``, dangling, or
@@ -27,6 +27,8 @@ bytes); ``interrupt`` (Ctrl-C to the process group once ``trigger`` matches); ``
 the command once it has ``children`` child processes, then: its children must exit, and ``rerun``
 must succeed and leave nothing matching ``absent``; with ``trigger``, the kill comes once it matches).
 With ``rerun_message`` (any fault), ``rerun`` runs after the first run's checks and must exit 0 printing it.
+``get`` (``cgan-web serve``): once it prints its address, an HTTP GET of the path must answer the status,
+then Ctrl-C stops it. ``holds`` / ``lacks``: (file, regex) that the file's text must / must not match afterwards.
 """
 
 from __future__ import annotations
@@ -52,6 +54,10 @@ class Case:
     texts: tuple[tuple[str, str], ...] = ()  # (path under {tmp}, text with placeholders): files written before the run
     manifest: tuple[str, ...] = ()  # folders under {tmp} whose generated.csv must list exactly their generated images
     rerun_message: str = ""  # with rerun: the next run must exit 0 and print this (regex)
+    stage_names: tuple[str, ...] = ()  # the stage names of {named}
+    holds: tuple[tuple[str, str], ...] = ()  # (file under {tmp}, regex its text must match afterwards)
+    lacks: tuple[tuple[str, str], ...] = ()  # (file under {tmp}, regex its text must not match afterwards)
+    get: tuple[str, int] = ()  # (URL path, HTTP status) asked of cgan-web serve while it runs
     forbid: str = ""  # regex that must not appear in the output (besides tracebacks and warnings)
     disk_size: str = "256k"
     children: int = 0  # kill9: child processes to wait for
@@ -74,6 +80,10 @@ HOLIDAY = ".holiday.20190704.photos.tmp"  # a user's folder that looks like a te
 BALANCE_DATA = ("--model", "{gen32}", "--balance", "{data}")
 REAL_STAY_16 = r"(?m)^\s+all\s+16\s"  # the plan table's last row: the 16 real images of {data}, however many were generated
 MANIFEST_HEAD = "file,stage,model_sha256,seed,k,noise_version\n"
+IMG_TAG = "<img src=x onerror=alert(1)>"
+QUOTED_OUT = 'a"); import os; os.system("id"); ("b.onnx'  # an --out that closes the card's Python string if pasted raw
+QUOTED_CARD = 'a"); import os; os.system("id"); ("b.README.md'
+SITE = (("site/index.html", "<!doctype html>\n"), ("site/site.json", "{{}}\n"))  # what cgan-web serve checks a site by
 STARTED_SYNTH = ("D/.cgan.lock", ".D.*.tmp")  # the run has begun writing (now; before: its temporary sibling)
 
 CASES: tuple[Case, ...] = (
@@ -280,4 +290,32 @@ CASES: tuple[Case, ...] = (
          r"^error: .*metadata cgan\.z_dim=100000000000 must be between", absent=("site",), timeout=60),
     Case("run-empty-engine", 204, "cgan-run", ("--model", "{gen32}", "--n", "1", "--out", "{tmp}/g", "--engine", ""), 1,
          r"^error: unknown engine ''; expected one of auto, onnxruntime, openvino", absent=("g",)),
+    # 106: nothing read from a model or a path goes raw into the model card (published as the Hub README) or the site's README
+    Case("export-card-html-in-a-stage-name", 106, "cgan-export", ("{named}", "--int8", "--out", "{tmp}/q.onnx"), 0, r"model card: ",
+         stage_names=("Non-demented", IMG_TAG, "Mild", "Moderate"), lacks=(("q.README.md", r"<img"),),
+         holds=(("q.README.md", r"\| 1 \| &#60;img src=x onerror=alert\(1\)&#62; \|"),)),
+    Case("export-card-code-in-the-out-name", 106, "cgan-export", ("{gen32}", "--int8", "--out", "{tmp}/" + QUOTED_OUT), 0, r"model card: ",
+         holds=((QUOTED_CARD, r"InferenceSession\('a\"\); import os; os\.system\(\"id\"\); \(\"b\.onnx', "),
+                (QUOTED_CARD, r"cgan-run --model 'a\"\); import os; os\.system\(\"id\"\); \(\"b\.onnx' ")),
+         lacks=((QUOTED_CARD, r"\(\"a\"\); import os"),)),
+    Case("export-refuses-a-stage-name-with-a-newline", 106, "cgan-export", ("{named}", "--int8", "--out", "{tmp}/q.onnx"), 1,
+         r"^error: .*named\.onnx: metadata cgan\.stage_names: stage 2's name .* holds a control character \(U\+000A\)",
+         stage_names=("Non-demented", "Very mild", "Mild\nimport os; os.system('echo INJECTED')", "Moderate"), absent=("q.onnx", "q.README.md")),
+    Case("web-build-readme-html-in-the-model-name", 106, "cgan-web", ("build", "{tmp}/" + IMG_TAG + ".onnx", "--out", "{tmp}/site"), 0,
+         r"wrote .*site", links=((IMG_TAG + ".onnx", "{gen32}"),), lacks=(("site/README.md", r"<img"),),
+         holds=(("site/README.md", r"&#60;img src=x onerror=alert\(1\)&#62;\.onnx"),)),
+    # 107: cgan-web serve stays inside the site; NUL and absurdly long stage names are refused where metadata is read
+    Case("web-serve-refuses-a-symlink-out-of-the-site", 107, "cgan-web", ("serve", "{tmp}/site", "--port", "0"), 0, r"stopped",
+         texts=SITE, links=(("site/leak", "{tmp}/victim"),), get=("/leak/precious.txt", 404), keep=("victim/precious.txt",)),
+    Case("web-serve-serves-the-site", 0, "cgan-web", ("serve", "{tmp}/site", "--port", "0"), 0, r"stopped", texts=SITE,
+         get=("/index.html", 200)),
+    Case("run-refuses-a-nul-in-a-stage-name", 107, "cgan-run", ("--model", "{named}", "--n", "1", "--out", "{tmp}/g"), 1,
+         r"^error: .*named\.onnx: metadata cgan\.stage_names: stage 1's name 'Very\\x00mild' holds a control character \(U\+0000\)",
+         stage_names=("Non-demented", "Very\0mild", "Mild", "Moderate"), absent=("g",)),
+    Case("web-build-refuses-a-nul-in-a-stage-name", 107, "cgan-web", ("build", "{named}", "--out", "{tmp}/site"), 1,
+         r"^error: .*stage 1's name 'Very\\x00mild' holds a control character", stage_names=("Non-demented", "Very\0mild", "Mild", "Moderate"),
+         absent=("site",)),
+    Case("run-grid-refuses-a-huge-stage-name", 107, "cgan-run", ("--model", "{named}", "--n", "1", "--format", "none", "--grid", "{tmp}/sheet.png"),
+         1, r"^error: .*stage 3's name 'x{40}\.\.\.' is 200,000 characters long; stage names may have at most 64",
+         stage_names=("Non-demented", "Very mild", "Mild", "x" * 200_000), absent=("sheet.png",)),
 )

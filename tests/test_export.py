@@ -475,3 +475,29 @@ def test_fp16_is_also_validated_on_cuda_when_available(tmp_path):
     report = export_generator(trained_generator(), tmp_path / "m16.onnx", fp16=True)
     assert report.providers == ("CPUExecutionProvider", "CUDAExecutionProvider")
     assert read_metadata(report.path).provenance[Key.PARITY_PROVIDERS] == "CPUExecutionProvider,CUDAExecutionProvider"
+
+
+def test_card_quotes_what_it_reads_from_the_model_and_the_file_name():
+    """Stage names, provenance and the file name reach the card only as text (tables), a shell word and a Python literal."""
+    import ast
+    import shlex
+
+    from cgan.export.card import render_card
+    from cgan.runtime.contract import ModelError, ModelInfo
+
+    hostile = 'a"); import os; os.system("id"); ("b.onnx'
+    info = ModelInfo(z_dim=8, num_classes=4, img_size=32, channels=1, stage_names=("<b>x</b>", "a | b", "`c`", "d"),
+                     provenance={Key.TRAINING_DATA: "<script>alert(1)</script>"})
+    card = render_card(info, hostile)
+    snippet = card.split("```python\n")[1].split("```")[0]
+    tree = ast.parse(snippet)
+    imported = {alias.name for node in ast.walk(tree) if isinstance(node, (ast.Import, ast.ImportFrom))
+                for alias in node.names} | {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert imported == {"numpy", "onnxruntime", "PIL", "Image"}
+    assert any(isinstance(n, ast.Constant) and n.value == hostile for n in ast.walk(tree))
+    command = next(line for line in card.splitlines() if line.startswith("cgan-run --model ") and "hf:" not in line)
+    assert shlex.split(command)[2] == hostile
+    assert "<b>" not in card and "<script>" not in card and "| a | b |" not in card
+    assert "| 1 | a &#124; b |" in card
+    with pytest.raises(ModelError, match="control character"):
+        render_card(ModelInfo(z_dim=8, num_classes=1, img_size=32, channels=1, stage_names=("x\nimport os",)), "m.onnx")

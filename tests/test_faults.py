@@ -133,6 +133,16 @@ class Places(dict):
             from cgan.runtime.fileio import sha256_file
 
             value = sha256_file(model_file("gen32"))
+        elif key == "named":  # the small model with other stage names in its metadata
+            import json
+
+            import onnx
+
+            model = onnx.load(model_file("gen32"))
+            (prop,) = [m for m in model.metadata_props if m.key == "cgan.stage_names"]
+            prop.value = json.dumps(list(self.case.stage_names))
+            value = tmp / "named.onnx"
+            onnx.save(model, value)
         elif key == "victim":  # what a symlink planted in a command's folder points at; must stay byte-identical
             value = tmp / "victim" / "precious.txt"
             value.parent.mkdir()
@@ -206,6 +216,15 @@ def _run(case: Case, places: Places, tmp: Path) -> tuple[int, str, str]:
     args = [a.format_map(places) for a in case.args]
     proc = _start(case, args, tmp)
     try:
+        if case.get:  # a server: ask it once, then stop it as a user does
+            first = proc.stdout.readline()
+            address = re.search(r"http://\S+/", first)
+            assert address, f"{case.id}: no address printed:\n{first}{proc.stderr.read() if proc.poll() is not None else ''}"
+            path, status = case.get
+            assert _http_status(address.group().rstrip("/") + path) == status, f"{case.id}: GET {path} did not answer {status}"
+            os.killpg(proc.pid, signal.SIGINT)
+            out, err = proc.communicate(timeout=case.timeout)
+            return proc.returncode, first + out, err
         if case.fault in ("plant", "interrupt", "second"):
             patterns = [str(tmp / t) for t in case.trigger]
             fired = _wait_for(proc, lambda: any(glob.glob(p) for p in patterns), case.timeout)
@@ -228,6 +247,17 @@ def _run(case: Case, places: Places, tmp: Path) -> tuple[int, str, str]:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
     return proc.returncode, out, err
+
+
+def _http_status(url: str) -> int:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
 
 
 def _check_output(case: Case, code: int, out: str, err: str, expected_code: int) -> None:
@@ -270,6 +300,11 @@ def test_fault(case: Case, tmp_path: Path) -> None:
             victim = Path(places["victim"])
             assert victim.is_file() and not victim.is_symlink() and victim.read_bytes() == places["bytes:victim"], \
                 "the file a planted symlink points at was changed or removed"
+        for rel, pattern in case.holds:
+            assert re.search(pattern, (tmp_path / rel).read_text()), f"{rel} does not match {pattern!r}"
+        for rel, pattern in case.lacks:
+            found = re.search(pattern, (tmp_path / rel).read_text())
+            assert not found, f"{rel} holds {found.group()!r}"
         for rel, key, value in case.json:
             import json
 

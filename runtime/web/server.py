@@ -2,12 +2,15 @@
 
 Cross-origin isolation (COOP ``same-origin`` + COEP ``require-corp``) enables SharedArrayBuffer and so
 wasm threads; ``.wasm`` must be ``application/wasm`` for streaming compilation and ``.mjs`` a JavaScript
-type for module imports. Python's http.server, bound to 127.0.0.1 only: a preview, not a public server.
+type for module imports. Python's http.server, bound to 127.0.0.1 only: a preview, not a public server;
+it never follows a symlink out of the site.
 """
 
 from __future__ import annotations
 
 import functools
+import os
+from http import HTTPStatus
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -32,6 +35,15 @@ class SiteHandler(SimpleHTTPRequestHandler):
         for key, value in HEADERS.items():
             self.send_header(key, value)
         super().end_headers()
+
+    def send_head(self):
+        """Serve only what lies inside the site: a symlink (or ``..``) leading out of it is "not found"."""
+        root = os.path.realpath(self.directory)
+        target = os.path.realpath(self.translate_path(self.path))
+        if os.path.commonpath([root, target]) != root:
+            self.send_error(HTTPStatus.NOT_FOUND, "File not found")
+            return None
+        return super().send_head()
 
     def log_message(self, format: str, *args) -> None:  # noqa: A002 - the base class's name
         if not self.quiet:

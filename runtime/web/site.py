@@ -15,6 +15,7 @@ from ..api import check_finite_model
 from ..contract import DISCLAIMER, WEB_DIR, read_metadata
 from ..errors import CganError
 from ..fileio import sha256_file
+from ..markup import md_text
 from ..noise import NOISE_VERSION
 from ..resolve import resolve_model
 from ..staging import as_output_error, staged_folder, user_entries
@@ -159,7 +160,7 @@ def build_site(
                 },
                 "ort": {"version": ort_version, "base": "ort/" if ort_files else ORT_CDN, "local": bool(ort_files), "webgpu": webgpu},
             }
-            readme = SPACE_README.format(source=site["model"]["source"], version=__version__, disclaimer=DISCLAIMER)
+            readme = SPACE_README.format(source=md_text(site["model"]["source"]), version=__version__, disclaimer=DISCLAIMER)
             (tmp / "README.md").write_text(readme)
             (tmp / SITE_JSON).write_text(json.dumps(site, indent=2) + "\n")
             staged.publish([*names, "README.md", SITE_JSON])
