@@ -82,3 +82,45 @@ def first_batch(run):
     idx = np.arange(BATCH)
     real = to_model_input(np.ascontiguousarray(run.images[idx]), torch.device("cpu"), run.config.channels_last)
     return real, torch.from_numpy(run.labels[idx])
+
+
+def assert_refused_in_one_line(dataset, out: Path, extra: list[str], needle: str) -> None:
+    """cgan-train on the tiny set with the flags ``extra``: exit 1, one line ``error: ...`` naming ``needle``,
+    and nothing written at ``out``."""
+    from typer.testing import CliRunner
+
+    from cgan.train.cli import app
+
+    data, cache, _ = dataset
+    result = CliRunner().invoke(app, ["--data", str(data), "--cache-dir", str(cache), "--img-size", str(IMG),
+                                      "--out", str(out), "--device", "cpu", *extra])
+    assert result.exit_code == 1, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], result.stderr
+    assert not out.exists()
+
+
+def kill_at_checkpoint(args: list[str], out: Path, step: int = 2) -> None:
+    """Start ``cgan-train ARGS`` (whose --out is ``out``) in a process of its own and kill -9 it once the
+    checkpoint of ``step`` is whole; asserts the run was still going and died of the kill."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    checkpoint = out / "checkpoints" / f"ckpt_{step:09d}.pt"
+    proc = subprocess.Popen([sys.executable, "-m", "cgan.train.cli", *args], env=dict(os.environ, PYTHONUNBUFFERED="1"),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 240
+        while not checkpoint.exists():
+            assert proc.poll() is None, proc.stderr.read().decode()
+            assert time.monotonic() < deadline, "no checkpoint appeared"
+            time.sleep(0.02)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=60)
+        proc.stderr.close()
+    assert proc.returncode == -signal.SIGKILL
+    assert checkpoint.exists()

@@ -5,13 +5,8 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 import re
 import shutil
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -28,18 +23,8 @@ from cgan.train.loop.run import TrainConfig, epoch_order, iter_batches, to_model
 from cgan.train.models import Generator, GeneratorConfig, MinibatchStd, build_discriminator
 from cgan.train.synth import make_synthetic_set
 
-from _train_setup import BATCH, DISC_WIDTH, IMG, N_IMAGES, WIDTH, quiet, tiny_training_set, torch_threads_kept
-
-
-@pytest.fixture(autouse=True)
-def _keep_torch_threads():
-    with torch_threads_kept():
-        yield
-
-
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    return tiny_training_set(tmp_path_factory.mktemp("train_data"))
+from _train_setup import (BATCH, DISC_WIDTH, IMG, N_IMAGES, WIDTH, dataset, keep_torch_threads,  # noqa: F401 - fixtures
+                          kill_at_checkpoint, quiet)
 
 
 def cli_args(dataset, out: Path, *extra: str) -> list[str]:
@@ -247,21 +232,7 @@ def test_resume_after_sigkill_continues_exactly(dataset, tmp_path):
     assert whole.returncode == 0, whole.stderr
 
     killed_out = tmp_path / "killed"
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen([sys.executable, "-m", "cgan.train.cli", *cli_args(dataset, killed_out, *args)],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 240
-        while not (killed_out / "checkpoints" / "ckpt_000000002.pt").exists():
-            assert proc.poll() is None, proc.stderr.read().decode()
-            assert time.monotonic() < deadline, "no checkpoint appeared"
-            time.sleep(0.05)
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        proc.wait(timeout=60)
-        proc.stderr.close()
-    assert proc.returncode == -signal.SIGKILL
-    assert (killed_out / "checkpoints" / "ckpt_000000002.pt").exists()
+    kill_at_checkpoint(cli_args(dataset, killed_out, *args), killed_out)
 
     resumed = run_script("cgan-train", *cli_args(dataset, killed_out, "--resume", *args))
     assert resumed.returncode == 0, resumed.stderr

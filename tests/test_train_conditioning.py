@@ -23,8 +23,8 @@ from cgan.train.loop.objectives import d_loss, g_loss
 from cgan.train.store.read_exported import read_exported, rebuild_generator
 
 from _models import model_file
-from _train_setup import (BATCH, DISC_WIDTH, IMG, WIDTH, dataset, first_batch, keep_torch_threads,  # noqa: F401 - fixtures
-                          make_run, quiet, torch_threads_kept)
+from _train_setup import (BATCH, DISC_WIDTH, IMG, WIDTH, assert_refused_in_one_line, dataset,  # noqa: F401 - fixtures
+                          first_batch, keep_torch_threads, make_run, quiet, torch_threads_kept)
 
 
 def onnx_images(path, z: np.ndarray, stage: np.ndarray) -> np.ndarray:
@@ -397,11 +397,4 @@ def test_every_lever_through_the_command_line(dataset, tmp_path):
     ],
 )
 def test_bad_lever_flags_give_one_line_and_write_nothing(dataset, tmp_path, extra, needle):
-    data, cache, _ = dataset
-    out = tmp_path / "out"
-    result = runner.invoke(app, ["--data", str(data), "--cache-dir", str(cache), "--img-size", str(IMG),
-                                 "--out", str(out), "--device", "cpu", *extra])
-    assert result.exit_code == 1, result.output
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], result.stderr
-    assert not out.exists()
+    assert_refused_in_one_line(dataset, tmp_path / "out", extra, needle)

@@ -8,17 +8,15 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
-from typer.testing import CliRunner
 
 from cgan.train.loop.augment import AUGMENTS, cutout, diff_augment, parse_policy, translation
-from cgan.train.cli import app
 from cgan.train.loop.fast import compile_or_eager
 from cgan.train.loop.run import TrainConfig, to_model_input, train
 from cgan.train.models import MinibatchStd, batch_groups
 from cgan.train.loop.objectives import d_loss, g_loss, r1_penalty
 
-from _train_setup import (BATCH, DISC_WIDTH, IMG, WIDTH, dataset, first_batch, keep_torch_threads,  # noqa: F401 - fixtures
-                          make_run, quiet)
+from _train_setup import (BATCH, DISC_WIDTH, IMG, WIDTH, assert_refused_in_one_line, dataset,  # noqa: F401 - fixtures
+                          first_batch, keep_torch_threads, make_run, quiet)
 
 
 # ---------------------------------------------------------------- losses
@@ -205,9 +203,6 @@ def test_the_default_objective_is_the_originals(dataset):
     assert run.reports.objective() == "bce" and run.provenance()["objective"] == "bce"
 
 
-runner = CliRunner()
-
-
 @pytest.mark.parametrize(
     ("extra", "needle"),
     [
@@ -218,14 +213,7 @@ runner = CliRunner()
     ],
 )
 def test_bad_lever_flags_give_one_line_and_write_nothing(dataset, tmp_path, extra, needle):
-    data, cache, _ = dataset
-    out = tmp_path / "out"
-    result = runner.invoke(app, ["--data", str(data), "--cache-dir", str(cache), "--img-size", str(IMG),
-                                 "--out", str(out), "--device", "cpu", *extra])
-    assert result.exit_code == 1, result.output
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], result.stderr
-    assert not out.exists()
+    assert_refused_in_one_line(dataset, tmp_path / "out", extra, needle)
 
 
 # ---------------------------------------------------------------- --compile

@@ -4,12 +4,9 @@ full disks, a second run into the same --out, a checkpoint that needs pickled co
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -18,29 +15,16 @@ from typer.testing import CliRunner
 
 from conftest import run_script, stderr_lines
 from cgan.train.cli import app
-from cgan.train.data import load_image_set
 from cgan.train.synth import make_synthetic_set
 
-IMG = 32
+from _train_setup import IMG, dataset, kill_at_checkpoint, quiet  # noqa: F401 - the dataset fixture
+
 LOCK_NAME = ".cgan.lock"  # cgan.runtime.outputs.LOCK_NAME, spelled out so these tests also run against older code
 runner = CliRunner()
 
 
-def quiet(_msg: str) -> None:
-    pass
-
-
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    root = tmp_path_factory.mktemp("reliability_data")
-    data = make_synthetic_set(root / "syn", n=32, seed=3, img_size=IMG, log=quiet)
-    cache = root / "cache"
-    load_image_set(data, img_size=IMG, cache_dir=cache, log=quiet)
-    return data, cache
-
-
 def args_for(dataset, out: Path, *extra: str) -> list[str]:
-    data, cache = dataset
+    data, cache, _ = dataset
     return ["--data", str(data), "--cache-dir", str(cache), "--img-size", str(IMG), "--batch-size", "8", "--width", "64",
             "--disc-width", "16", "--out", str(out), "--device", "cpu", "--threads", "1", *extra]
 
@@ -63,19 +47,7 @@ def test_killed_run_resumed_without_repeating_flags_is_bit_identical(dataset, tm
     assert whole.returncode == 0, whole.stderr
 
     killed = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "cgan.train.cli", *args_for(dataset, killed, *run)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 240
-        while not (killed / "checkpoints" / "ckpt_000000002.pt").exists():
-            assert proc.poll() is None, proc.stderr.read().decode()
-            assert time.monotonic() < deadline, "no checkpoint appeared"
-            time.sleep(0.02)
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        proc.wait(timeout=60)
-        proc.stderr.close()
-    assert proc.returncode == -signal.SIGKILL
+    kill_at_checkpoint(args_for(dataset, killed, *run), killed)
     lock_left = (killed / LOCK_NAME).exists()  # kill -9 leaves the lock file; the resume takes it over
 
     resumed = run_script("cgan-train", "--resume", "--out", str(killed))  # no flag repeated
