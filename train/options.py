@@ -106,7 +106,7 @@ class TrainConfig:
     quiet: bool = flag(False, "--quiet",
                         help="No progress bar and no per-epoch lines.")
     changes: list = field(default_factory=list)  # what each --resume changed: [{"step", "time", "set": {name: [old, new]}}]
-    # the faster step's switch and the discriminator-side levers (see train/objectives.py, augment.py)
+    # the faster step's switch and the discriminator-side levers (see train/loop/objectives.py, augment.py)
     compile: bool = flag(False, "--compile/--no-compile",
                         help="torch.compile the generator and discriminator (the first steps take minutes to compile; losses match eager within float tolerance, not bit for bit). Where compile is unavailable or fails, training continues eagerly after a one-line note.")
     loss: str = flag("bce", "--loss",
