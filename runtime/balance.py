@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import time
 from dataclasses import dataclass
 from fractions import Fraction
@@ -244,8 +245,8 @@ def _check_out_outside_classes(layout: Layout, out: Path) -> None:
 
 def _checked_rows(manifest: Path, rows: Sequence[ManifestRow], root: Path, folders: Sequence[str]) -> list[ManifestRow]:
     """The rows of ``manifest`` whose files exist, once every row is checked to name a plain file directly
-    in its stage's class folder (``folders``, relative to ``root``), as this module writes them. A row
-    whose file is missing (never written by a killed run, or removed since) is left out: it is written again."""
+    in its stage's class folder (``folders``, relative to ``root``), named by its stage, seed and index as
+    this module names it. A row whose file is missing (never written by a killed run, or removed since) is left out: it is written again."""
     import stat
 
     present = []
@@ -257,6 +258,10 @@ def _checked_rows(manifest: Path, rows: Sequence[ManifestRow], root: Path, folde
         if parent != folders[r.stage] or not name:
             raise OutputError(f"{where} does not name a file directly in stage {r.stage}'s class folder {folders[r.stage]}/, "
                               "where cgan-run --balance writes; fix or remove the row")
+        index = re.fullmatch(rf"stage{r.stage}_seed{r.seed}_(\d+)\.png", name)
+        if index is None or int(index.group(1)) != r.k:
+            raise OutputError(f"{where} does not name image {r.k} of stage {r.stage} and seed {r.seed} as cgan-run --balance "
+                              f"names it (stage{r.stage}_seed{r.seed}_{r.k:08d}.png); fix or remove the row")
         try:
             st = os.lstat(root / r.file)
         except FileNotFoundError:

@@ -231,6 +231,12 @@ class PngWriter:
         self._error: BaseException | None = None
         self.written = 0
         self._lock = threading.Lock()
+        # Batches being written, and whether close(cancel=True) has begun: a Ctrl-C that lands while the pool
+        # starts a thread leaves that thread unknown to the pool (shutdown does not join it), so close waits
+        # for the batches themselves, and a batch that starts after a cancelling close writes nothing.
+        self._idle = threading.Condition(self._lock)
+        self._running = 0
+        self._cancelled = False
 
     def submit(self, pixels: np.ndarray, paths: Sequence[Path], text: dict[str, str] | None = None) -> None:
         """Queue ``pixels[i]`` -> ``paths[i]`` (with ``text`` chunks added to the writer's); don't modify the array afterwards."""
@@ -244,6 +250,11 @@ class PngWriter:
         fut.add_done_callback(self._done)
 
     def _write(self, pixels: np.ndarray, paths: list[Path], text: dict[str, str] | None) -> None:
+        with self._lock:
+            if self._cancelled:
+                self._slots.release()
+                return
+            self._running += 1
         try:
             head = png_head(pixels.shape[1:], {**self._text, **(text or {})})
             rows = png_rows(pixels)
@@ -261,6 +272,9 @@ class PngWriter:
                 self._on_written(len(paths))
         finally:
             self._slots.release()
+            with self._lock:
+                self._running -= 1
+                self._idle.notify_all()
 
     def _done(self, fut: Future) -> None:
         if fut.cancelled():  # cancelled by close(cancel=True) after an error or Ctrl-C: nothing to report
@@ -274,7 +288,15 @@ class PngWriter:
             raise self._error
 
     def close(self, *, cancel: bool = False) -> None:
+        """Wait for the queued batches (``cancel``: only for those already being written; the rest are
+        dropped), then re-raise the first write error (not when cancelling)."""
+        if cancel:
+            with self._lock:
+                self._cancelled = True
         self._pool.shutdown(wait=True, cancel_futures=cancel)
+        with self._lock:
+            while self._running:
+                self._idle.wait()
         if not cancel:
             self._raise_error()
 

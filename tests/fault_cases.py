@@ -261,6 +261,9 @@ CASES: tuple[Case, ...] = (
          r"^error: .*generated\.csv: the row of 'stage0/stage0_seed0_0\.png' names a symlink", absent=("data/*/stage*_seed0_*[1-9].png",),
          texts=(("data/generated.csv", MANIFEST_HEAD + "stage0/stage0_seed0_0.png,0,{gen32_sha256},0,0,2\n"),),
          links=(("data/stage0/stage0_seed0_0.png", "{victim}"),)),
+    Case("balance-manifest-row-naming-a-real-image", 105, "cgan-run", (*BALANCE_DATA, "--target", "5", "--out", "{data}"), 1,
+         r"^error: .*generated\.csv: the row of 'stage0/0\.png' does not name image 0 of stage 0 and seed 0 as cgan-run --balance names it",
+         absent=("data/*/stage*",), texts=(("data/generated.csv", MANIFEST_HEAD + "stage0/0.png,0,{gen32_sha256},0,0,2\n"),)),
     # round four, 201: hangs on absurd numbers (refused at once, naming the bound); 202: tracebacks (broken metadata,
     # caches); 203: exit codes (closed or broken stdout/stderr); 204: misleading messages; 205: a new user's first hour
     Case("balance-ratio-beyond-any-float", 201, "cgan-run", ("--model", "{gen32}", "--balance", "{data}", "--out", "{tmp}/g",
