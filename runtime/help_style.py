@@ -16,18 +16,26 @@ from typing import Mapping, Sequence
 MAX_FIRST_PARAGRAPH = 200  # characters: the summary above the panels, two lines of an 100-column terminal
 
 
-def brief(text: str) -> str:
+def brief(text: str, limit: int = 180) -> str:
     """The first sentence of ``text``: up to the first full stop outside brackets that ends a sentence
-    (followed by a space and a capital, a backquote or a dash)."""
-    depth = 0
+    (followed by a space and a capital, a backquote or a dash). A sentence longer than ``limit`` characters
+    is cut at its last clause (a comma, semicolon or colon) before the limit, with an ellipsis, and the
+    brackets it leaves open are closed: the whole text is on the command's page."""
+    depth, cuts = 0, []
     for i, ch in enumerate(text):
         if ch in "([{":
             depth += 1
         elif ch in ")]}":
             depth = max(0, depth - 1)
         elif ch == "." and depth == 0 and text[i + 1: i + 2] == " " and text[i + 2: i + 3][:1] in _SENTENCE_STARTS:
-            return text[: i + 1]
-    return text
+            text = text[: i + 1]
+            break
+        elif ch in ",;:" and text[i + 1: i + 2] == " " and i < limit:
+            cuts.append((i, depth))
+    if len(text) <= limit or not cuts:
+        return text
+    at, open_brackets = cuts[-1]
+    return text[:at] + "…" + ")" * open_brackets
 
 
 _SENTENCE_STARTS = set("ABCDEFGHIJKLMNOPQRSTUVWXYZ`-")
