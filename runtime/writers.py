@@ -224,7 +224,9 @@ class PngWriter:
     ) -> None:
         self.workers = workers or default_writers()
         self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="cgan-png")
-        self._slots = threading.BoundedSemaphore(max_pending or 2 * self.workers + 2)
+        # Not a BoundedSemaphore: a Ctrl-C inside the pool's submit may come after the batch was queued, and the
+        # slot is then released twice (once by submit, once by the batch); one more batch may queue, nothing fails.
+        self._slots = threading.Semaphore(max_pending or 2 * self.workers + 2)
         self._text = dict(text or {})
         self._on_written = on_written
         self._compress = compress_level
@@ -271,10 +273,10 @@ class PngWriter:
             if self._on_written is not None:
                 self._on_written(len(paths))
         finally:
-            self._slots.release()
             with self._lock:
                 self._running -= 1
                 self._idle.notify_all()
+            self._slots.release()
 
     def _done(self, fut: Future) -> None:
         if fut.cancelled():  # cancelled by close(cancel=True) after an error or Ctrl-C: nothing to report
