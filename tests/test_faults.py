@@ -461,3 +461,22 @@ def test_png_writer_cancelled_waits_for_a_batch_on_a_thread_the_pool_lost(tmp_pa
     writer._slots.acquire()
     writer._write(pixels, [tmp_path / f"b{i}.png" for i in range(4)], None)  # picked up after the cancelling close
     assert sorted(p.name for p in tmp_path.iterdir()) == [f"a{i}.png" for i in range(4)]
+
+
+def test_png_writer_cancelled_close_returns_after_a_slot_released_twice(tmp_path):
+    """A Ctrl-C inside the pool's submit, once the batch was queued, makes submit release the batch's slot and
+    the batch release it again: close(cancel=True) waited forever (5 of 15 interrupted --balance runs hung)."""
+    import threading
+
+    import numpy as np
+
+    from cgan.runtime.writers import PngWriter
+
+    writer = PngWriter(workers=1)
+    batch = threading.Thread(target=writer._write, args=(np.zeros((2, 32, 32), np.uint8), [tmp_path / "a.png", tmp_path / "b.png"], None))
+    batch.start()  # its slot was already given back by the interrupted submit
+    batch.join(30)
+    closing = threading.Thread(target=writer.close, kwargs={"cancel": True}, daemon=True)
+    closing.start()
+    closing.join(30)
+    assert not closing.is_alive(), "close(cancel=True) hangs"
