@@ -24,7 +24,7 @@ from typing import Callable, Optional, Sequence
 
 from .errors import CganError, DiskFullError, OutputError
 from .fileio import disk_full, sha256_file
-from .layout import DataError, Layout, find_layout, list_images
+from .layout import DataError, Layout, find_layout, list_images, looks_like_image
 from .manifest import MANIFEST_NAME, ManifestLog, ManifestRow, read_manifest
 
 LAYOUT_WORDS = {"oasis": "OASIS layout", "stages": "stage-folder layout", "classes": "class-folder layout"}
@@ -108,8 +108,8 @@ def read_dataset(data: str | os.PathLike, *, classes: Sequence[str] | None = Non
     """The layout of ``data`` and its real images per stage (files in ``exclude``, resolved paths, not counted)."""
     layout = find_layout(Path(data), classes, flag=flag)
     counts = []
-    for files in list_images(layout):
-        counts.append(sum(1 for f in files if not exclude or f.resolve() not in exclude))
+    for files in list_images(layout):  # real images only: a text file named *.png is not one
+        counts.append(sum(1 for f in files if (not exclude or f.resolve() not in exclude) and looks_like_image(f)))
     return layout, counts
 
 
@@ -311,7 +311,7 @@ def write_job(gen, job: BalanceJob, *, seed: int, noise_version: int, model_sha2
     rewritten to list exactly the files that exist (each appears whole or not at all), so the next run
     writes only the rest.
     """
-    from .outputs import check_free, locked_folders
+    from .outputs import check_free, locked_folders, refuse_if_in_use
     from .writers import PngWriter, disclaimer_text, image_name, index_digits, prepare_dirs
 
     out = job.out
@@ -325,6 +325,7 @@ def write_job(gen, job: BalanceJob, *, seed: int, noise_version: int, model_sha2
             files.setdefault(folders[s], []).extend(ns)
         return files
 
+    refuse_if_in_use(out)  # another run's files are not ones to --overwrite
     check_free(planned(), overwrite=overwrite)
     made = [f for f in dict.fromkeys([out, *folders]) if not f.exists()]
     written: list[ManifestRow] = []

@@ -153,7 +153,7 @@ def generate_to_disk(gen, config: RunConfig, *, quiet: bool = False) -> str:
     killed runs there are removed.
     """
     from .fileio import check_space
-    from .outputs import check_free, locked_folders
+    from .outputs import check_free, locked_folders, refuse_if_in_use
     from .writers import PlannedNames, index_digits, min_png_bytes, planned_files, prepare_dirs, stack_bytes
 
     info = gen.info
@@ -167,6 +167,7 @@ def generate_to_disk(gen, config: RunConfig, *, quiet: bool = False) -> str:
         return files
 
     folders = list(plan())
+    refuse_if_in_use(out)  # another run's files are not ones to --overwrite
     check_free(plan(), overwrite=config.overwrite)
     if config.format == "npy":
         need = stack_bytes(config.n, info.channels, info.img_size) * len(config.stages)
@@ -375,8 +376,9 @@ def _exit_without_teardown() -> None:
         return
     run_exitfuncs()
     try:
-        sys.stdout.flush()
-        sys.stderr.flush()
+        for stream in (sys.stdout, sys.stderr):
+            if stream is not None:  # None: the descriptor was closed when the program started (`>&-`)
+                stream.flush()
     except (OSError, ValueError):
         return
     os._exit(0)

@@ -49,17 +49,21 @@ def first_line(exc: BaseException, limit: int = 300) -> str:
 
 
 def user_errors_exit(func: F) -> F:
-    """Decorate a CLI command: a :class:`CganError` becomes ``error: <message>`` and exit code 1."""
+    """Decorate a CLI command: a :class:`CganError` becomes ``error: <message>`` and exit code 1; stdout and
+    stderr that cannot be written drop the messages, never the work (:mod:`.streams`)."""
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
-        try:
-            return func(*args, **kwargs)
-        except CganError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            raise SystemExit(1) from None
-        except KeyboardInterrupt:
-            print("interrupted", file=sys.stderr)
-            raise SystemExit(130) from None
+        from .streams import forgiving_streams
+
+        with forgiving_streams():  # a closed stdout or stderr (`>&-`, `| head -1`) never stops the work
+            try:
+                return func(*args, **kwargs)
+            except CganError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                raise SystemExit(1) from None
+            except KeyboardInterrupt:
+                print("interrupted", file=sys.stderr)
+                raise SystemExit(130) from None
 
     return wrapper  # type: ignore[return-value]

@@ -76,6 +76,22 @@ def free_bytes(folder: str | os.PathLike) -> int | None:
         return None
 
 
+def os_reason(path: str | os.PathLike, exc: OSError) -> str:
+    """Why ``path`` could not be made or written, for a one-line error: the OS's words, except where ``path``
+    (or a folder above it) is a symlink that dangles or loops, which the OS calls "File exists"."""
+    p = Path(path)
+    for link in (p, *p.parents):
+        if link.is_symlink():
+            try:
+                link.stat()
+            except OSError as problem:
+                target = os.readlink(link)
+                if problem.errno == errno.ELOOP:
+                    return f"{link} is a symlink that loops (to {target})"
+                return f"{link} is a symlink to {target}, which does not exist"
+    return exc.strerror or str(exc)
+
+
 def check_space(folder: str | os.PathLike, need: int, what: str | os.PathLike) -> None:
     """Raise :class:`DiskFullError` if ``folder``'s file system has less than ``need`` bytes free for ``what``."""
     free = free_bytes(folder)

@@ -116,7 +116,13 @@ def find_layout(data: Path, classes: Sequence[str] | None = None, *, flag: str =
                 f"{root} looks like the OASIS layout but lacks {', '.join(repr(m) for m in missing)}; "
                 f"found: {_listing(subs)} (pass --classes to use other folders)"
             )
-        stage_dirs = {int(m.group(1)): d for d in subs if (m := re.fullmatch(r"stage(\d+)", _norm(d.name)))}
+        stage_dirs: dict[int, Path] = {}
+        for d in subs:
+            if m := re.fullmatch(r"stage(\d+)", _norm(d.name)):
+                if int(m.group(1)) in stage_dirs:  # `Stage 1` beside `stage1`: one of them would be ignored
+                    raise DataError(f"{root} has two folders for stage {int(m.group(1))}: {stage_dirs[int(m.group(1))].name!r} and "
+                                    f"{d.name!r}; merge them into one")
+                stage_dirs[int(m.group(1))] = d
         if stage_dirs:
             k = max(stage_dirs) + 1
             missing = [f"stage{i}" for i in range(k) if i not in stage_dirs]
@@ -141,14 +147,35 @@ def _listing(dirs: Sequence[Path]) -> str:
 
 
 def list_images(layout: Layout) -> list[list[Path]]:
-    """Image files per class (recursive, sorted, hidden files and non-image extensions skipped)."""
+    """Image files per class (recursive, sorted; hidden files, non-image extensions and links to nothing skipped).
+    A class folder (or a folder in it) that cannot be read is a :class:`DataError`, not an empty class."""
     out = []
+
+    def unreadable(exc: OSError) -> None:
+        raise DataError(f"cannot read {exc.filename} ({exc.strerror or exc}); make it readable or move it out of the dataset")
+
     for d in layout.class_dirs:
         files = []
-        for dirpath, dirnames, filenames in os.walk(d):
+        for dirpath, dirnames, filenames in os.walk(d, onerror=unreadable):
             dirnames[:] = sorted(n for n in dirnames if not n.startswith("."))
             for name in filenames:
                 if not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS:
-                    files.append(Path(dirpath) / name)
+                    path = Path(dirpath) / name
+                    if os.path.isfile(path):  # a dangling link is no image
+                        files.append(path)
         out.append(sorted(files))
     return out
+
+
+# the first bytes of each image format read here: a file named *.png that starts otherwise is no image
+_SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"BM", b"II*\x00", b"MM\x00*")
+
+
+def looks_like_image(path: Path) -> bool:
+    """Whether ``path`` starts as a PNG, JPEG, BMP or TIFF file does (a text file renamed *.png does not)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except OSError:
+        return False
+    return head.startswith(_SIGNATURES)

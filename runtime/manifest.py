@@ -43,7 +43,7 @@ def read_manifest(path: str | os.PathLike) -> list[ManifestRow]:
     """The rows of a manifest file; [] if there is none. A file that is not a manifest is refused, naming the problem."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark (as some editors save CSV) is not part of a column name
     except FileNotFoundError:
         return []
     except (OSError, UnicodeDecodeError) as exc:
@@ -55,6 +55,13 @@ def read_manifest(path: str | os.PathLike) -> list[ManifestRow]:
         if _row_fields(last) is None:  # (a complete last row without its newline, as an editor may save it, is kept)
             text = head + "\n" if head else ""
     reader = csv.DictReader(io.StringIO(text))
+    try:
+        return _rows(path, reader)
+    except csv.Error as exc:  # a NUL, a field beyond csv's size limit, a broken quote
+        raise OutputError(f"{path} holds a line that is not a manifest row ({exc}); fix or remove the file") from None
+
+
+def _rows(path: Path, reader) -> list[ManifestRow]:
     if tuple(reader.fieldnames or ()) != FIELDS:
         raise OutputError(
             f"{path} is not a manifest of generated images (expected the columns {','.join(FIELDS)}); "

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 from .errors import OutputError
-from .fileio import our_temp
+from .fileio import os_reason, our_temp
 
 LOCK_NAME = ".cgan.lock"
 # The lock is opened without following a symlink at its name, and without waiting on a pipe put there.
@@ -107,6 +107,26 @@ def read_lock(path: Path) -> tuple[int, str, str]:
         return 0, "", ""
 
 
+def refuse_if_in_use(folder: str | os.PathLike) -> None:
+    """Before a run's own checks of its planned names: a folder whose lock file names a live process on this host
+    is in use (by that process), and its files are that run's, not ones to pass --overwrite for."""
+    path = Path(folder) / LOCK_NAME
+    try:
+        fd = os.open(path, os.O_RDONLY | _NO_FOLLOW | getattr(os, "O_NONBLOCK", 0))
+    except OSError:
+        return
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return
+        text = os.read(fd, 4096).decode("utf-8", "replace")
+    finally:
+        os.close(fd)
+    pid, host, command = (text.split("\n", 2) + ["", ""])[:3]
+    if pid.strip().isdigit() and host == _hostname() and int(pid) != os.getpid() and pid_alive(int(pid)):
+        raise OutputError(f"{folder} is in use by {command.strip() or 'another run'} (pid {int(pid)}); wait for it to finish "
+                          f"or choose another --out (if no run is using it, remove {path})")
+
+
 class FolderLock:
     """An advisory lock on an output folder for one run: ``with FolderLock(folder, "cgan-run"): ...``.
 
@@ -125,7 +145,7 @@ class FolderLock:
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise OutputError(f"cannot create {self.folder} ({exc.strerror or exc}); choose another --out") from None
+            raise OutputError(f"cannot create {self.folder} ({os_reason(self.folder, exc)}); choose another --out") from None
         for attempt in range(40):
             if self._try_once():
                 return self

@@ -65,7 +65,11 @@ def parse_hub_spec(text: str) -> HubSpec:
         raise ModelError(
             f"cannot read Hub model {text!r}; expected hf:OWNER/REPO[@REVISION][/FILE], e.g. hf:someone/dementia-cgan/{MODEL_FILE}"
         )
-    return HubSpec(repo_id=f"{m['owner']}/{m['repo']}", filename=m["file"] or MODEL_FILE, revision=m["rev"])
+    filename = m["file"] or MODEL_FILE
+    if any(part in ("..", ".") for part in filename.split("/")) or ".." in (m["owner"], m["repo"]):
+        raise ModelError(f"cannot read Hub model {text!r}: a file or repository name has a '.' or '..' part; "
+                         f"name the file inside the repository, e.g. hf:someone/dementia-cgan/{MODEL_FILE}")
+    return HubSpec(repo_id=f"{m['owner']}/{m['repo']}", filename=filename, revision=m["rev"])
 
 
 def resolve_model(
@@ -92,10 +96,19 @@ def resolve_model(
 
 
 def _check_local(path: Path, what: str) -> None:
+    if path.is_symlink() and not path.exists():
+        raise ModelError(f"{what} {path} is a symlink to {os.readlink(path)}, which does not exist; give the path of an .onnx file")
     if not path.exists():
         raise ModelError(f"{what} {path} does not exist; give the path of an .onnx file written by cgan-export")
     if path.is_dir():
         raise ModelError(f"{what} {path} is a directory; give the path of an .onnx file (e.g. {path / MODEL_FILE})")
+    if not path.is_file():
+        raise ModelError(f"{what} {path} is not a regular file (a named pipe or a device); give the path of an .onnx file")
+    try:
+        os.fsencode(path).decode("utf-8")
+    except UnicodeDecodeError:
+        raise ModelError(f"{what} {path}: the path is not valid UTF-8, which ONNX Runtime cannot open; rename the file "
+                         "(or a folder above it) with UTF-8 characters") from None
 
 
 def hub_reachable(timeout: float = HUB_PROBE_S) -> bool:

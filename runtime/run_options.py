@@ -77,8 +77,8 @@ class RunOptions:
     engine: str = option("auto", "--engine", metavar="ENGINE",
         help="onnxruntime, openvino (CPU only; pip install 'dementia-cgan[openvino]'), or auto (default: openvino when it is installed, "
              "the device is the CPU and --n is at least 512, where it was measured faster; else onnxruntime). The engine is printed.")
-    threads: Optional[int] = option(None, "--threads", type=whole, help="CPU threads for the model (default: onnxruntime's, one per core).")
-    writers: Optional[int] = option(None, "--writers", type=whole, help="PNG writer threads (default: one per core, at most 4).")
+    threads: Optional[int] = option(None, "--threads", type=whole, help="CPU threads for the model (default: onnxruntime's, one per core; at most four per core, or 256).")
+    writers: Optional[int] = option(None, "--writers", type=whole, help="PNG writer threads (default: one per core, at most 4; at most four per core, or 256, when given).")
     overwrite: bool = option(False, "--overwrite", switch=True, help="Replace files that already exist.")
     noise_version: int = option(NOISE_VERSION, "--noise-version", type=whole, metavar="V",
         help="Noise contract: 2 (default; portable Philox, the browser page draws the same), or 1 (numpy default_rng, to regenerate images of runs made before version 2).")

@@ -23,7 +23,7 @@ import numpy as np
 
 from .contract import DISCLAIMER, OASIS_FOLDERS
 from .errors import CganError, OutputError
-from .fileio import atomic_path, atomic_write_bytes, atomic_write_text, preallocated_npy
+from .fileio import atomic_path, atomic_write_bytes, atomic_write_text, os_reason, preallocated_npy
 
 LAYOUTS = ("flat", "oasis")
 FORMATS = ("png", "npy", "none")
@@ -153,7 +153,7 @@ def prepare_dirs(folders: Iterable[Path]) -> None:
             os.close(fd)
             os.unlink(probe)
         except OSError as exc:
-            raise OutputError(f"cannot write to {folder} ({exc.strerror or exc}); choose another --out") from None
+            raise OutputError(f"cannot write to {folder} ({os_reason(folder, exc)}); choose another --out") from None
 
 
 # ---------------------------------------------------------------- PNG

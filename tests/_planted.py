@@ -39,3 +39,19 @@ def planted_model(kind: str, out: Path) -> Path:
         raise KeyError(kind)
     onnx.save(model, out)
     return out
+
+
+def planted_checkpoint(kind: str, source: Path, out: Path) -> Path:
+    """A copy of the training checkpoint ``source`` with its run settings broken: ``noconfig`` (no
+    ``train_config``) or ``badconfig`` (``img_size`` the string "big")."""
+    import torch
+
+    state = torch.load(source, map_location="cpu", weights_only=False)  # our own file, written by the test's run
+    if kind == "noconfig":
+        del state["train_config"]
+    elif kind == "badconfig":
+        state["train_config"] = {**state["train_config"], "img_size": "big"}
+    else:
+        raise KeyError(kind)
+    torch.save(state, out)
+    return out

@@ -21,6 +21,11 @@ Planted before the run, after the placeholders of ``args`` are made (so they can
 looping onto themselves) and ``fifos`` (named pipes). ``manifest`` names folders whose ``generated.csv``
 must list exactly the generated images (``stage*_seed*_*.png``) in their class folders afterwards.
 
+Faults on the standard streams: ``stdout-closed`` / ``stderr-closed`` (``>&-`` / ``2>&-``: the descriptor
+closed when the command starts), ``stdout-gone`` (a pipe whose reader left before the first line, as ``| true``
+does) and ``stdout-head`` (a pipe whose reader takes the first line and leaves, as ``| head -1`` does). The
+work must be done all the same (``made``) and the exit code say so.
+
 Faults: ``none``; ``second`` (once ``trigger`` matches, the same command again: it must be refused
 with ``second``); ``plant`` (once a path in ``trigger`` exists, write the ``plant`` files with random
 bytes); ``interrupt`` (Ctrl-C to the process group once ``trigger`` matches); ``kill9`` (kill -9 of
@@ -66,6 +71,11 @@ class Case:
     json: tuple[tuple[str, str, object], ...] = ()  # (file, key, value) a JSON output must hold afterwards
     timeout: float = 120
     torch: bool = False  # False: the command runs with torch blocked (a runtime command must not need it)
+    made: tuple[tuple[str, int], ...] = ()  # (glob under {tmp}, count): the work that must have been done
+    env: tuple[tuple[str, str], ...] = ()  # environment variables set for the command (placeholders allowed; "" unsets)
+    missing: tuple[str, ...] = ()  # modules that cannot be imported in the command (as in a runtime-only install)
+    first: tuple[str, ...] = ()  # arguments of a run of the same command before the faulted one (e.g. to build a cache)
+    truncate: tuple[str, ...] = ()  # globs under {tmp}: files cut to half their size after ``first`` (a cut-short cache)
 
     @property
     def slow(self) -> bool:
@@ -291,6 +301,113 @@ CASES: tuple[Case, ...] = (
          r"^error: .*zdim_huge\.onnx: metadata cgan\.z_dim=100000000000 must be between 1 and 65536", absent=("g",), timeout=60),
     Case("web-build-metadata-absurd-z-dim", 202, "cgan-web", ("build", "{zdim_huge}", "--out", "{tmp}/site"), 1,
          r"^error: .*metadata cgan\.z_dim=100000000000 must be between", absent=("site",), timeout=60),
+    # 203: a closed or abandoned stdout/stderr: the work is done, no traceback, and the exit code says so
+    Case("run-stdout-closed", 203, "cgan-run", ("--model", "{gen32}", "--n", "2", "--out", "{tmp}/g"), 0, r"^model: ",
+         fault="stdout-closed", made=(("g/stage*_seed0_*.png", 8),)),
+    Case("run-stderr-closed", 203, "cgan-run", ("--model", "{gen32}", "--n", "2", "--out", "{tmp}/g"), 0, r"^wrote 8 PNG images",
+         fault="stderr-closed", made=(("g/stage*_seed0_*.png", 8),)),
+    Case("run-stdout-gone", 0, "cgan-run", ("--model", "{gen32}", "--n", "2", "--out", "{tmp}/g"), 0, r"^model: ",
+         fault="stdout-gone", made=(("g/stage*_seed0_*.png", 8),)),
+    Case("run-stdout-head", 0, "cgan-run", ("--model", "{gen32}", "--n", "2", "--out", "{tmp}/g"), 0, r"^cgan-run model=",
+         fault="stdout-head", made=(("g/stage*_seed0_*.png", 8),)),
+    Case("balance-stdout-gone", 0, "cgan-run", (*BALANCE_DATA, "--target", "5", "--out", "{tmp}/b"), 0, r"^model: ",
+         fault="stdout-gone", made=(("b/stage*/stage*_seed0_*.png", 4),), manifest=("b",)),
+    Case("web-build-stdout-gone", 203, "cgan-web", ("build", "{gen32}", "--out", "{tmp}/site"), 0, r"",
+         fault="stdout-gone", made=(("site/index.html", 1), ("site/site.json", 1))),
+    Case("web-build-stdout-closed", 0, "cgan-web", ("build", "{gen32}", "--out", "{tmp}/site"), 0, r"",
+         fault="stdout-closed", made=(("site/index.html", 1), ("site/site.json", 1))),
+    Case("web-build-stderr-closed", 0, "cgan-web", ("build", "{gen32}", "--out", "{tmp}/site"), 0, r"^wrote .*site",
+         fault="stderr-closed", made=(("site/index.html", 1), ("site/site.json", 1))),
+    Case("synth-stdout-gone", 203, "cgan-data", (*SYNTH, "--out", "{tmp}/D"), 0, r"", fault="stdout-gone",
+         made=(("D/labels.csv", 1), ("D/*/*.png", 8)), torch=True),
+    Case("synth-stderr-closed", 0, "cgan-data", (*SYNTH, "--out", "{tmp}/D"), 0, r"wrote synthetic OASIS-like set",
+         fault="stderr-closed", made=(("D/labels.csv", 1), ("D/*/*.png", 8)), torch=True),
+    Case("train-stdout-gone", 203, "cgan-train",
+         ("--data", "{data}", "--img-size", "32", "--width", "32", "--disc-width", "8", "--batch-size", "4", "--max-steps", "1",
+          "--sample-every", "0", "--out", "{tmp}/m"), 0, r"", fault="stdout-gone",
+         made=(("m/cDCGAN_generator.pth", 1), ("m/checkpoints/ckpt_*.pt", 1)), torch=True),
+    Case("export-stdout-gone", 203, "cgan-export", ("{ckpt}", "--out", "{tmp}/e.onnx"), 0, r"", fault="stdout-gone",
+         made=(("e.onnx", 1),), torch=True, timeout=300),
+    Case("export-int8-stdout-gone", 203, "cgan-export", ("{gen32}", "--int8", "--out", "{tmp}/q.onnx"), 0, r"",
+         fault="stdout-gone", made=(("q.onnx", 1),)),
+    # 202: a read-only HOME under the default cache, and a cut-short cache: one line, or the cache built again
+    Case("scan-read-only-home", 202, "cgan-data", ("scan", "--data", "{data}", "--img-size", "32"), 1,
+         r"^error: cannot write the image cache .*Read-only file system\); set --cache-dir or \$CGAN_CACHE",
+         env=(("HOME", "{ro}"), ("CGAN_CACHE", ""), ("XDG_CACHE_HOME", "")), torch=True),
+    Case("train-read-only-home", 202, "cgan-train", ("--data", "{data}", "--img-size", "32", "--max-steps", "1", "--out", "{tmp}/m"), 1,
+         r"^error: cannot write the image cache .*Read-only file system\); set --cache-dir or \$CGAN_CACHE",
+         env=(("HOME", "{ro}"), ("CGAN_CACHE", ""), ("XDG_CACHE_HOME", "")), absent=("m/checkpoints",), torch=True),
+    Case("eval-read-only-home", 202, "cgan-eval", ("{gen32}", "--data", "{data}", "--out", "{tmp}/e"), 1,
+         r"^error: cannot write the cache .*Read-only file system\); set --cache-dir or \$CGAN_CACHE",
+         env=(("HOME", "{ro}"), ("CGAN_CACHE", ""), ("XDG_CACHE_HOME", "")), absent=("e",), torch=True, timeout=60),
+    Case("scan-truncated-image-cache", 202, "cgan-data", ("scan", "--data", "{data}", "--img-size", "32", "--cache-dir", "{tmp}/c"), 0,
+         r"(?s)cached images .*images-.*\.npy are unreadable .*building them again.*cache \(built\)",
+         first=("scan", "--data", "{data}", "--img-size", "32", "--cache-dir", "{tmp}/c"),
+         truncate=("c/datasets/*/images-*.npy",), torch=True),
+    Case("train-init-from-a-checkpoint-without-its-settings", 202, "cgan-train",
+         ("--init-from", "{ckpt_noconfig}", "--data", "{data}", "--img-size", "32", "--width", "32", "--disc-width", "8",
+          "--max-steps", "1", "--out", "{tmp}/m"), 1,
+         r"^error: --init-from .*ckpt_noconfig\.pt: the checkpoint has no train_config", absent=("m",), torch=True),
+    Case("train-init-from-a-checkpoint-with-malformed-settings", 202, "cgan-train",
+         ("--init-from", "{ckpt_badconfig}", "--data", "{data}", "--img-size", "32", "--width", "32", "--disc-width", "8",
+          "--max-steps", "1", "--out", "{tmp}/m"), 1,
+         r"^error: --init-from .*ckpt_badconfig\.pt: the checkpoint has a malformed train_config \(img_size='big'\)",
+         absent=("m",), torch=True),
+    Case("train-resume-a-checkpoint-without-its-settings", 202, "cgan-train", ("--resume", "--out", "{ckpt_run_noconfig}"), 1,
+         r"^error: --resume .*ckpt_\d+\.pt: the checkpoint has no train_config", torch=True),
+    # 203: exit codes: a training run that cannot learn is refused up front
+    Case("train-lr-g-inf", 203, "cgan-train", ("--lr-g", "inf", "--data", "{data}", "--img-size", "32", "--out", "{tmp}/m"), 1,
+         r"^error: --lr-g must be a finite number > 0, got inf", absent=("m",), torch=True),
+    Case("train-lr-g-nan", 203, "cgan-train", ("--lr-g", "nan", "--data", "{data}", "--img-size", "32", "--out", "{tmp}/m"), 1,
+         r"^error: --lr-g must be a finite number > 0, got nan", absent=("m",), torch=True),
+    Case("train-lr-d-negative", 203, "cgan-train", ("--lr-d", "-1e-4", "--data", "{data}", "--img-size", "32", "--out", "{tmp}/m"), 1,
+         r"^error: --lr-d must be a finite number > 0, got -0\.0001", absent=("m",), torch=True),
+    Case("train-lr-g-zero", 203, "cgan-train", ("--lr-g", "0", "--data", "{data}", "--img-size", "32", "--out", "{tmp}/m"), 1,
+         r"^error: --lr-g must be a finite number > 0, got 0", absent=("m",), torch=True),
+    Case("train-threads-huge", 201, "cgan-train", ("--threads", "100000", "--data", "{data}", "--img-size", "32", "--out", "{tmp}/m"), 1,
+         r"^error: --threads must be between 1 and \d+", absent=("m",), torch=True, timeout=60),
+    Case("eval-out-on-a-full-disk", 204, "cgan-eval", ("{gen32}", "--data", "{data}", "--cache-dir", "{tmp}/c", "--out", "{disk}/e"), 1,
+         r"^error: --out .*/e is not writable .*No space left on device", absent=("disk/e", "disk/.cgan-eval-probe.*"), torch=True,
+         timeout=60),
+    # 205: a new user's first hour: the runtime-only install (no torch, no scipy) names the extra to install
+    Case("synth-in-a-runtime-only-install", 205, "cgan-data", (*SYNTH, "--out", "{tmp}/D"), 1,
+         r"^error: cgan-data synth needs scipy, which is not installed; install it with: pip install 'dementia-cgan\[train\]'",
+         missing=("scipy",), absent=("D",)),
+    Case("balance-second-run-into-a-folder-in-use", 204, "cgan-run", (*BALANCE_DATA, "--target", "2000", "--out", "{tmp}/b", "-q"), 0,
+         r"", fault="second", trigger=("b/stage0/stage0_seed0_*.png",),
+         second=r"^error: .*/b is in use by cgan-run --balance \(pid \d+\); wait for it to finish", manifest=("b",)),
+    Case("run-hub-model-climbing-out", 204, "cgan-run", ("--model", "hf:someone/repo/../x.onnx", "--n", "1", "--out", "{tmp}/g"), 1,
+         r"^error: cannot read Hub model 'hf:someone/repo/\.\./x\.onnx': a file or repository name has a '\.' or '\.\.' part",
+         env=(("HF_HUB_OFFLINE", "1"),), absent=("g",)),
+    Case("run-model-is-a-pipe", 204, "cgan-run", ("--model", "{tmp}/m.onnx", "--n", "1", "--out", "{tmp}/g"), 1,
+         r"^error: --model .*m\.onnx is not a regular file \(a named pipe", fifos=("m.onnx",), absent=("g",), timeout=30),
+    Case("run-out-dangling-symlink", 204, "cgan-run", ("--model", "{gen32}", "--n", "1", "--out", "{tmp}/g"), 1,
+         r"^error: cannot create .*/g \(.*/g is a symlink to .*/nowhere, which does not exist\)",
+         links=(("g", "{tmp}/nowhere"),), absent=("nowhere",)),
+    Case("run-out-looping-symlink", 204, "cgan-run", ("--model", "{gen32}", "--n", "1", "--out", "{tmp}/g"), 1,
+         r"^error: cannot create .*/g \(.*/g is a symlink that loops", links=(("g", "{tmp}/g"),)),
+    Case("run-model-path-not-utf8", 204, "cgan-run", ("--model", "{tmp}/N\udcff.onnx", "--n", "1", "--out", "{tmp}/g"), 1,
+         r"^error: --model .*: the path is not valid UTF-8, which ONNX Runtime cannot open; rename the file",
+         texts=(("N\udcff.onnx", "not read\n"),), forbid=r"incompatible constructor|pybind", absent=("g",)),
+    Case("balance-two-folders-for-one-stage", 204, "cgan-run", (*BALANCE_DATA, "--target", "5", "--out", "{tmp}/b"), 1,
+         r"^error: .*data has two folders for stage 1: 'Stage 1' and 'stage1'; merge them", texts=(("data/Stage 1/0.png", "x\n"),),
+         absent=("b",)),
+    Case("balance-counts-no-text-file-or-dangling-link-as-real", 204, "cgan-run", (*BALANCE_DATA, "--target", "5", "--out", "{tmp}/b"), 0,
+         r"(?m)^\s+3 stage3\s+4\s+1\s", texts=(("data/stage3/notes.png", "not an image\n"),),
+         links=(("data/stage3/moved.png", "{tmp}/nowhere.png"),), made=(("b/stage3/stage3_seed0_*.png", 1),)),
+    Case("balance-manifest-with-a-byte-order-mark", 204, "cgan-run", (*BALANCE_DATA, "--target", "5", "--out", "{data}"), 0,
+         r"wrote 4 PNG", texts=(("data/generated.csv", "\ufeff" + MANIFEST_HEAD),), manifest=("data",)),
+    Case("balance-manifest-with-a-huge-field", 202, "cgan-run", (*BALANCE_DATA, "--target", "5", "--out", "{data}"), 1,
+         r"^error: .*generated\.csv holds a line that is not a manifest row \(field larger than field limit",
+         texts=(("data/generated.csv", MANIFEST_HEAD + "a" * 140_000 + ",0,{gen32_sha256},0,0,2\n"),), absent=("data/*/stage*",)),
+    Case("balance-manifest-with-a-nul", 0, "cgan-run", (*BALANCE_DATA, "--target", "5", "--out", "{data}"), 1,
+         r"^error: .*generated\.csv, line 2: file .* holds control characters",
+         texts=(("data/generated.csv", MANIFEST_HEAD + "stage0/a\0.png,0,{gen32_sha256},0,0,2\n"),), absent=("data/*/stage*",)),
+    Case("eval-bad-group-regex-without-data", 204, "cgan-eval", ("{gen32}", "--group-regex", "(", "--cache-dir", "{tmp}/c", "--out", "{tmp}/e"), 1,
+         r"^error: --group-regex '\(' is not a valid regular expression", absent=("e", "c"), torch=True, timeout=60),
+    Case("eval-group-regex-without-data", 204, "cgan-eval", ("{gen32}", "--group-regex", "(OAS1_\\d+)", "--cache-dir", "{tmp}/c",
+         "--out", "{tmp}/e"), 1, r"^error: --group-regex names the subjects of --data's files; without --data", absent=("e", "c"),
+         torch=True, timeout=60),
     Case("run-empty-engine", 204, "cgan-run", ("--model", "{gen32}", "--n", "1", "--out", "{tmp}/g", "--engine", ""), 1,
          r"^error: unknown engine ''; expected one of auto, onnxruntime, openvino", absent=("g",)),
     # 106: nothing read from a model or a path goes raw into the model card (published as the Hub README) or the site's README

@@ -126,6 +126,19 @@ class Places(dict):
             from _planted import planted_model
 
             value = planted_model(key, tmp / f"{key}.onnx")
+        elif key in ("ckpt_noconfig", "ckpt_badconfig"):  # a training checkpoint with its run settings missing or malformed
+            from _planted import planted_checkpoint
+
+            value = planted_checkpoint(key.split("_")[1], _training_checkpoint(tmp / "ckpt"), tmp / f"{key}.pt")
+        elif key == "ckpt_run_noconfig":  # a run folder to --resume whose checkpoint lacks its run settings
+            import shutil
+
+            from _planted import planted_checkpoint
+
+            value = tmp / "run"
+            shutil.copytree(_training_checkpoint(tmp / "ckpt").parent.parent, value)
+            (newest,) = sorted((value / "checkpoints").glob("ckpt_*.pt"))[-1:]
+            planted_checkpoint("noconfig", newest, newest)
         elif key == "file":
             value = tmp / "a-file"
             value.write_text("not a folder\n")
@@ -155,17 +168,39 @@ class Places(dict):
 
 # ---------------------------------------------------------------- running a case
 
-def _start(case: Case, args: list[str], cwd: Path) -> subprocess.Popen:
+def _start(case: Case, args: list[str], cwd: Path, places: "Places | None" = None) -> subprocess.Popen:
     module, func = console_script(case.command).split(":")
-    code = ("import sys\n" if case.torch else _BLOCK_TORCH) + (
+    code = ("import sys\n" if case.torch else _BLOCK_TORCH) + "".join(f"sys.modules[{m!r}] = None\n" for m in case.missing) + (
         f"sys.argv = [{case.command!r}] + {args!r}\nfrom {module} import {func} as _main\n_main()\n"
     )
     # Warnings shown as a user could see them; ResourceWarning is hidden by Python's default filter, and a
     # Ctrl-C that lands inside the interpreter's own import of a .pyc leaves such a warning that is not ours.
     warnings = "default,ignore::ResourceWarning" if case.fault == "interrupt" else "default"
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "120", "PYTHONWARNINGS": warnings}
-    return subprocess.Popen([sys.executable, "-c", code], cwd=cwd, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True, preexec_fn=_terminal_sigint)
+    for name, value in case.env:
+        value = value.format_map(places) if places is not None else value
+        if value:
+            env[name] = value
+        else:
+            env.pop(name, None)
+    stdout: int = subprocess.PIPE
+    closed = {"stdout-closed": 1, "stderr-closed": 2}.get(case.fault)
+    reader = None
+    if case.fault == "stdout-gone":  # a pipe with no reader left: every write to it fails (EPIPE)
+        reader, stdout = os.pipe()
+        os.close(reader)
+
+    def child() -> None:
+        _terminal_sigint()
+        if closed is not None:
+            os.close(closed)
+
+    try:
+        return subprocess.Popen([sys.executable, "-c", code], cwd=cwd, env=env, stdout=stdout,
+                                stderr=subprocess.PIPE, text=True, start_new_session=True, preexec_fn=child)
+    finally:
+        if reader is not None:
+            os.close(stdout)
 
 
 def _terminal_sigint() -> None:
@@ -212,9 +247,23 @@ def _wait_for(proc: subprocess.Popen, ready, timeout: float) -> bool:
     return False
 
 
+def _head_line(proc: subprocess.Popen, timeout: float) -> str:
+    """``| head -1``: read the first line of the command's stdout, then close the pipe."""
+    import threading
+
+    got: list[str] = []
+    reader = threading.Thread(target=lambda: got.append(proc.stdout.readline()), daemon=True)
+    reader.start()
+    reader.join(timeout)
+    proc.stdout.close()
+    proc.stdout = None  # communicate() reads stderr alone from now on
+    return got[0] if got else ""
+
+
 def _run(case: Case, places: Places, tmp: Path) -> tuple[int, str, str]:
     args = [a.format_map(places) for a in case.args]
-    proc = _start(case, args, tmp)
+    proc = _start(case, args, tmp, places)
+    head = ""
     try:
         if case.get:  # a server: ask it once, then stop it as a user does
             first = proc.stdout.readline()
@@ -225,6 +274,8 @@ def _run(case: Case, places: Places, tmp: Path) -> tuple[int, str, str]:
             os.killpg(proc.pid, signal.SIGINT)
             out, err = proc.communicate(timeout=case.timeout)
             return proc.returncode, first + out, err
+        if case.fault == "stdout-head":
+            head = _head_line(proc, case.timeout)
         if case.fault in ("plant", "interrupt", "second"):
             patterns = [str(tmp / t) for t in case.trigger]
             fired = _wait_for(proc, lambda: any(glob.glob(p) for p in patterns), case.timeout)
@@ -246,7 +297,7 @@ def _run(case: Case, places: Places, tmp: Path) -> tuple[int, str, str]:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-    return proc.returncode, out, err
+    return proc.returncode, head + (out or ""), err or ""
 
 
 def _http_status(url: str) -> int:
@@ -282,6 +333,14 @@ def test_fault(case: Case, tmp_path: Path) -> None:
     places = Places(tmp_path, case, mounts)
     try:
         _plant_before(case, places, tmp_path)
+        if case.first:  # a run before the faulted one (e.g. building a cache), then the files it made cut short
+            code, out, err = _run(Case(case.id, case.defect, case.command, case.first, 0, "", torch=case.torch,
+                                       env=case.env, timeout=case.timeout), places, tmp_path)
+            assert code == 0, f"the first run failed:\n{out}\n{err}"
+            cut = [Path(f) for pattern in case.truncate for f in glob.glob(str(tmp_path / pattern))]
+            assert cut, f"the first run made nothing matching {case.truncate}"
+            for path in cut:
+                os.truncate(path, path.stat().st_size // 2)
         if case.fault == "kill9":
             _kill9_then_rerun(case, places, tmp_path)
         else:
@@ -312,6 +371,9 @@ def test_fault(case: Case, tmp_path: Path) -> None:
         for pattern in case.absent:
             left = glob.glob(str(tmp_path / pattern))
             assert not left, f"left behind: {left}"
+        for pattern, count in case.made:
+            found = glob.glob(str(tmp_path / pattern))
+            assert len(found) == count, f"{pattern}: {len(found)} made, {count} expected"
     finally:
         for mount in reversed(mounts):
             subprocess.run(["umount", "-l", str(mount)], capture_output=True)

@@ -204,7 +204,8 @@ def load_image_set(data: Path | None, *, img_size: int = 128, classes: list[str]
         return _load_image_set(data, img_size=img_size, classes=classes, strict=strict, cache_dir=cache_dir, log=log)
     except OSError as exc:
         name = Path(exc.filename) if getattr(exc, "filename", None) else None
-        if name is None or not name.absolute().is_relative_to(where.absolute()):
+        # the cache folder, a file in it, or a parent that could not be made (a read-only HOME: ~/.cache)
+        if name is None or not (name.absolute().is_relative_to(where.absolute()) or where.absolute().is_relative_to(name.absolute())):
             raise
         raise DataError(f"cannot write the image cache {name} ({exc.strerror or exc}); "
                         "set --cache-dir or $CGAN_CACHE to a writable folder") from None
@@ -241,8 +242,11 @@ def _load_image_set(data: Path | None, *, img_size: int = 128, classes: list[str
     meta = _read_meta(entry)
     cache = entry / f"images-{key}.npy"
     rebuilt = False
-    if meta and meta.get("key") == key and cache.is_file():
+    images = None
+    if meta and meta.get("key") == key:
         kept_labels = np.asarray(meta["labels_counts"], dtype=np.int64)
+        images = open_cached(cache, int(kept_labels.sum()), img_size, log)
+    if images is not None:
         kept = np.repeat(np.arange(len(names), dtype=np.int64), kept_labels)
         skipped = list(meta.get("skipped", []))
         log(f"using cached images {cache}")
@@ -262,7 +266,8 @@ def _load_image_set(data: Path | None, *, img_size: int = 128, classes: list[str
                             "fix or remove it, or drop --strict to skip it)")
         log(f"skipped {len(skipped)} unreadable image(s): " + "; ".join(skipped[:10])
             + (f"; and {len(skipped) - 10} more" if len(skipped) > 10 else ""))
-    images = np.load(cache, mmap_mode="r")
+    if images is None:
+        images = np.load(cache, mmap_mode="r")
     counts = np.bincount(kept, minlength=len(names))
     lost = [n for n, c in zip(names, counts) if c == 0]
     if lost:
@@ -291,7 +296,8 @@ def _synthetic_set(img_size: int, cache_dir: Path, log: Log, n: int = DEFAULT_SY
     meta = _read_meta(entry)
     desc = f"synthetic OASIS-like set v{synth.SYNTH_VERSION}, MNI ICBM152 2009 anatomy (n={n}, seed={seed})"
     rebuilt = False
-    if not (meta and meta.get("key") == key and cache.is_file()):
+    images = open_cached(cache, n, img_size, log) if meta and meta.get("key") == key else None
+    if images is None:
         log(f"no --data given: rendering the built-in {desc} at {img_size} px into {entry} (once) ...")
         entry.mkdir(parents=True, exist_ok=True)
         clean_dead_temps(entry)
@@ -309,8 +315,24 @@ def _synthetic_set(img_size: int, cache_dir: Path, log: Log, n: int = DEFAULT_SY
         labels = np.asarray(meta["labels"], dtype=np.int64)
     counts = np.bincount(labels, minlength=len(names))
     log(f"no --data given: using the built-in {desc}: " + ", ".join(f"{a}: {int(c):,}" for a, c in zip(names, counts)))
-    return ImageSet(images=np.load(cache, mmap_mode="r"), labels=labels, class_names=names, description=desc,
+    return ImageSet(images=images if images is not None else np.load(cache, mmap_mode="r"), labels=labels, class_names=names, description=desc,
                     cache_path=cache, rebuilt=rebuilt, files=synth.set_files(n, seed))
+
+
+def open_cached(path: Path, count: int, img_size: int, log: Log = print) -> np.ndarray | None:
+    """The cache file ``path`` as a read-only memory map of ``count`` uint8 images of ``img_size`` px; None (and
+    the caller builds it again) when it is missing, cut short (a full disk, an interrupted copy) or of another shape."""
+    if not path.is_file():
+        return None
+    try:
+        images = np.load(path, mmap_mode="r")
+    except (OSError, ValueError) as exc:  # numpy: "mmap length is greater than file size", a cut-short header
+        log(f"the cached images {path} are unreadable ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}): building them again")
+        return None
+    if images.dtype != np.uint8 or images.shape != (count, img_size, img_size):
+        log(f"the cached images {path} hold {images.shape} {images.dtype}, not {count} images of {img_size} px: building them again")
+        return None
+    return images
 
 
 def remove_cache(cache_dir: Path | None = None) -> Path:

@@ -47,6 +47,10 @@ def synth(
     Stage proportions follow OASIS with a floor of 2% per stage (at least min(32, n/4) images).
     Synthetic images: research and education only, not medical images.
     """
+    from cgan.runtime.deps import require
+
+    for module in ("scipy", "nilearn"):  # the renderer's and the template's: the train extra, absent from a runtime-only install
+        require(module, command="cgan-data synth", extra="train")
     from .synth import make_synthetic_set
 
     if workers is not None and workers < 1:

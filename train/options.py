@@ -142,6 +142,8 @@ class TrainConfig:
     def validate(self) -> None:
         """Raise :class:`CganError` naming the first flag that is out of range."""
         from .loop.augment import parse_policy  # torch: only once a run is configured, never for --help
+        from cgan.runtime.session import check_threads
+
         from .models import DISCRIMINATORS, GENERATORS, GeneratorConfig
         from .loop.objectives import LOSSES
 
@@ -154,9 +156,10 @@ class TrainConfig:
         for name, value in {"--sample-every": self.sample_every, "--checkpoint-every": self.checkpoint_every,
                             "--workers": self.workers, "--seed": self.seed}.items():
             check_least(name, value, 0)
+        check_threads(self.threads, "--threads")
         for name, value in {"--lr-g": self.lr_g, "--lr-d": self.lr_d}.items():
-            if not value > 0:
-                raise CganError(f"{name} must be > 0, got {value}")
+            if not (value > 0 and math.isfinite(value)):  # inf trained to a NaN generator and exited 0
+                raise CganError(f"{name} must be a finite number > 0, got {value}")
         if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
             raise CganError(f"Adam betas must lie in [0, 1), got ({self.beta1}, {self.beta2})")
         if not 0 < self.ema_decay < 1:
@@ -210,6 +213,39 @@ class TrainConfig:
         for key in ("data", "cache_dir", "out", "init_from"):
             d[key] = None if d[key] is None else str(d[key])
         return d
+
+    @classmethod
+    def from_checkpoint(cls, state: Any, source: Path, flag: str) -> "TrainConfig":
+        """The run settings a checkpoint body holds (``train_config``, with its ``step``), checked: a missing or
+        malformed one is a :class:`CganError` naming ``flag`` and the file, never a KeyError or TypeError later."""
+        saved = state.get("train_config") if isinstance(state, dict) else None
+        step = state.get("step") if isinstance(state, dict) else None
+        what = None
+        if not isinstance(saved, dict):
+            what = "no train_config (the run's settings)" if saved is None else f"a train_config that is a {type(saved).__name__}, not a table"
+        elif isinstance(step, bool) or not isinstance(step, int) or step < 0:
+            what = f"no valid step count (got {step!r})"
+        else:
+            try:
+                config = cls.from_dict(saved)
+            except (TypeError, ValueError) as exc:
+                what = f"a malformed train_config ({exc})"
+            else:
+                for f in dataclasses.fields(cls):
+                    value, default = getattr(config, f.name), f.default
+                    kinds = ((bool,) if isinstance(default, bool) else (int,) if isinstance(default, int)
+                             else (int, float) if isinstance(default, float) else (str,) if isinstance(default, str) else None)
+                    if kinds and (not isinstance(value, kinds) or (bool not in kinds and isinstance(value, bool))):
+                        what = f"a malformed train_config ({f.name}={value!r})"
+                        break
+                else:
+                    try:
+                        config.validate()
+                    except CganError as exc:
+                        what = f"a train_config out of range ({exc})"
+                    else:
+                        return config
+        raise CganError(f"{flag} {source}: the checkpoint has {what}; give a ckpt_*.pt that cgan-train wrote")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":

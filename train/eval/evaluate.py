@@ -65,6 +65,13 @@ class EvalConfig:
             raise EvalError(f"--holdout must be between 0 and 0.5, got {self.holdout}")
         if not 0.0 <= self.margin <= 1.0:
             raise EvalError(f"--margin must be within 0..1, got {self.margin}")
+        if self.group_regex is not None:
+            from .splits import compile_group_regex
+
+            compile_group_regex(self.group_regex)  # a bad pattern is refused whether or not it will be used
+            if self.data is None:
+                raise EvalError("--group-regex names the subjects of --data's files; without --data the built-in judge set "
+                                "is split by its own subjects: give --data, or drop --group-regex")
 
 
 @dataclass
@@ -86,6 +93,9 @@ class Real:
     judge_set: bool
 
 
+REPORT_PROBE_BYTES = 1 << 20  # written and removed by the --out check: a full disk is refused before the evaluation, not after it
+
+
 def check_out(out: Path, *, overwrite: bool) -> None:
     """Refuse, before any work, an ``--out`` that is a file, holds a report already (without ``overwrite``)
     or cannot be written."""
@@ -104,10 +114,32 @@ def check_out(out: Path, *, overwrite: bool) -> None:
         raise EvalError(f"--out {out}: {probe} is not a folder; choose a writable folder")
     try:
         fd, tmp = tempfile.mkstemp(prefix=".cgan-eval-probe.", dir=probe)
+        try:  # bytes, not an empty file: an empty file is made on a full disk too (a short write is not an error)
+            left = REPORT_PROBE_BYTES
+            while left:
+                left -= os.write(fd, bytes(min(left, 1 << 16)))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+            os.unlink(tmp)
+    except OSError as exc:
+        raise EvalError(f"--out {out} is not writable ({probe}: {exc.strerror or exc}); choose a writable folder") from None
+
+
+def check_cache(cache_dir: Path) -> None:
+    """The cache folder (the judge set, decoded images, trained judges) can be made and written, checked before
+    any work: a read-only HOME under the default cache is one line naming the way out, not a traceback."""
+    import os
+    import tempfile
+
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".cgan-eval-probe.", dir=cache_dir)
         os.close(fd)
         os.unlink(tmp)
     except OSError as exc:
-        raise EvalError(f"--out {out} is not writable ({probe}: {exc.strerror or exc}); choose a writable folder") from None
+        raise EvalError(f"cannot write the cache {cache_dir} ({exc.strerror or exc}); "
+                        "set --cache-dir or $CGAN_CACHE to a writable folder") from None
 
 
 def _subset(idx: np.ndarray, k: int, rng: np.random.Generator, *, shuffle: bool = False) -> np.ndarray:
@@ -125,6 +157,7 @@ def evaluate(config: EvalConfig, *, source: Source | None = None, image_set: Any
 
     config.validate()
     check_out(Path(config.out), overwrite=config.overwrite)
+    check_cache(_cache_dir(config))
     before = torch.get_num_threads()
     if config.threads:
         torch.set_num_threads(config.threads)

@@ -26,7 +26,7 @@ import numpy as np
 
 from cgan.runtime.contract import OASIS_FOLDERS
 from cgan.runtime.fileio import atomic_path, atomic_write_text
-from cgan.train.data import ImageSet
+from cgan.train.data import ImageSet, open_cached
 
 Log = Callable[[str], object]
 
@@ -119,12 +119,15 @@ def load_judge_set(spec: JudgeSetSpec, *, cache_dir: Path, log: Log = print, wor
     p = plan(spec)
     names = list(OASIS_FOLDERS)
     meta = None
+    images = None
     if cache.is_file() and meta_path.is_file():
         try:
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
         except ValueError:
             meta = None
-    if not meta or meta.get("key") != spec.key():
+    if meta and meta.get("key") == spec.key():
+        images = open_cached(cache, len(p.stage), spec.img_size, log)  # None where cut short: rendered again
+    if images is None:
         log(f"rendering the {describe(spec)} into {entry} (once) ...")
         entry.mkdir(parents=True, exist_ok=True)
         rows = [(i, int(num), int(s), int(slot)) for i, (s, num, slot) in enumerate(zip(p.stage, p.subject, p.slot))]
@@ -143,7 +146,7 @@ def load_judge_set(spec: JudgeSetSpec, *, cache_dir: Path, log: Log = print, wor
             del arr
         meta = {"key": spec.key(), "severity": severity.tolist()}
         atomic_write_text(meta_path, json.dumps(meta))
-    images = np.load(cache, mmap_mode="r")
+        images = np.load(cache, mmap_mode="r")
     out = JudgeImageSet(images=images, labels=p.stage.astype(np.int64), class_names=names, description=describe(spec),
                         cache_path=cache, files=files(spec, p),
                         severity=np.asarray(meta["severity"], dtype=np.float64), spec=spec)

@@ -358,6 +358,7 @@ def train(config: TrainConfig, *, image_set=None, log: Log = print, given: set[s
         if latest is None:
             raise CganError(f"--resume: no checkpoint in {ckpt.checkpoint_dir(out)}; start a new run without --resume")
         state = load_checkpoint(latest, map_location=device)
+        TrainConfig.from_checkpoint(state, latest, "--resume")  # a missing or malformed one: one line, here
         config = merge_resumed(config, state["train_config"], latest, given, int(state["step"]))
         config.validate()
     elif latest is not None:

@@ -30,7 +30,7 @@ def read_init(config: TrainConfig) -> dict[str, Any] | ExportedGenerator:
         raise CganError(f"--init-from {source}: no such checkpoint file; give a ckpt_*.pt from a run's checkpoints/ folder, "
                         "an exported .onnx, or 'default'")
     state = load_checkpoint(source, hint="--init-from takes a ckpt_*.pt that cgan-train wrote, or an exported .onnx")
-    saved = TrainConfig.from_dict(state["train_config"])
+    saved = TrainConfig.from_checkpoint(state, source, "--init-from")
     for name in TrainConfig.ARCH_FIELDS:
         new, old = getattr(config, name), getattr(saved, name)
         if new != old:
