@@ -152,6 +152,10 @@ def cgan_train_loop(image_set, batch: int, *, present: bool = False, **overrides
     config.validate()
     device = torch.device("cpu")
     run = TrainingRun(config, image_set, ddp.DistInfo(), device, resolve_precision(config.precision, device), _quiet)
+    if config.init_from is not None:  # a warm start, as cgan-train --init-from does it (D warm-up off: full steps)
+        from cgan.train.store.read_init import read_init
+
+        run.load_init(read_init(config), config.init_from)
     step = (lambda x, y: present_step(run, x, y)) if present else run.train_step
     if present:
         as_present(run)
@@ -267,3 +271,42 @@ def test_train_interleaved_ratio(benchmark, image_files, torch_threads, capsys, 
               f"cgan-train {info['speedup_vs_present']:.2f}x the present step, {info['speedup_vs_original']:.2f}x "
               f"the original (median of {timing.rounds_each()} interleaved rounds)")
     assert info["speedup_vs_present"] > 0
+
+
+# The conditioning-only fine-tune (--tune stage) against a full fine-tune, both warm-started from the
+# embedded default with the levers' recipe: what freezing G's body saves per step, and what a narrower
+# discriminator saves beside it.
+WARM = dict(init_from="default", minibatch_std=True, diffaugment="translation,cutout", aux_weight=0.5, aux_head="twin")
+TUNE_VARIANTS = {
+    "full fine-tune": dict(WARM),
+    "--tune stage": dict(WARM, tune="stage"),
+    "--tune stage --generator cbn": dict(WARM, tune="stage", generator="cbn"),
+    "--tune stage --disc-width 32": dict(WARM, tune="stage", disc_width=32),
+}
+
+
+def test_tune_stage_step_ratio(benchmark, image_files, torch_threads, capsys):
+    """Median step times of the variants above, alternating step by step at batch 16, and each one's work
+    as torch counts it: the ratios to the full fine-tune's step."""
+    pytest.importorskip("onnx")
+    _, image_set = image_files
+    loops = {name: cgan_train_loop(image_set, 16, **overrides) for name, overrides in TUNE_VARIANTS.items()}
+    for fn in loops.values():
+        fn()  # warm-up
+    gflop = {name: step_gflop(fn) / 16 for name, fn in loops.items()}
+    timing = Interleaved(loops)
+    benchmark.group = "cpu fine-tune step ratio"
+    benchmark.pedantic(timing.round, rounds=PAIRS, warmup_rounds=0, iterations=1)
+    med = timing.medians()
+    full = med["full fine-tune"]
+    info = {"kind": "tune_ratio", "device": "cpu", "img_size": IMG, "batch": 16, "threads": torch_threads,
+            "rounds": timing.rounds_each(),
+            **{f"{name}: time ratio": round(t / full, 3) for name, t in med.items()},
+            **{f"{name}: work ratio": round(gflop[name] / gflop["full fine-tune"], 3) for name in med},
+            **{f"{name}: images/s": round(16 / t, 3) for name, t in med.items()}}
+    benchmark.extra_info.update(info)
+    with capsys.disabled():
+        print("\nfine-tune step, CPU, 128 px, batch 16: " + ", ".join(
+            f"{name} {t / full:.2f}x the time ({gflop[name] / gflop['full fine-tune']:.2f}x the work)"
+            for name, t in med.items()))
+    assert all(t > 0 for t in med.values())
