@@ -280,9 +280,11 @@ def test_a_collapsed_generator_has_low_recall(tmp_path, real_set, other_real_set
 @pytest.mark.slow
 def test_real_images_pass_both_judges_and_texture_from_another_stage_makes_them_disagree(
         tmp_path, real_set, balanced_set, judges):
-    # measured: the two judges' per-stage shortfalls differ by at most 0.06 on real images and by 0.20-0.21
-    # on Non-demented and Mild with the texture of another stage (both judges react to it, unequally)
-    margin = 0.14
+    # measured: the two judges' per-stage shortfalls differ on real images by at most 0.06 on an AMD EPYC
+    # (AVX2) and 0.16 on an Intel Xeon (AVX-512; on Mild, whose held-out real images are few, so the
+    # judges' own per-stage accuracy is noisy), and with the texture of another stage by 0.20-0.21 (EPYC)
+    # and 0.41 (Xeon) at their largest (both judges react to it, unequally): the margin lies between
+    margin = 0.18
     real = _eval(tmp_path / "real", RealSource(balanced_set), real_set, judges, margin=margin)
     for j in real["judges"]:
         assert j["competent"] and j["conditional_accuracy"]["overall"] > 0.7
