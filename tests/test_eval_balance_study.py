@@ -14,6 +14,7 @@ torch = pytest.importorskip("torch")
 from _cli import call_main  # noqa: E402
 from _models import model_file  # noqa: E402
 from _subjects import write_subject_set  # noqa: E402
+from _train_setup import torch_threads_kept  # noqa: E402
 from conftest import run_script  # noqa: E402
 from PIL import Image  # noqa: E402
 
@@ -33,10 +34,9 @@ K = len(OASIS_FOLDERS)
 
 @pytest.fixture(autouse=True)
 def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    with torch_threads_kept():
+        torch.set_num_threads(1)
+        yield
 
 
 # ---------------------------------------------------------------- proportions and the subject split

@@ -11,6 +11,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from _subjects import stage_images  # noqa: E402
+from _train_setup import torch_threads_kept  # noqa: E402
 
 from cgan.runtime.contract import OASIS_FOLDERS  # noqa: E402
 from cgan.train.data import ImageSet  # noqa: E402
@@ -35,10 +36,9 @@ class _Real:
 
 @pytest.fixture(autouse=True)
 def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    with torch_threads_kept():
+        torch.set_num_threads(1)
+        yield
 
 
 def test_epoch_draws_follow_the_fit_side_and_the_default_set_keeps_its_schedule():
