@@ -196,6 +196,21 @@ def build_discriminator(kind: str, config: GeneratorConfig, width: int = 64, min
                minibatch_std=minibatch_std, **extra)
 
 
+def freeze_lower_blocks(discriminator: nn.Module, blocks: int) -> list[nn.Parameter]:
+    """FreezeD (Mo et al. 2020): the first ``blocks`` conv blocks of a discriminator get ``requires_grad=False``
+    (their spectral norms' power iterations still run); returns the parameters that still train, in order.
+    The blocks are counted along its conv stack (``features`` or ``net``), the input's side first."""
+    if isinstance(discriminator, ProjectionDiscriminator):
+        convs = [m for m in discriminator.features if isinstance(m, nn.Conv2d)]
+    else:  # the spatial discriminator's last conv is its head
+        convs = [m for m in discriminator.net if isinstance(m, nn.Conv2d)][:-1]
+    if not 0 <= blocks <= len(convs):
+        raise ValueError(f"the discriminator has {len(convs)} conv blocks; {blocks} cannot be frozen")
+    for conv in convs[:blocks]:
+        conv.requires_grad_(False)
+    return [p for p in discriminator.parameters() if p.requires_grad]
+
+
 def split_outputs(out) -> tuple[torch.Tensor, torch.Tensor | None]:
     """A discriminator's output as (adversarial logits, stage logits or None): with a classifier, D returns both."""
     return out if isinstance(out, tuple) else (out, None)

@@ -128,6 +128,10 @@ class TrainConfig:
                         help="The stage classifier of --aux-weight: ac (generated images are classified as the stage they were asked for; AC-GAN) or twin (twice the stages' classes, real stage s and generated stage s, and the generator is scored on being read as the real stage; after ADC-GAN, which keeps generated images from collapsing to the easiest to classify).")
     tune: str = flag("all", "--tune",
                         help="What of the generator trains: all (every weight) or stage (only its stage code: the embedding table and, with --generator cbn, every block's per-stage gain and shift; the rest keeps the starting model's weights and BatchNorm statistics, in eval mode, with no weight gradients). stage needs --init-from.")
+    freeze_bn: bool = flag(False, "--freeze-bn/--no-freeze-bn",
+                        help="The generator's BatchNorm layers normalise with their running statistics, and keep them, as the exported model does, instead of each batch's; their gains and shifts still train. For fine-tuning at small batches. --tune stage always does this.")
+    freeze_d: int = flag(0, "--freeze-d",
+                        help="Freeze the discriminator's first N conv blocks (of 4) at the weights of the --init-from checkpoint; the upper blocks and the heads still train (FreezeD, Mo et al. 2020). Needs --init-from a checkpoint, whose discriminator is trained.")
     balanced_batches: bool = flag(False, "--balanced-batches/--no-balanced-batches",
                         help="Every batch holds the stages in equal shares (the stages left over take turns when the batch size is not a multiple of their count), instead of the balanced sampler's random mix; each stage's images drawn uniformly with replacement.")
 
@@ -138,6 +142,7 @@ class TrainConfig:
     ARCH_FIELDS = ("img_size", "z_dim", "width", "disc", "disc_width", "minibatch_std", "generator")
     AUX_HEADS = ("ac", "twin")
     TUNES = ("all", "stage")
+    D_BLOCKS = 4  # the discriminators' conv blocks before their heads (what --freeze-d counts)
 
     def validate(self) -> None:
         """Raise :class:`CganError` naming the first flag that is out of range."""
@@ -146,6 +151,7 @@ class TrainConfig:
 
         from .models import DISCRIMINATORS, GENERATORS, GeneratorConfig
         from .loop.objectives import LOSSES
+        from .store.read_exported import is_onnx_source
 
         if self.img_size < 32 or self.img_size & (self.img_size - 1):
             raise CganError(f"--img-size must be a power of two >= 32 (32, 64, 128, 256...), got {self.img_size}")
@@ -203,6 +209,12 @@ class TrainConfig:
         if self.tune == "stage" and self.init_from is None:
             raise CganError("--tune stage trains only the stage code of a generator that is already trained; "
                             "give --init-from (a checkpoint, an exported .onnx or 'default')")
+        if not 0 <= self.freeze_d <= self.D_BLOCKS:
+            raise CganError(f"--freeze-d must be 0 to {self.D_BLOCKS} (the discriminator's conv blocks), got {self.freeze_d}")
+        if self.freeze_d and (self.init_from is None or is_onnx_source(self.init_from)):
+            given = "none" if self.init_from is None else f"{self.init_from} (an exported generator: its discriminator is new)"
+            raise CganError(f"--freeze-d keeps the discriminator's lower blocks as a trained run left them; give --init-from "
+                            f"a ckpt_*.pt from a run's checkpoints/ folder (--init-from: {given})")
         if self.d_warmup < 0:
             raise CganError(f"--d-warmup must be >= 0, got {self.d_warmup}")
         if self.balanced_batches and not self.balance:

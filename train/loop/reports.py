@@ -86,6 +86,11 @@ class RunReports:
             **({"d_warmup": f"{self.config.d_warmup} steps of D alone"} if self.config.d_warmup else {}),
             **({"tune": "stage code only (the embedding table and any per-stage gains and shifts; the rest frozen, "
                         "BatchNorm on its running statistics)"} if self.config.tune == "stage" else {}),
+            **({"freeze_bn": "the generator's BatchNorm on its running statistics (not each batch's)"}
+               if self.config.freeze_bn and self.config.tune != "stage" else {}),
+            **({"freeze_d": f"the discriminator's first {self.config.freeze_d} of "
+                            f"{self.config.D_BLOCKS} conv blocks frozen at the --init-from checkpoint's weights"}
+               if self.config.freeze_d else {}),
             **({"batches": "stage-balanced (every batch holds the stages in equal shares)"}
                if self.config.balanced_batches else {}),
             "generator": self.gen_config.arch + (" (conditional BatchNorm: stage-dependent scale and shift in every block)"

@@ -35,7 +35,8 @@ from cgan.runtime.contract import GENERATOR_FILE
 from cgan.runtime.errors import CganError, DiskFullError, first_line
 from cgan.runtime.outputs import FolderLock, clean_dead_temps
 
-from ..models import GeneratorConfig, batch_groups, build_discriminator, build_generator, stage_parameter_names
+from ..models import (GeneratorConfig, batch_groups, build_discriminator, build_generator, freeze_lower_blocks,
+                      stage_parameter_names)
 from ..models import split_outputs as _split
 from ..options import TrainConfig
 from ..store import write as ckpt
@@ -89,7 +90,9 @@ class TrainingRun:
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False) if c.ema else None
         betas = (c.beta1, c.beta2)
         self.opt_g = make_adam(self._trained_generator_parameters(), lr=c.lr_g, betas=betas, device=device)
-        self.opt_d = make_adam(self.D.parameters(), lr=c.lr_d, betas=betas, device=device)
+        # FreezeD: the lower blocks keep the --init-from checkpoint's weights (loaded into these same tensors)
+        self.d_trained = freeze_lower_blocks(self.D, c.freeze_d)
+        self.opt_d = make_adam(self.d_trained, lr=c.lr_d, betas=betas, device=device)
         self.scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
         self.amp_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(precision)
         self.augment_policy = parse_policy(c.diffaugment)
@@ -187,7 +190,7 @@ class TrainingRun:
         z = torch.randn(b, self.gen_config.z_dim, device=self.device, generator=self.noise_gen)
         both_labels = torch.cat([labels, labels])
         warmup = self.step < c.d_warmup  # D alone: G generates (in training mode) but takes no step
-        if c.tune == "stage":  # the frozen body runs as exported: BatchNorm on its running statistics
+        if c.tune == "stage" or c.freeze_bn:  # G's BatchNorm on its running statistics, as exported
             self.G.eval()
 
         with self._autocast(), (torch.no_grad() if warmup else contextlib.nullcontext()):
@@ -218,7 +221,8 @@ class TrainingRun:
 
         # G step: D frozen (its weight gradients would be thrown away; DDP told not to sync them)
         # and in eval mode (spectral norm reuses this step's power iteration instead of another)
-        self.D.requires_grad_(False)
+        for p in self.d_trained:
+            p.requires_grad_(False)
         self.D_train.eval()
         no_sync = self.D_train.no_sync() if self.info.enabled else contextlib.nullcontext()
         g_in = diff_augment(fake, self.augment_policy, self.noise_gen) if self.augment_policy else fake
@@ -233,7 +237,8 @@ class TrainingRun:
             self.opt_g.zero_grad(set_to_none=True)
             scaler.scale(loss_g).backward()
         self.D_train.train()
-        self.D.requires_grad_(True)
+        for p in self.d_trained:
+            p.requires_grad_(True)
         scaler.step(self.opt_g)
         scaler.update()
         if self.G_ema is not None:
