@@ -185,6 +185,29 @@ def test_freeze_lower_blocks_counts_each_discriminators_own_blocks():
         freeze_lower_blocks(build_discriminator("projection", config, width=DISC_WIDTH), 5)
 
 
+def test_tune_blocks_trains_the_stage_code_and_the_first_blocks_only(dataset):
+    """--tune stage --tune-blocks 2: the stage code and the first two blocks' transposed convs and BatchNorm
+    gains and shifts move; the later blocks, the output layer and every BatchNorm statistic stay bit for bit."""
+    from cgan.train.store.read_init import read_init
+
+    for arch, block_keys in (("dcgan", ("net.0.", "net.1.", "net.3.", "net.4.")),
+                             ("cbn", ("convs.0.", "convs.1.", "norms.0.", "norms.1."))):
+        run = make_run(dataset[2], init_from=model_file("gen32"), tune="stage", tune_blocks=2, generator=arch,
+                       aux_weight=0.5, lr_g=0.05)
+        run.load_init(read_init(run.config), run.config.init_from)
+        before = {k: v.detach().clone() for k, v in run.G.state_dict().items()}
+        trained = {n for n, _ in run.G.named_parameters()
+                   if n == "label_emb.weight" or n.endswith((".gain.weight", ".shift.weight"))
+                   or n.startswith(block_keys)}
+        for _ in range(2):
+            run.train_step(*first_batch(run))
+        after = run.G.state_dict()
+        moved = {k for k in before if not torch.equal(before[k], after[k])}
+        assert moved == trained, arch
+        assert any(k.startswith(block_keys[2:]) for k in moved) and not any("running_" in k for k in moved)
+        assert run.provenance()["tune"].startswith("stage code and the generator's first 2 of")
+
+
 def test_aux_classifier_needs_the_projection_discriminator():
     with pytest.raises(CganError, match="--aux-weight needs --disc projection"):
         TrainConfig(disc="spatial", aux_weight=1.0).validate()
@@ -465,6 +488,8 @@ def test_every_lever_through_the_command_line(dataset, tmp_path):
         (["--balanced-batches", "--no-balance"], "--balanced-batches"),
         (["--tune", "stage"], "--init-from"),
         (["--tune", "everything"], "--tune"),
+        (["--tune", "stage", "--init-from", "default", "--tune-blocks", "9"], "--tune-blocks must be 0 to "),
+        (["--tune-blocks", "1"], "give --tune stage"),
         (["--freeze-d", "5"], "--freeze-d must be 0 to 4"),
         (["--freeze-d", "-1"], "--freeze-d must be 0 to 4"),
         (["--freeze-d", "1"], "--init-from: none"),

@@ -26,7 +26,7 @@ PANELS = {
     "Length and optimiser": ["epochs", "max_steps", "batch_size", "lr_g", "lr_d", "seed"],
     "Networks": ["img_size", "z_dim", "width", "generator", "disc", "disc_width", "minibatch_std"],
     "Conditioning and stability": ["balance", "balanced_batches", "loss", "diffaugment", "r1", "r1_every", "aux_weight", "aux_head", "tune",
-                                   "freeze_bn", "freeze_d", "d_warmup", "ema", "ema_decay"],
+                                   "tune_blocks", "freeze_bn", "freeze_d", "d_warmup", "ema", "ema_decay"],
     "Device and speed": ["device", "precision", "channels_last", "threads", "compile"],
     "Output and resume": ["out", "resume", "init_from", "sample_every", "checkpoint_every", "keep_checkpoints", "quiet"],
 }

@@ -223,5 +223,19 @@ def stage_parameter_names(generator: nn.Module) -> set[str]:
             if name == "label_emb.weight" or name.endswith((".gain.weight", ".shift.weight"))}
 
 
+def block_parameter_names(generator: nn.Module, blocks: int) -> set[str]:
+    """The names of the parameters of a generator's first ``blocks`` blocks, counted from its input: each
+    block's transposed conv and its BatchNorm's gain and shift (what ``--tune stage --tune-blocks N`` also
+    trains). The output layer is not a block."""
+    n = generator.config.n_blocks
+    if not 0 <= blocks <= n:
+        raise ValueError(f"the generator has {n} blocks; {blocks} cannot be trained")
+    if isinstance(generator, Generator):  # net = [ConvTranspose, BatchNorm, ReLU] * n + [ConvTranspose, Tanh]
+        prefixes = tuple(f"net.{3 * i + j}." for i in range(blocks) for j in (0, 1))
+    else:
+        prefixes = tuple(f"{kind}.{i}." for i in range(blocks) for kind in ("convs", "norms"))
+    return {name for name, _ in generator.named_parameters() if name.startswith(prefixes)}
+
+
 def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())

@@ -128,6 +128,8 @@ class TrainConfig:
                         help="The stage classifier of --aux-weight: ac (generated images are classified as the stage they were asked for; AC-GAN) or twin (twice the stages' classes, real stage s and generated stage s, and the generator is scored on being read as the real stage; after ADC-GAN, which keeps generated images from collapsing to the easiest to classify).")
     tune: str = flag("all", "--tune",
                         help="What of the generator trains: all (every weight) or stage (only its stage code: the embedding table and, with --generator cbn, every block's per-stage gain and shift; the rest keeps the starting model's weights and BatchNorm statistics, in eval mode, with no weight gradients). stage needs --init-from.")
+    tune_blocks: int = flag(0, "--tune-blocks",
+                        help="With --tune stage, also train the generator's first N blocks, counted from its 4x4 input (their transposed convs and BatchNorm gains and shifts): the coarse layout the stage code drives; the later blocks, which draw the fine texture, and the output layer stay as they were. 0: the stage code alone.")
     freeze_bn: bool = flag(False, "--freeze-bn/--no-freeze-bn",
                         help="The generator's BatchNorm layers normalise with their running statistics, and keep them, as the exported model does, instead of each batch's; their gains and shifts still train. For fine-tuning at small batches. --tune stage always does this.")
     freeze_d: int = flag(0, "--freeze-d",
@@ -209,6 +211,13 @@ class TrainConfig:
         if self.tune == "stage" and self.init_from is None:
             raise CganError("--tune stage trains only the stage code of a generator that is already trained; "
                             "give --init-from (a checkpoint, an exported .onnx or 'default')")
+        blocks = GeneratorConfig(z_dim=self.z_dim, img_size=self.img_size, width=self.width).n_blocks
+        if not 0 <= self.tune_blocks <= blocks:
+            raise CganError(f"--tune-blocks must be 0 to {blocks} (the generator's blocks at {self.img_size} px), "
+                            f"got {self.tune_blocks}")
+        if self.tune_blocks and self.tune != "stage":
+            raise CganError(f"--tune-blocks {self.tune_blocks} adds blocks to what --tune stage trains; with --tune "
+                            f"{self.tune} every weight trains already: give --tune stage")
         if not 0 <= self.freeze_d <= self.D_BLOCKS:
             raise CganError(f"--freeze-d must be 0 to {self.D_BLOCKS} (the discriminator's conv blocks), got {self.freeze_d}")
         if self.freeze_d and (self.init_from is None or is_onnx_source(self.init_from)):

@@ -84,8 +84,7 @@ class RunReports:
             "ema": f"true (decay {self.config.ema_decay}; 'model' holds the EMA weights)" if self.ema else "false",
             **({"init_from": so_far.init_source} if so_far.init_source else {}),
             **({"d_warmup": f"{self.config.d_warmup} steps of D alone"} if self.config.d_warmup else {}),
-            **({"tune": "stage code only (the embedding table and any per-stage gains and shifts; the rest frozen, "
-                        "BatchNorm on its running statistics)"} if self.config.tune == "stage" else {}),
+            **({"tune": self.tuned()} if self.config.tune == "stage" else {}),
             **({"freeze_bn": "the generator's BatchNorm on its running statistics (not each batch's)"}
                if self.config.freeze_bn and self.config.tune != "stage" else {}),
             **({"freeze_d": f"the discriminator's first {self.config.freeze_d} of "
@@ -97,6 +96,16 @@ class RunReports:
                                                  if self.gen_config.arch == "cbn" else " (the original's layers)"),
             "objective": self.objective(),
         }
+
+    def tuned(self) -> str:
+        """What ``--tune stage`` trained, in words."""
+        n = self.config.tune_blocks
+        if n == 0:
+            return ("stage code only (the embedding table and any per-stage gains and shifts; the rest frozen, "
+                    "BatchNorm on its running statistics)")
+        return (f"stage code and the generator's first {n} of {self.gen_config.n_blocks} blocks (their transposed "
+                "convs and BatchNorm gains and shifts; the later blocks and the output layer frozen, BatchNorm on its "
+                "running statistics)")
 
     def device_name(self) -> str:
         """``cpu`` or ``cuda (NVIDIA H200)``: where the weights were trained (GPU runs are not bit-exact)."""

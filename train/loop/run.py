@@ -35,8 +35,8 @@ from cgan.runtime.contract import GENERATOR_FILE
 from cgan.runtime.errors import CganError, DiskFullError, first_line
 from cgan.runtime.outputs import FolderLock, clean_dead_temps
 
-from ..models import (GeneratorConfig, batch_groups, build_discriminator, build_generator, freeze_lower_blocks,
-                      stage_parameter_names)
+from ..models import (GeneratorConfig, batch_groups, block_parameter_names, build_discriminator, build_generator,
+                      freeze_lower_blocks, stage_parameter_names)
 from ..models import split_outputs as _split
 from ..options import TrainConfig
 from ..store import write as ckpt
@@ -146,11 +146,12 @@ class TrainingRun:
                                   ema=self.G_ema is not None)
 
     def _trained_generator_parameters(self) -> list[nn.Parameter]:
-        """G's parameters that the optimizer moves: all of them, or with ``--tune stage`` the stage code alone
-        (the others get ``requires_grad=False``, so the backward computes no weight gradient for them)."""
+        """G's parameters that the optimizer moves: all of them, or with ``--tune stage`` the stage code and the
+        first ``--tune-blocks`` blocks (the others get ``requires_grad=False``, so the backward computes no
+        weight gradient for them)."""
         if self.config.tune == "all":
             return list(self.G.parameters())
-        names = stage_parameter_names(self.G)
+        names = stage_parameter_names(self.G) | block_parameter_names(self.G, self.config.tune_blocks)
         for name, p in self.G.named_parameters():
             p.requires_grad_(name in names)
         return [p for name, p in self.G.named_parameters() if name in names]
