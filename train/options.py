@@ -129,11 +129,11 @@ class TrainConfig:
     tune: str = flag("all", "--tune",
                         help="What of the generator trains: all (every weight) or stage (only its stage code: the embedding table and, with --generator cbn, every block's per-stage gain and shift; the rest keeps the starting model's weights and BatchNorm statistics, in eval mode, with no weight gradients). stage needs --init-from.")
     tune_blocks: int = flag(0, "--tune-blocks",
-                        help="With --tune stage, also train the generator's first N blocks, counted from its 4x4 input (their transposed convs and BatchNorm gains and shifts): the coarse layout the stage code drives; the later blocks, which draw the fine texture, and the output layer stay as they were. 0: the stage code alone.")
+                        help="With --tune stage, also train the generator's first N blocks (the coarse layout); the later ones stay as they were.")
     freeze_bn: bool = flag(False, "--freeze-bn/--no-freeze-bn",
-                        help="The generator's BatchNorm layers normalise with their running statistics, and keep them, as the exported model does, instead of each batch's; their gains and shifts still train. For fine-tuning at small batches. --tune stage always does this.")
+                        help="The generator's BatchNorm uses and keeps its running statistics (its gains and shifts train), as --tune stage does.")
     freeze_d: int = flag(0, "--freeze-d",
-                        help="Freeze the discriminator's first N conv blocks (of 4) at the weights of the --init-from checkpoint; the upper blocks and the heads still train (FreezeD, Mo et al. 2020). Needs --init-from a checkpoint, whose discriminator is trained.")
+                        help="Freeze the discriminator's first N conv blocks (of 4) at the --init-from checkpoint's weights (FreezeD).")
     balanced_batches: bool = flag(False, "--balanced-batches/--no-balanced-batches",
                         help="Every batch holds the stages in equal shares (the stages left over take turns when the batch size is not a multiple of their count), instead of the balanced sampler's random mix; each stage's images drawn uniformly with replacement.")
 
