@@ -274,14 +274,16 @@ def test_train_interleaved_ratio(benchmark, image_files, torch_threads, capsys, 
 
 
 # The conditioning-only fine-tune (--tune stage) against a full fine-tune, both warm-started from the
-# embedded default with the levers' recipe: what freezing G's body saves per step, and what a narrower
-# discriminator saves beside it.
+# embedded default with the levers' recipe: what freezing G's body (or all but its first blocks, or only
+# its BatchNorm statistics) saves per step, and what a narrower discriminator saves beside it.
 WARM = dict(init_from="default", minibatch_std=True, diffaugment="translation,cutout", aux_weight=0.5, aux_head="twin")
 TUNE_VARIANTS = {
     "full fine-tune": dict(WARM),
     "--tune stage": dict(WARM, tune="stage"),
     "--tune stage --generator cbn": dict(WARM, tune="stage", generator="cbn"),
     "--tune stage --disc-width 32": dict(WARM, tune="stage", disc_width=32),
+    "--tune stage --tune-blocks 3": dict(WARM, tune="stage", tune_blocks=3),
+    "full fine-tune --freeze-bn": dict(WARM, freeze_bn=True),
 }
 
 

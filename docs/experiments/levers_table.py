@@ -1,6 +1,7 @@
 """The levers table of docs/levers.md, read from cgan-eval's report.json files.
 
     python docs/experiments/levers_table.py runs/levers/evals        # one folder per arm: eval0/, eval1/
+    python docs/experiments/levers_table.py runs/levers/evals default stage-ac-900    # these arms, in this order
 
 Per arm and evaluation seed: the worse judge's conditional accuracy relative to its own (with its 95%
 interval), the deep judge's per-stage conditional accuracy, the severity medians' offsets from the real
@@ -44,8 +45,13 @@ HEADER = ("| arm | eval seed | cond. acc. / judge's own [95%] (worse judge) | de
 
 def main(argv: list[str]) -> int:
     root = Path(argv[0] if argv else "runs/levers/evals")
+    arms = [root / name for name in argv[1:]] or sorted(p for p in root.iterdir() if p.is_dir())
+    missing = [str(arm) for arm in arms if not arm.is_dir()]
+    if missing:
+        print(f"error: no evaluation folder {', '.join(missing)}", file=sys.stderr)
+        return 2
     print(HEADER)
-    for arm in sorted(p for p in root.iterdir() if p.is_dir()):
+    for arm in arms:
         for seed in (0, 1):
             path = arm / f"eval{seed}" / "report.json"
             if path.exists():
