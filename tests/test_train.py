@@ -385,6 +385,21 @@ def test_balanced_epoch_order_is_deterministic_and_balanced():
     np.testing.assert_array_equal(np.sort(plain), np.arange(len(labels)))  # a permutation
 
 
+def test_balance_power_draws_the_stages_in_shares_of_count_to_one_minus_p():
+    """--balance-power 0.5: stage shares proportional to sqrt(count) (a large epoch, so within a point or
+    two); power 1 is the original's sampler draw for draw, power 0 the data's own shares."""
+    counts = np.array([6000, 1200, 450, 150])
+    labels = np.repeat(np.arange(4), counts)
+    half = epoch_order(labels, 4, seed=1, epoch=0, balance=True, power=0.5)
+    freq = np.bincount(labels[half], minlength=4) / len(half)
+    expected = np.sqrt(counts) / np.sqrt(counts).sum()  # 0.53, 0.24, 0.15, 0.09
+    assert np.all(np.abs(freq - expected) < 0.015), (freq, expected)
+    zero = np.bincount(labels[epoch_order(labels, 4, seed=1, epoch=0, balance=True, power=0.0)], minlength=4)
+    assert np.all(np.abs(zero / len(labels) - counts / counts.sum()) < 0.015)
+    np.testing.assert_array_equal(epoch_order(labels, 4, seed=1, epoch=0, balance=True, power=1.0),
+                                  epoch_order(labels, 4, seed=1, epoch=0, balance=True))
+
+
 def test_ranks_draw_disjoint_parts_of_the_same_epoch():
     labels = np.repeat(np.arange(4), [50, 30, 15, 6])
     full = epoch_order(labels, 4, seed=7, epoch=3, balance=True)

@@ -428,6 +428,7 @@ LEVERS = {
     "batches": dict(balanced_batches=True),
     "tune": dict(init_from="gen32", d_warmup=1, tune="stage", aux_weight=0.5, aux_head="twin"),
     "freeze": dict(init_from="checkpoint", freeze_d=2, freeze_bn=True, aux_weight=0.5),
+    "sampling": dict(balance_power=0.5),
 }
 
 
@@ -451,7 +452,8 @@ def test_a_run_with_each_lever_trains_resumes_exactly_and_records_it(dataset, tr
     expected = {"aux": ("objective", "bce; AC-GAN stage classifier weight 0.5"),
                 "cbn": ("generator", "cbn"), "warm": ("d_warmup", "2 steps of D alone"),
                 "batches": ("batches", "stage-balanced"), "tune": ("tune", "stage code only"),
-                "freeze": ("freeze_d", "the discriminator's first 2 of 4")}[lever]
+                "freeze": ("freeze_d", "the discriminator's first 2 of 4"),
+                "sampling": ("sampling", "image weight 1/count^0.5 (stage shares proportional to count^0.5)")}[lever]
     assert provenance[expected[0]].startswith(expected[1])
 
 
@@ -490,6 +492,10 @@ def test_every_lever_through_the_command_line(dataset, tmp_path):
         (["--tune", "everything"], "--tune"),
         (["--tune", "stage", "--init-from", "default", "--tune-blocks", "9"], "--tune-blocks must be 0 to "),
         (["--tune-blocks", "1"], "give --tune stage"),
+        (["--balance-power", "1.5"], "--balance-power must lie in [0, 1]"),
+        (["--balance-power", "nan"], "--balance-power must lie in [0, 1]"),
+        (["--balance-power", "0.5", "--no-balance"], "cannot go with --no-balance"),
+        (["--balance-power", "0.5", "--balanced-batches"], "cannot go with --balanced-batches"),
         (["--freeze-d", "5"], "--freeze-d must be 0 to 4"),
         (["--freeze-d", "-1"], "--freeze-d must be 0 to 4"),
         (["--freeze-d", "1"], "--init-from: none"),

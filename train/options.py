@@ -129,11 +129,13 @@ class TrainConfig:
     tune: str = flag("all", "--tune",
                         help="What of the generator trains: all (every weight) or stage (only its stage code: the embedding table and, with --generator cbn, every block's per-stage gain and shift; the rest keeps the starting model's weights and BatchNorm statistics, in eval mode, with no weight gradients). stage needs --init-from.")
     tune_blocks: int = flag(0, "--tune-blocks",
-                        help="With --tune stage, also train the generator's first N blocks (the coarse layout); the later ones stay as they were.")
+                        help="With --tune stage, also train the generator's first N (coarse) blocks.")
     freeze_bn: bool = flag(False, "--freeze-bn/--no-freeze-bn",
                         help="The generator's BatchNorm uses and keeps its running statistics (its gains and shifts train), as --tune stage does.")
     freeze_d: int = flag(0, "--freeze-d",
-                        help="Freeze the discriminator's first N conv blocks (of 4) at the --init-from checkpoint's weights (FreezeD).")
+                        help="Freeze the discriminator's first N of 4 conv blocks (FreezeD; from --init-from).")
+    balance_power: float = flag(1.0, "--balance-power",
+                        help="Sampling weight 1/count^P per image (1: equal stage shares; 0: the data's).")
     balanced_batches: bool = flag(False, "--balanced-batches/--no-balanced-batches",
                         help="Every batch holds the stages in equal shares (the stages left over take turns when the batch size is not a multiple of their count), instead of the balanced sampler's random mix; each stage's images drawn uniformly with replacement.")
 
@@ -226,6 +228,12 @@ class TrainConfig:
                             f"a ckpt_*.pt from a run's checkpoints/ folder (--init-from: {given})")
         if self.d_warmup < 0:
             raise CganError(f"--d-warmup must be >= 0, got {self.d_warmup}")
+        if not (0 <= self.balance_power <= 1):  # also refuses NaN
+            raise CganError(f"--balance-power must lie in [0, 1] (1: equal stage shares), got {self.balance_power}")
+        if self.balance_power != 1 and (not self.balance or self.balanced_batches):
+            other = "--no-balance" if not self.balance else "--balanced-batches"
+            raise CganError(f"--balance-power {self.balance_power:g} sets the balanced sampler's weights; "
+                            f"it cannot go with {other}")
         if self.balanced_batches and not self.balance:
             raise CganError("--balanced-batches draws every stage equally; it cannot go with --no-balance")
 

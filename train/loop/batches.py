@@ -15,18 +15,19 @@ from cgan.runtime.errors import CganError
 
 
 def epoch_order(labels: np.ndarray, num_classes: int, *, seed: int, epoch: int, balance: bool,
-                rank: int = 0, world_size: int = 1) -> np.ndarray:
+                rank: int = 0, world_size: int = 1, power: float = 1.0) -> np.ndarray:
     """This rank's image indices for ``epoch``: a pure function of (labels, seed, epoch, rank).
 
     Balanced (the original's WeightedRandomSampler): len(labels) draws with replacement, image
-    weight 1/count of its class. Unbalanced: a permutation. Rank r takes draws r, r+W, r+2W...,
-    trimmed so every rank has the same number (DDP needs equal step counts).
+    weight 1/count of its class, or with ``power`` p below 1 (``--balance-power``) 1/count^p, so that
+    the stages are drawn in shares proportional to count^(1 - p). Unbalanced: a permutation. Rank r
+    takes draws r, r+W, r+2W..., trimmed so every rank has the same number (DDP needs equal step counts).
     """
     n = len(labels)
     rng = np.random.default_rng([seed, epoch])
     if balance:
         counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
-        weights = 1.0 / counts[labels]
+        weights = 1.0 / (counts[labels] if power == 1.0 else counts[labels] ** power)
         draws = rng.choice(n, size=n, replace=True, p=weights / weights.sum())
     else:
         draws = rng.permutation(n)
@@ -34,12 +35,13 @@ def epoch_order(labels: np.ndarray, num_classes: int, *, seed: int, epoch: int, 
 
 
 def draw_order(labels: np.ndarray, num_classes: int, *, seed: int, epoch: int, balance: bool,
-               balanced_batches: bool, rank: int = 0, world_size: int = 1) -> np.ndarray:
+               balanced_batches: bool, rank: int = 0, world_size: int = 1, power: float = 1.0) -> np.ndarray:
     """The epoch's draws the run's flags ask for: :func:`stratified_order` with ``--balanced-batches``,
     else :func:`epoch_order`."""
     if balanced_batches:
         return stratified_order(labels, num_classes, seed=seed, epoch=epoch, rank=rank, world_size=world_size)
-    return epoch_order(labels, num_classes, seed=seed, epoch=epoch, balance=balance, rank=rank, world_size=world_size)
+    return epoch_order(labels, num_classes, seed=seed, epoch=epoch, balance=balance, rank=rank, world_size=world_size,
+                       power=power)
 
 
 def stratified_order(labels: np.ndarray, num_classes: int, *, seed: int, epoch: int,

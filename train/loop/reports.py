@@ -90,6 +90,8 @@ class RunReports:
             **({"freeze_d": f"the discriminator's first {self.config.freeze_d} of "
                             f"{self.config.D_BLOCKS} conv blocks frozen at the --init-from checkpoint's weights"}
                if self.config.freeze_d else {}),
+            **({"sampling": f"image weight 1/count^{self.config.balance_power:g} (stage shares proportional to "
+                            f"count^{1 - self.config.balance_power:g})"} if self.config.balance_power != 1 else {}),
             **({"batches": "stage-balanced (every batch holds the stages in equal shares)"}
                if self.config.balanced_batches else {}),
             "generator": self.gen_config.arch + (" (conditional BatchNorm: stage-dependent scale and shift in every block)"

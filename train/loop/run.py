@@ -514,7 +514,7 @@ def _train(config: TrainConfig, state, latest, init_state, image_set, info, devi
             while run.step < run.total_steps:
                 order = draw_order(run.labels, run.gen_config.num_classes, seed=config.seed, epoch=run.epoch,
                                    balance=config.balance, balanced_batches=config.balanced_batches,
-                                   rank=info.rank, world_size=info.world_size)
+                                   rank=info.rank, world_size=info.world_size, power=config.balance_power)
                 bar.update(description=f"epoch {run.epoch + 1}/{run.epochs_total}")
                 t0 = time.perf_counter()
                 for u8, lab in iter_batches(run.images, run.labels, order, config.batch_size, run.batch,
