@@ -57,6 +57,19 @@ def dataset(tmp_path_factory):
     return tiny_training_set(tmp_path_factory.mktemp("train_data"))
 
 
+@pytest.fixture(scope="module")
+def trained_checkpoint(dataset, tmp_path_factory):
+    """The last checkpoint of a two-step run with the AC head: a trained G and D to fine-tune from."""
+    from cgan.train.loop.run import TrainConfig, train
+
+    data, cache, images = dataset
+    out = tmp_path_factory.mktemp("trained") / "run"
+    train(TrainConfig(out=out, data=data, cache_dir=cache, img_size=IMG, width=WIDTH, disc_width=DISC_WIDTH,
+                      batch_size=BATCH, max_steps=2, checkpoint_every=2, quiet=True, device="cpu", threads=1,
+                      aux_weight=0.5), image_set=images, log=quiet)
+    return sorted((out / "checkpoints").glob("ckpt_*.pt"))[-1]
+
+
 def make_run(images, **overrides):
     """A :class:`~cgan.train.loop.run.TrainingRun` of the narrow networks on ``images`` (an ImageSet), one
     thread, fp32 on the CPU, outside any process group; ``overrides``: TrainConfig fields."""
