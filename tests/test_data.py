@@ -326,6 +326,41 @@ def test_cli_scan_takes_the_folder_as_an_argument_like_the_other_commands(tmp_pa
     assert other.output.strip().splitlines() == [f"error: two dataset folders given ({root} and --data {tmp_path / 'e'}); give one"]
 
 
+def _without_root_file_access() -> None:
+    """In the child, before exec: give up the capabilities that let root read any folder (CAP_DAC_OVERRIDE,
+    CAP_DAC_READ_SEARCH), so a folder with mode 000 is unreadable for root too, as for any user."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    for cap in (1, 2):
+        if libc.prctl(24, cap, 0, 0, 0) != 0:  # PR_CAPBSET_DROP: not in the bounding set, so not after exec
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
+
+
+def test_cli_scan_an_unreadable_folder_in_a_class_is_an_error_not_a_smaller_class(tmp_path):
+    """A class folder with a sub-folder the user cannot read stops the scan with one line naming it: skipping it
+    silently would train and balance on a class smaller than the one on disk."""
+    import subprocess
+    import sys
+
+    root = _make(tmp_path / "d", ["stage0", "stage1", "stage2", "stage3"])
+    locked = root / "stage1" / "session2"
+    locked.mkdir()
+    Image.fromarray(_img(99)).save(locked / "img_9.png")
+    locked.chmod(0)
+    code = "import sys; from cgan.train.data_cli import main; sys.argv[0] = 'cgan-data'; main()"
+    try:
+        done = subprocess.run([sys.executable, "-c", code, "scan", str(root), "--img-size", "16",
+                               "--cache-dir", str(tmp_path / "c")], capture_output=True, text=True, timeout=120,
+                              preexec_fn=_without_root_file_access if os.geteuid() == 0 else None)
+    finally:
+        locked.chmod(0o755)
+    lines = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert lines == [f"error: cannot read {locked} (Permission denied); make it readable or move it out of the dataset"]
+    assert not (tmp_path / "c").exists() or not any((tmp_path / "c").rglob("*.npy"))  # no cache of the smaller set
+
+
 def test_cli_scan_bad_input(tmp_path):
     result = CliRunner().invoke(app, ["scan", "--data", str(tmp_path / "missing"), "--cache-dir", str(tmp_path)])
     assert result.exit_code == 1
