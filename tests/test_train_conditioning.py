@@ -89,6 +89,34 @@ def test_twin_head_reads_generated_images_as_their_own_classes(dataset):
     torch.testing.assert_close(with_aux[1], g_loss("bce", g_logits) + w * F.cross_entropy(g_stages, labels))
 
 
+def test_real_only_head_is_fitted_on_real_images_alone(dataset):
+    """--aux-head real: one class per stage, as ac; D's term is CE(real, s) alone, so the classifier's weights
+    take no gradient from generated images (the generator cannot teach it marks of its own); G's term is
+    still CE(its images, s), and the term on generated images is reported."""
+    w = 0.5
+    ac, real_only = make_run(dataset[2], aux_weight=w), make_run(dataset[2], aux_weight=w, aux_head="real")
+    assert real_only.D.classifier.out_features == ac.D.classifier.out_features == 4
+    seen = []
+    real_only.D.register_forward_hook(lambda _m, _a, out: seen.append(tuple(t.detach().clone() for t in out)))
+    real, labels = first_batch(ac)
+    classifier_before = real_only.D.classifier.weight.detach().clone().requires_grad_(True)
+    bias_before = real_only.D.classifier.bias.detach().clone()
+    inputs = []
+    real_only.D.classifier.register_forward_hook(lambda _m, a, _o: inputs.append(a[0].detach().clone()))
+    with_ac, with_real = ac.train_step(real, labels), real_only.train_step(real, labels)
+    (_, d_stages), (g_logits, g_stages) = seen
+    ce_real = F.cross_entropy(d_stages[:BATCH], labels)
+    ce_fake = F.cross_entropy(d_stages[BATCH:], labels)
+    # the same step of the plain head adds w * CE(generated) to D's loss; the real-only head does not
+    torch.testing.assert_close(with_ac[0] - with_real[0], w * ce_fake, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(with_real[1], g_loss("bce", g_logits) + w * F.cross_entropy(g_stages, labels))
+    torch.testing.assert_close(real_only.last_aux, torch.stack([ce_real, ce_fake, F.cross_entropy(g_stages, labels)]))
+    # the classifier's weight gradient from D's step is that of the real half's term alone
+    head = real_only.D.classifier
+    torch.testing.assert_close(head.weight.grad, torch.autograd.grad(
+        w * F.cross_entropy(F.linear(inputs[0][:BATCH], classifier_before, bias_before), labels), classifier_before)[0])
+
+
 def test_tune_stage_moves_the_stage_code_and_nothing_else(dataset):
     """--tune stage from a warm start: after D-only and full steps, every weight and BatchNorm statistic of
     G's body is bit for bit the starting model's (no gradient was even computed for them), the stage code

@@ -93,3 +93,19 @@ def test_tune_blocks_trains_the_stage_code_and_the_first_blocks_only(dataset):
         assert moved == trained, arch
         assert any(k.startswith(block_keys[2:]) for k in moved) and not any("running_" in k for k in moved)
         assert run.provenance()["tune"].startswith("stage code and the generator's first 2 of")
+
+
+def test_a_real_only_head_starts_from_a_checkpoints_ac_head_and_a_twin_head_is_refused(dataset, trained_checkpoint):
+    """--aux-head real has the plain head's shape (one class per stage): it takes an AC checkpoint's stage
+    classifier as it is; the twin head (two classes per stage) is refused in one line naming both heads."""
+    from cgan.runtime.errors import CganError
+    from cgan.train.store.read_init import read_init
+
+    run = make_run(dataset[2], init_from=trained_checkpoint, aux_weight=0.5, aux_head="real")
+    run.load_init(read_init(run.config), run.config.init_from)
+    saved = torch.load(trained_checkpoint, weights_only=True)["discriminator"]
+    assert torch.equal(run.D.classifier.weight, saved["classifier.weight"])
+    twin = make_run(dataset[2], init_from=trained_checkpoint, aux_weight=0.5, aux_head="twin")
+    with pytest.raises(CganError, match=r"stage classifier is --aux-head ac; this run has --aux-head twin") as err:
+        read_init(twin.config)
+    assert "\n" not in str(err.value)

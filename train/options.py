@@ -125,7 +125,7 @@ class TrainConfig:
     d_warmup: int = flag(0, "--d-warmup",
                         help="Train the discriminator alone for the first N steps (the generator generates but does not move): for a warm start, whose discriminator is new. Counts toward --max-steps.")
     aux_head: str = flag("ac", "--aux-head",
-                        help="The stage classifier of --aux-weight: ac (generated images are classified as the stage they were asked for; AC-GAN) or twin (twice the stages' classes, real stage s and generated stage s, and the generator is scored on being read as the real stage; after ADC-GAN, which keeps generated images from collapsing to the easiest to classify).")
+                        help="The stage classifier of --aux-weight: ac (D also fits it on generated images, as the stage asked for; AC-GAN), twin (a generated stage s is a class of its own and G is scored on being read as the real s; after ADC-GAN) or real (fitted on real images only, so G cannot teach it marks of its own).")
     tune: str = flag("all", "--tune",
                         help="What of the generator trains: all (every weight) or stage (only its stage code: the embedding table and, with --generator cbn, every block's per-stage gain and shift; the rest keeps the starting model's weights and BatchNorm statistics, in eval mode, with no weight gradients). stage needs --init-from.")
     tune_blocks: int = flag(0, "--tune-blocks",
@@ -144,7 +144,7 @@ class TrainConfig:
                       "checkpoint_every", "keep_checkpoints")
     # what a checkpoint given to --init-from must share with this run: G's and D's shapes
     ARCH_FIELDS = ("img_size", "z_dim", "width", "disc", "disc_width", "minibatch_std", "generator")
-    AUX_HEADS = ("ac", "twin")
+    AUX_HEADS = ("ac", "twin", "real")
     TUNES = ("all", "stage")
     D_BLOCKS = 4  # the discriminators' conv blocks before their heads (what --freeze-d counts)
 
@@ -204,7 +204,7 @@ class TrainConfig:
             raise CganError(f"--aux-weight needs --disc projection: the {self.disc} discriminator is given the stage "
                             "as an input, so a stage classifier on its features would read the answer")
         if self.aux_head not in self.AUX_HEADS:
-            raise CganError(f"--aux-head {self.aux_head!r} is unknown; choose {' or '.join(self.AUX_HEADS)}")
+            raise CganError(f"--aux-head {self.aux_head!r} is unknown; choose {', '.join(self.AUX_HEADS[:-1])} or {self.AUX_HEADS[-1]}")
         if self.aux_head != "ac" and self.aux_weight == 0:
             raise CganError(f"--aux-head {self.aux_head} sets the stage classifier of --aux-weight, which is 0 (off); "
                             "give --aux-weight above 0")

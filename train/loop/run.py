@@ -207,10 +207,15 @@ class TrainingRun:
             real_logits, fake_logits = logits.float().chunk(2)
             loss_d = objectives.d_loss(c.loss, real_logits, fake_logits)
         if stage_logits is not None:  # AC-GAN: D classifies real images and generated ones by their asked-for stage
-            # the twin head reads a generated image of stage s as class K + s; the plain head as s
+            # the twin head reads a generated image of stage s as class K + s; the plain head as s; the real-only
+            # head is fitted on the real images alone (its term on generated ones is reported, not trained on)
             fake_classes = labels + self.gen_config.num_classes if c.aux_head == "twin" else labels
             aux_real, aux_fake = (objectives.stage_loss(x, y) for x, y in zip(stage_logits.chunk(2), (labels, fake_classes)))
-            loss_d = loss_d + c.aux_weight * (aux_real + aux_fake)
+            if c.aux_head == "real":
+                aux_fake = aux_fake.detach()
+                loss_d = loss_d + c.aux_weight * aux_real
+            else:
+                loss_d = loss_d + c.aux_weight * (aux_real + aux_fake)
         if c.r1 > 0 and self.step % c.r1_every == 0:
             loss_d = loss_d + self._r1_term(d_in[:b].detach(), labels)
         self.opt_d.zero_grad(set_to_none=True)

@@ -41,9 +41,11 @@ def read_init(config: TrainConfig) -> dict[str, Any] | ExportedGenerator:
         had = "has a stage classifier" if saved.aux_weight > 0 else "has no stage classifier"
         raise CganError(f"--init-from {source}: its discriminator {had} (--aux-weight {saved.aux_weight:g}); "
                         f"this run has --aux-weight {config.aux_weight:g}: both 0 or both above 0")
-    if config.aux_weight > 0 and config.aux_head != saved.aux_head:
+    if config.aux_weight > 0 and (config.aux_head == "twin") != (saved.aux_head == "twin"):
+        # ac and real have one class per stage (they differ in what D fits the classifier on), twin two
         raise CganError(f"--init-from {source}: its discriminator's stage classifier is --aux-head {saved.aux_head}; "
-                        f"this run has --aux-head {config.aux_head}, and the weights only fit the same head")
+                        f"this run has --aux-head {config.aux_head}, and the weights only fit a head of the same "
+                        f"classes (ac and real: one per stage; twin: two)")
     return state
 
 
