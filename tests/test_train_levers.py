@@ -130,9 +130,24 @@ def test_augmentation_is_differentiable_and_keeps_orientation():
 def test_policy_parsing():
     assert parse_policy("") == ()
     assert parse_policy(" color , cutout") == ("color", "cutout")
-    for bad in ("flip", "color,color"):
-        with pytest.raises(ValueError):
+    assert parse_policy("translation: 0.0625,cutout") == ("translation:0.0625", "cutout")
+    for bad, said in (("flip", "unknown augmentation 'flip'"), ("color,color", "twice"),
+                      ("translation,translation:0.1", "twice"), ("cutout:0.5", "only translation takes a range"),
+                      ("translation:0", "0 < F <= 0.5"), ("translation:0.75", "0 < F <= 0.5"),
+                      ("translation:nan", "0 < F <= 0.5"), ("translation:1/16", "got '1/16'")):
+        with pytest.raises(ValueError, match=said):
             parse_policy(bad)
+
+
+def test_translation_range_bounds_the_shift():
+    """translation:F shifts by at most F of the side (here 1 px of 16 at F = 1/16, against 2 px at the
+    default 1/8), still filling with the background; some images do move."""
+    x = torch.rand(32, 1, 16, 16) * 2 - 1
+    narrow = diff_augment(x, parse_policy("translation:0.0625"), torch.Generator().manual_seed(3))
+    wide = diff_augment(x, parse_policy("translation"), torch.Generator().manual_seed(3))
+    assert all(_is_shift_of(narrow[i, 0], x[i, 0], 1) for i in range(32))
+    assert any(not torch.equal(narrow[i], x[i]) for i in range(32))
+    assert not all(_is_shift_of(wide[i, 0], x[i, 0], 1) for i in range(32))  # the default reaches 2 px
 
 
 def test_d_sees_real_and_generated_images_through_the_same_augmentation(dataset):

@@ -112,7 +112,7 @@ class TrainConfig:
     loss: str = flag("bce", "--loss",
                         help="Adversarial loss: bce (the original's) or hinge.")
     diffaugment: str = flag("", "--diffaugment",
-                        help='DiffAugment for the discriminator, applied to real and generated images alike: a comma list of color (brightness/contrast), translation (up to 1/8), cutout (a half-side square), e.g. "color,translation,cutout" [default: off]. No flips.')
+                        help='DiffAugment for the discriminator, applied to real and generated images alike: a comma list of color (brightness/contrast), translation (up to 1/8 of the side; translation:F up to F), cutout (a half-side square), e.g. "color,translation,cutout" [default: off]. No flips.')
     r1: float = flag(0.0, "--r1",
                         help="R1 gradient penalty weight gamma on real images (0: off).")
     r1_every: int = flag(16, "--r1-every",
