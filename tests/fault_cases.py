@@ -85,9 +85,6 @@ class Case:
 
 
 SYNTH = ("synth", "--n", "8", "--img-size", "16")
-# long enough (several seconds) that an interrupt sent when the lock appears always lands before the end: 8 images
-# could all be written in the moment a loaded machine took to notice the lock, and the run then exited 0
-SYNTH_LONG = ("synth", "--n", "2000", "--img-size", "16")
 LOCK_REFUSED = r"^error: .*/\.cgan\.lock is %s, not a lock file of ours; nothing was written to it"
 HOLIDAY = ".holiday.20190704.photos.tmp"  # a user's folder that looks like a temporary one of a dead pid
 BALANCE_DATA = ("--model", "{gen32}", "--balance", "{data}")
@@ -135,7 +132,7 @@ CASES: tuple[Case, ...] = (
     Case("synth-huge-image-size", 14, "cgan-data", ("synth", "--n", "8", "--img-size", "100000", "--out", "{tmp}/D"), 1,
          r"^error: --img-size must be between 16 and \d+ px, got 100000", absent=("D",), torch=True),
     # 0: every other command's interrupt, full disk and read-only target: one line, nothing half-written
-    Case("synth-interrupted", 0, "cgan-data", (*SYNTH_LONG, "--out", "{tmp}/D"), 130, r"^interrupted$", fault="interrupt",
+    Case("synth-interrupted", 0, "cgan-data", (*SYNTH, "--out", "{tmp}/D"), 130, r"^interrupted$", fault="interrupt",
          trigger=("D/.cgan.lock",), absent=("D",), torch=True),
     Case("run-read-only", 0, "cgan-run", ("--model", "{gen32}", "--n", "4", "--out", "{ro}/g"), 1,
          r"^error: cannot .*Read-only file system"),
