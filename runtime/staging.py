@@ -19,7 +19,7 @@ import shutil
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from .errors import OutputError
+from .errors import OutputError, raise_if_interrupted
 from .fileio import disk_full, is_disk_full, our_temp, temp_name
 from .outputs import LOCK_NAME, check_free, locked_folders
 
@@ -45,8 +45,10 @@ class StagedFolder:
         """Move ``tmp/rel`` to ``out/rel`` for each ``rel``, in order (so the last one marks a whole set).
 
         Without ``overwrite``, a file that exists at a planned name is never replaced: the run is refused
-        naming it, and the files this call already moved are removed again.
+        naming it, and the files this call already moved are removed again. After a Ctrl-C, even one
+        swallowed on its way, nothing is moved (KeyboardInterrupt).
         """
+        raise_if_interrupted()
         rels = list(relpaths)
         plan: dict[Path, list[str]] = {}
         for rel in rels:

@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from .contract import DISCLAIMER, OASIS_FOLDERS
-from .errors import CganError, OutputError
+from .errors import CganError, OutputError, raise_if_interrupted
 from .fileio import atomic_path, atomic_write_bytes, atomic_write_text, os_reason, preallocated_npy
 
 LAYOUTS = ("flat", "oasis")
@@ -242,6 +242,7 @@ class PngWriter:
 
     def submit(self, pixels: np.ndarray, paths: Sequence[Path], text: dict[str, str] | None = None) -> None:
         """Queue ``pixels[i]`` -> ``paths[i]`` (with ``text`` chunks added to the writer's); don't modify the array afterwards."""
+        raise_if_interrupted()
         self._raise_error()
         self._slots.acquire()
         try:
@@ -337,6 +338,7 @@ class NpyStackWriter:
         self.array[offset : offset + len(images)] = images
 
     def finish(self) -> None:
+        raise_if_interrupted()
         try:
             self.array.flush()
             del self.array

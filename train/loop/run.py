@@ -32,7 +32,7 @@ from torch import nn
 
 from cgan.runtime import __version__
 from cgan.runtime.contract import GENERATOR_FILE
-from cgan.runtime.errors import CganError, DiskFullError, first_line
+from cgan.runtime.errors import CganError, DiskFullError, first_line, raise_if_interrupted
 from cgan.runtime.outputs import FolderLock, clean_dead_temps
 
 from ..models import (GeneratorConfig, batch_groups, block_parameter_names, build_discriminator, build_generator,
@@ -524,6 +524,7 @@ def _train(config: TrainConfig, state, latest, init_state, image_set, info, devi
                 t0 = time.perf_counter()
                 for u8, lab in iter_batches(run.images, run.labels, order, config.batch_size, run.batch,
                                             config.workers):
+                    raise_if_interrupted()  # a Ctrl-C that something swallowed still stops the run here
                     metrics = run.train_step(to_model_input(u8, device, config.channels_last),
                                              torch.from_numpy(lab).to(device, non_blocking=True))
                     run.epoch_metrics[run.batch] = metrics.to("cpu", torch.float64)

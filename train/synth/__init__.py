@@ -269,6 +269,7 @@ def make_synthetic_set(out: Path, *, n: int, seed: int, img_size: int = 128, log
     images = set_files(n, seed)  # every name planned before anything is written
     counts = stage_counts(n)
     t0 = time.perf_counter()
+    template_slabs()  # the template (nilearn's import and files) is read before the folder is locked
     try:
         with staged_folder(out, "cgan-data synth", overwrite=overwrite) as staged:
             tmp = staged.tmp
