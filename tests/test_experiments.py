@@ -1,0 +1,45 @@
+"""The scripts of the levers comparison (docs/experiments/): the stage-code scaling and its measure agree."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "docs" / "experiments"
+sys.path.insert(0, str(EXPERIMENTS))
+
+import alpha_scale  # noqa: E402
+import stage_code_spread  # noqa: E402
+
+
+def test_the_spread_of_a_scaled_default_is_its_scale(tmp_path, capsys):
+    for alpha in ("1.3", "0.8"):
+        alpha_scale.main(["default", alpha, str(tmp_path / f"a{alpha}.onnx")])
+    capsys.readouterr()
+    stage_code_spread.main(["default", "default", str(tmp_path / "a1.3.onnx"), str(tmp_path / "a0.8.onnx")])
+    rows = [line.split("|")[2:5] for line in capsys.readouterr().out.splitlines()[2:]]
+    got = [(float(a), float(off), [float(s) for s in per.split("/")]) for a, off, per in rows]
+    for (alpha, off, per_stage), want in zip(got, (1.0, 1.3, 0.8)):
+        assert alpha == pytest.approx(want, abs=1e-3) and off < 1e-3
+        assert per_stage == pytest.approx([want] * 4, abs=0.01)
+
+
+def test_a_per_stage_scale_is_partly_off_the_line(tmp_path):
+    alpha_scale.main(["default", "1.5,1,1,1", str(tmp_path / "s.onnx")])
+    alpha, off, per_stage = stage_code_spread.spread(stage_code_spread.stage_table(str(tmp_path / "s.onnx")),
+                                                     stage_code_spread.stage_table("default"))
+    assert off > 0.05  # only Non-demented moved: no single scale gives it
+    assert per_stage[0] > 1.2 and 1 < alpha < 1.5
+
+
+def test_a_checkpoint_is_read_for_its_generator_table(tmp_path):
+    torch = pytest.importorskip("torch")
+    table = np.arange(16, dtype=np.float32).reshape(4, 4) ** 1.5
+    torch.save({"generator": {"label_emb.weight": torch.from_numpy(table)}, "step": 1}, tmp_path / "ckpt.pt")
+    np.testing.assert_array_equal(stage_code_spread.stage_table(str(tmp_path / "ckpt.pt")), table)
+    torch.save({"discriminator": {}}, tmp_path / "no_generator.pt")
+    with pytest.raises(SystemExit, match="no generator"):
+        stage_code_spread.stage_table(str(tmp_path / "no_generator.pt"))
