@@ -19,7 +19,7 @@ from cgan.train.loop.batches import draw_order, epoch_order, stratified_order
 from cgan.train.cli import app
 from cgan.train.loop.run import TrainConfig, train
 from cgan.train.models import GeneratorConfig, build_generator
-from cgan.train.loop.objectives import d_loss, g_loss
+from cgan.train.loop.objectives import d_loss, g_loss, matched_stage_loss, stage_loss
 from cgan.train.store.read_exported import read_exported, rebuild_generator
 
 from _models import model_file
@@ -115,6 +115,46 @@ def test_real_only_head_is_fitted_on_real_images_alone(dataset):
     head = real_only.D.classifier
     torch.testing.assert_close(head.weight.grad, torch.autograd.grad(
         w * F.cross_entropy(F.linear(inputs[0][:BATCH], classifier_before, bias_before), labels), classifier_before)[0])
+
+
+def test_matched_head_fits_on_real_images_and_scores_g_against_their_reading(dataset):
+    """--aux-head matched: D's term is the real-only head's, CE(real, s); G's is KL(t_s || p), t_s the mean
+    posterior D's head gave this step's real images of stage s (worked out here sample by sample)."""
+    w = 0.5
+    real_only, matched = (make_run(dataset[2], aux_weight=w, aux_head=h) for h in ("real", "matched"))
+    seen = []
+    matched.D.register_forward_hook(lambda _m, _a, out: seen.append(tuple(t.detach().clone() for t in out)))
+    real, labels = first_batch(matched)
+    with_real, with_matched = real_only.train_step(real, labels), matched.train_step(real, labels)
+    (_, d_stages), (g_logits, g_stages) = seen
+    torch.testing.assert_close(with_matched[0], with_real[0])  # the same D step, seeds and weights alike
+    post = F.softmax(d_stages[:BATCH], dim=1)
+    kl = []
+    for i, s in enumerate(labels.tolist()):
+        t = torch.stack([post[j] for j in range(BATCH) if labels[j] == s]).mean(0)
+        kl.append((t * (t.log() - F.log_softmax(g_stages[i], dim=0))).sum())
+    torch.testing.assert_close(with_matched[1], g_loss("bce", g_logits) + w * torch.stack(kl).mean(), rtol=1e-5, atol=1e-6)
+    assert matched.last_aux[2] != pytest.approx(F.cross_entropy(g_stages, labels).item())
+
+
+def test_the_matched_term_does_not_reward_drawing_a_stage_more_surely_than_real_ones():
+    """Where D reads the real images of stage 0 as stage 0 with p = 0.6, a generated image read so is at the
+    term's minimum (0, no gradient); one read more surely is pushed back (the plain term pushes it further);
+    a stage with no real image in the batch is scored as the plain term scores it."""
+    real_logits = torch.log(torch.tensor([[0.6, 0.3, 0.05, 0.05], [0.6, 0.3, 0.05, 0.05], [0.1, 0.7, 0.1, 0.1]]))
+    real_stages = torch.tensor([0, 0, 1])
+    stages = torch.tensor([0])
+    as_real = real_logits[:1].clone().requires_grad_(True)
+    loss = matched_stage_loss(as_real, stages, real_logits, real_stages)
+    (grad,) = torch.autograd.grad(loss, as_real)
+    assert loss.item() == pytest.approx(0, abs=1e-6) and grad.abs().max() < 1e-6
+    surer = torch.log(torch.tensor([[0.95, 0.03, 0.01, 0.01]])).requires_grad_(True)
+    (matched_grad,) = torch.autograd.grad(matched_stage_loss(surer, stages, real_logits, real_stages), surer)
+    (plain_grad,) = torch.autograd.grad(stage_loss(surer, stages), surer)
+    assert matched_grad[0, 0] > 0 > plain_grad[0, 0]  # descent lowers stage 0's logit here, raises it there
+    alone = torch.randn(2, 4)
+    torch.testing.assert_close(matched_stage_loss(alone, torch.tensor([3, 3]), real_logits, real_stages),
+                               stage_loss(alone, torch.tensor([3, 3])))
 
 
 def test_tune_stage_moves_the_stage_code_and_nothing_else(dataset):
@@ -363,6 +403,7 @@ LEVERS = {
     "tune": dict(init_from="gen32", d_warmup=1, tune="stage", aux_weight=0.5, aux_head="twin"),
     "freeze": dict(init_from="checkpoint", freeze_d=2, freeze_bn=True, aux_weight=0.5),
     "sampling": dict(balance_power=0.5),
+    "matched": dict(init_from="checkpoint", aux_weight=0.5, aux_head="matched"),
 }
 
 
@@ -387,7 +428,9 @@ def test_a_run_with_each_lever_trains_resumes_exactly_and_records_it(dataset, tr
                 "cbn": ("generator", "cbn"), "warm": ("d_warmup", "2 steps of D alone"),
                 "batches": ("batches", "stage-balanced"), "tune": ("tune", "stage code only"),
                 "freeze": ("freeze_d", "the discriminator's first 2 of 4"),
-                "sampling": ("sampling", "image weight 1/count^0.5 (stage shares proportional to count^0.5)")}[lever]
+                "sampling": ("sampling", "image weight 1/count^0.5 (stage shares proportional to count^0.5)"),
+                "matched": ("objective", "bce; matched (fitted on real images; G read as the real stage is) stage "
+                                         "classifier weight 0.5")}[lever]
     assert provenance[expected[0]].startswith(expected[1])
 
 

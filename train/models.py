@@ -176,7 +176,8 @@ def build_discriminator(kind: str, config: GeneratorConfig, width: int = 64, min
     ``minibatch_std``: give D a batch-spread channel (:class:`MinibatchStd`) against mode collapse.
     ``aux_classifier``: an AC-GAN stage classifier head (projection discriminator only: the spatial one
     is given the stage as an input channel, so a classifier on its features could read the answer).
-    ``aux_head``: ``ac`` or ``real`` (one class per stage; they differ in what D fits it on, not in shape) or
+    ``aux_head``: ``ac``, ``real`` or ``matched`` (one class per stage; they differ in what D fits it on and
+    how G is scored, not in shape) or
     ``twin`` (real and generated stages as separate classes).
     """
     try:
@@ -189,8 +190,8 @@ def build_discriminator(kind: str, config: GeneratorConfig, width: int = 64, min
     if aux_classifier:
         if kind != "projection":
             raise ValueError("the auxiliary stage classifier needs the projection discriminator")
-        if aux_head not in ("ac", "twin", "real"):
-            raise ValueError(f"unknown stage-classifier head {aux_head!r}; expected ac, twin or real")
+        if aux_head not in ("ac", "twin", "real", "matched"):
+            raise ValueError(f"unknown stage-classifier head {aux_head!r}; expected ac, twin, real or matched")
         extra["aux_classifier"] = True
         extra["aux_classes"] = config.num_classes * (2 if aux_head == "twin" else 1)
     return cls(num_classes=config.num_classes, img_size=config.img_size, channels=config.channels, width=width,

@@ -125,7 +125,7 @@ class TrainConfig:
     d_warmup: int = flag(0, "--d-warmup",
                         help="Train the discriminator alone for the first N steps (the generator generates but does not move): for a warm start, whose discriminator is new. Counts toward --max-steps.")
     aux_head: str = flag("ac", "--aux-head",
-                        help="The stage classifier of --aux-weight: ac (D also fits it on generated images, as the stage asked for; AC-GAN), twin (a generated stage s is a class of its own and G is scored on being read as the real s; after ADC-GAN) or real (fitted on real images only, so G cannot teach it marks of its own).")
+                        help="The stage classifier of --aux-weight: ac (D also fits it on generated images, as the stage asked for; AC-GAN), twin (a generated stage s is a class of its own and G is scored on being read as the real s; after ADC-GAN) real (fitted on real images only, so G cannot teach it marks of its own) or matched (fitted as real; G is scored on being read as the batch's real images of its stage are, not more surely, so it is not pushed to draw the stages further apart than the real ones).")
     tune: str = flag("all", "--tune",
                         help="What of the generator trains: all (every weight) or stage (only its stage code: the embedding table and, with --generator cbn, every block's per-stage gain and shift; the rest keeps the starting model's weights and BatchNorm statistics, in eval mode, with no weight gradients). stage needs --init-from.")
     tune_blocks: int = flag(0, "--tune-blocks",
@@ -144,7 +144,7 @@ class TrainConfig:
                       "checkpoint_every", "keep_checkpoints")
     # what a checkpoint given to --init-from must share with this run: G's and D's shapes
     ARCH_FIELDS = ("img_size", "z_dim", "width", "disc", "disc_width", "minibatch_std", "generator")
-    AUX_HEADS = ("ac", "twin", "real")
+    AUX_HEADS = ("ac", "twin", "real", "matched")
     TUNES = ("all", "stage")
     D_BLOCKS = 4  # the discriminators' conv blocks before their heads (what --freeze-d counts)
 

@@ -33,6 +33,27 @@ def g_loss(kind: str, fake_logits: torch.Tensor) -> torch.Tensor:
     raise ValueError(f"unknown loss {kind!r}; expected one of {', '.join(LOSSES)}")
 
 
+def matched_stage_loss(gen_logits: torch.Tensor, stages: torch.Tensor, real_logits: torch.Tensor,
+                       real_stages: torch.Tensor) -> torch.Tensor:
+    """The generator's stage term of ``--aux-head matched``: mean over its images of ``KL(t_s || p)``.
+
+    ``p`` is D's stage posterior for a generated image asked to be stage ``s``; ``t_s`` the mean posterior D
+    gives this batch's real images of stage ``s`` (no gradient through it). It is 0 when generated images
+    are read as the real ones of their stage are. The plain term, ``CE(p, s)``, keeps rewarding an image
+    read as its stage more surely than real ones are, which draws the stages further apart than the real
+    ones (more atrophy for the severe stages, less for the mild); this one does not. A stage with no real
+    image in the batch is scored against itself (one-hot), as the plain term would.
+    """
+    k = gen_logits.shape[1]
+    real_post = F.softmax(real_logits.detach().float(), dim=1)
+    member = F.one_hot(real_stages, k).to(real_post.dtype)  # [n_real, k]
+    counts = member.sum(0)
+    means = (member.T @ real_post) / counts.clamp(min=1).unsqueeze(1)
+    targets = torch.where(counts.unsqueeze(1) > 0, means, torch.eye(k, device=means.device, dtype=means.dtype))[stages]
+    log_p = F.log_softmax(gen_logits.float(), dim=1)
+    return (targets * (targets.clamp_min(1e-12).log() - log_p)).sum(1).mean()
+
+
 def r1_penalty(real_logits: torch.Tensor, real_inputs: torch.Tensor) -> torch.Tensor:
     """Mean over the batch of ``|grad_x D(x)|^2`` at the real images (Mescheder et al. 2018).
 

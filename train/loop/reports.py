@@ -125,7 +125,8 @@ class RunReports:
         if self.augment_policy:
             parts.append("DiffAugment " + ",".join(self.augment_policy))
         if c.aux_weight > 0:
-            head = {"twin": "twin (real and generated stages apart)", "real": "real-only (fitted on real images)"}.get(
+            head = {"twin": "twin (real and generated stages apart)", "real": "real-only (fitted on real images)",
+                    "matched": "matched (fitted on real images; G read as the real stage is)"}.get(
                 c.aux_head, "AC-GAN")
             parts.append(f"{head} stage classifier weight {c.aux_weight:g}")
         return "; ".join(parts)

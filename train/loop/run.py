@@ -208,10 +208,11 @@ class TrainingRun:
             loss_d = objectives.d_loss(c.loss, real_logits, fake_logits)
         if stage_logits is not None:  # AC-GAN: D classifies real images and generated ones by their asked-for stage
             # the twin head reads a generated image of stage s as class K + s; the plain head as s; the real-only
-            # head is fitted on the real images alone (its term on generated ones is reported, not trained on)
+            # head is fitted on the real images alone (its term on generated ones is reported, not trained on), and
+            # so is the matched head
             fake_classes = labels + self.gen_config.num_classes if c.aux_head == "twin" else labels
             aux_real, aux_fake = (objectives.stage_loss(x, y) for x, y in zip(stage_logits.chunk(2), (labels, fake_classes)))
-            if c.aux_head == "real":
+            if c.aux_head in ("real", "matched"):
                 aux_fake = aux_fake.detach()
                 loss_d = loss_d + c.aux_weight * aux_real
             else:
@@ -237,7 +238,10 @@ class TrainingRun:
                 g_logits, g_stage_logits = _split(D(g_in, labels))
                 loss_g = objectives.g_loss(c.loss, g_logits.float())
                 if g_stage_logits is not None:
-                    aux_g = objectives.stage_loss(g_stage_logits, labels)
+                    if c.aux_head == "matched":  # read as this batch's real images of the stage are, not more surely
+                        aux_g = objectives.matched_stage_loss(g_stage_logits, labels, stage_logits[:b], labels)
+                    else:
+                        aux_g = objectives.stage_loss(g_stage_logits, labels)
                     loss_g = loss_g + c.aux_weight * aux_g
                     self.last_aux = torch.stack([aux_real, aux_fake, aux_g]).detach()
             self.opt_g.zero_grad(set_to_none=True)
