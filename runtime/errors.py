@@ -93,6 +93,7 @@ def user_errors_exit(func: F) -> F:
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
+        global _interrupted
         from .streams import forgiving_streams
 
         previous = _catch_interrupts()
@@ -108,7 +109,6 @@ def user_errors_exit(func: F) -> F:
                     raise SystemExit(130) from None
         finally:
             if previous is not None:
-                global _interrupted
                 signal.signal(signal.SIGINT, previous)
                 _interrupted = False
 
