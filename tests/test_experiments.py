@@ -13,6 +13,7 @@ sys.path.insert(0, str(EXPERIMENTS))
 
 import alpha_scale  # noqa: E402
 import stage_code_spread  # noqa: E402
+from _train_setup import dataset, trained_checkpoint  # noqa: E402,F401 - fixtures
 
 
 def test_the_spread_of_a_scaled_default_is_its_scale(tmp_path, capsys):
@@ -43,3 +44,41 @@ def test_a_checkpoint_is_read_for_its_generator_table(tmp_path):
     torch.save({"discriminator": {}}, tmp_path / "no_generator.pt")
     with pytest.raises(SystemExit, match="no generator"):
         stage_code_spread.stage_table(str(tmp_path / "no_generator.pt"))
+
+
+def test_the_stage_head_reading_is_the_trainers_own_discriminator(trained_checkpoint, dataset):
+    """The script rebuilds the checkpoint's discriminator by itself; its reading of every image of the tiny
+    set (n above each stage's count) is the one the trainer's own warm start gives, row by row."""
+    import torch
+
+    from _train_setup import make_run
+    from cgan.train.loop.batches import to_model_input
+    from cgan.train.store.read_init import read_init
+    import stage_head_reading
+
+    reading, accuracy, names = stage_head_reading.head_reading(str(trained_checkpoint), n=10_000, seed=0)
+    assert reading.shape == (4, 4) and len(names) == 4 and 0 <= accuracy <= 1
+
+    images = dataset[2]
+    run = make_run(images, init_from=trained_checkpoint, aux_weight=0.5)
+    run.load_init(read_init(run.config), run.config.init_from)
+    run.D.eval()
+    labels = torch.as_tensor(images.labels)
+    with torch.no_grad():
+        _, logits = run.D(to_model_input(np.asarray(images.images), torch.device("cpu")), labels)
+    post = torch.softmax(logits, dim=1)
+    expected = np.stack([post[labels == s].mean(0).numpy() for s in range(4)])
+    np.testing.assert_allclose(reading, expected, atol=1e-5)
+
+
+def test_the_stage_head_reading_refuses_a_run_without_a_head(dataset, tmp_path):
+    from cgan.train.loop.run import TrainConfig, train
+    from _train_setup import BATCH, DISC_WIDTH, IMG, WIDTH, quiet
+    import stage_head_reading
+
+    data, cache, images = dataset
+    train(TrainConfig(out=tmp_path / "run", data=data, cache_dir=cache, img_size=IMG, width=WIDTH, disc_width=DISC_WIDTH,
+                      batch_size=BATCH, max_steps=1, checkpoint_every=1, quiet=True, device="cpu", threads=1),
+          image_set=images, log=quiet)
+    with pytest.raises(SystemExit, match=r"no stage head \(--aux-weight 0\)"):
+        stage_head_reading.head_reading(str(next((tmp_path / "run" / "checkpoints").glob("ckpt_*.pt"))), n=4, seed=0)
