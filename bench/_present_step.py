@@ -16,7 +16,7 @@ from torch import nn
 
 
 def as_present(run):
-    """Give ``run`` (a :class:`cgan.train.loop.run.TrainingRun`) the optimizers the present step had."""
+    """Give ``run`` (a :class:`cgan.train.loop.step.TrainingRun`) the optimizers the present step had."""
     c = run.config
     betas = (c.beta1, c.beta2)
     run.opt_g = torch.optim.Adam(run.G.parameters(), lr=c.lr_g, betas=betas)

@@ -71,7 +71,7 @@ def trained_checkpoint(dataset, tmp_path_factory):
 
 
 def make_run(images, **overrides):
-    """A :class:`~cgan.train.loop.run.TrainingRun` of the narrow networks on ``images`` (an ImageSet), one
+    """A :class:`~cgan.train.loop.step.TrainingRun` of the narrow networks on ``images`` (an ImageSet), one
     thread, fp32 on the CPU, outside any process group; ``overrides``: TrainConfig fields."""
     import torch
 

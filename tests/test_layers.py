@@ -169,7 +169,7 @@ def class_bases(path: Path, name: str) -> list[str]:
 
 def test_training_run_holds_its_checkpoint_and_reports_rather_than_inheriting_them():
     """TrainingRun derives from nothing: its checkpoint state and reports are objects it holds and calls."""
-    run_py = REPO / "train" / "loop" / "run.py"
+    run_py = REPO / "train" / "loop" / "step.py"
     assert class_bases(run_py, "TrainingRun") == []
     source = run_py.read_text()
     assert "self.checkpoint = RunCheckpoint(" in source and "self.reports = RunReports(" in source

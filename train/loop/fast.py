@@ -40,7 +40,7 @@ def compile_or_eager(module: nn.Module, enabled: bool, log: Callable[[str], obje
     """``torch.compile(module)`` when ``enabled`` and available; otherwise ``module`` with a one-line note.
 
     Compilation itself happens at the first call; a failure there is caught by the training step,
-    which then continues eagerly (see :meth:`cgan.train.loop.run.TrainingRun.train_step`).
+    which then continues eagerly (see :meth:`cgan.train.loop.step.TrainingRun.train_step`).
     """
     if not enabled:
         return module

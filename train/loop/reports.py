@@ -2,7 +2,7 @@
 fixed-noise sample grids, the history CSV, the loss curves and config.json.
 
 :class:`RunReports` is built once per run from the facts that do not change while it trains (its
-settings, classes, data, device); :class:`~cgan.train.loop.run.TrainingRun` holds one and hands it what
+settings, classes, data, device); :class:`~cgan.train.loop.step.TrainingRun` holds one and hands it what
 does change (the weights, the step, the history) when it asks for a file. The functions below it write
 the files themselves, atomically. Matplotlib is imported only when a plot is drawn, and through its
 object API (``Figure`` + the Agg canvas), so no global backend is switched for the caller.

@@ -2,7 +2,7 @@
 or starting from one (``--init-from``: another run's G and D, or a warm start from an exported generator).
 
 :class:`RunCheckpoint` is built once per run from the facts that do not change while it trains (its
-settings, classes, data, device, process group); :class:`~cgan.train.loop.run.TrainingRun` holds one and
+settings, classes, data, device, process group); :class:`~cgan.train.loop.step.TrainingRun` holds one and
 hands it what it saves or sets: the :class:`Trainables` (models, optimizers, grad scaler, training noise)
 and the run's position (step, epoch, batch, the epoch so far, the history), which the run itself reads
 out of the body it gets back.
