@@ -479,6 +479,10 @@ def test_every_lever_through_the_command_line(dataset, tmp_path):
         (["--freeze-d", "1", "--init-from", "default"], "its discriminator is new"),
         (["--aux-head", "twin"], "--aux-weight"),
         (["--aux-weight", "1", "--aux-head", "triple"], "--aux-head"),
+        (["--reader-weight", "-1"], "--reader-weight must be a finite number >= 0"),
+        (["--reader-weight", "nan"], "--reader-weight must be a finite number >= 0"),
+        # the tiny set has one subject per stage: no subject left to hold out for the reader
+        (["--reader-weight", "1", "--max-steps", "1"], "too few subjects of Non Demented"),
     ],
 )
 def test_bad_lever_flags_give_one_line_and_write_nothing(dataset, tmp_path, extra, needle):

@@ -25,7 +25,7 @@ PANELS = {
     "Data": ["data", "classes", "strict", "cache_dir", "workers"],
     "Length and optimiser": ["epochs", "max_steps", "batch_size", "lr_g", "lr_d", "seed"],
     "Networks": ["img_size", "z_dim", "width", "generator", "disc", "disc_width", "minibatch_std"],
-    "Conditioning and stability": ["balance", "balance_power", "balanced_batches", "loss", "diffaugment", "r1", "r1_every", "aux_weight", "aux_head", "tune",
+    "Conditioning and stability": ["balance", "balance_power", "balanced_batches", "loss", "diffaugment", "r1", "r1_every", "aux_weight", "aux_head", "reader_weight", "tune",
                                    "tune_blocks", "freeze_bn", "freeze_d", "d_warmup", "ema", "ema_decay"],
     "Device and speed": ["device", "precision", "channels_last", "threads", "compile"],
     "Output and resume": ["out", "resume", "init_from", "sample_every", "checkpoint_every", "keep_checkpoints", "quiet"],

@@ -121,11 +121,13 @@ class TrainConfig:
     generator: str = flag("dcgan", "--generator",
                         help="Generator: dcgan (the original's layers; loads its checkpoint) or cbn (conditional BatchNorm: every block's scale and shift set by the stage; same inputs and output, so the export, cgan-run and the web page are unchanged).")
     aux_weight: float = flag(0.0, "--aux-weight",
-                        help="AC-GAN: a stage classifier on the (projection) discriminator's features, trained on real images' stages and generated images' asked-for stages; the generator is also scored by it. The weight of its cross-entropy (0: off).")
+                        help="Weight of an AC-GAN stage classifier on D's features, which also scores G (0: off). Trained on real images' stages and generated images' asked-for stages (see --aux-head).")
     d_warmup: int = flag(0, "--d-warmup",
                         help="Train the discriminator alone for the first N steps (the generator generates but does not move): for a warm start, whose discriminator is new. Counts toward --max-steps.")
     aux_head: str = flag("ac", "--aux-head",
-                        help="The stage classifier of --aux-weight: ac (D also fits it on generated images, as the stage asked for; AC-GAN), twin (a generated stage s is a class of its own and G is scored on being read as the real s; after ADC-GAN) real (fitted on real images only, so G cannot teach it marks of its own) or matched (fitted as real; G is scored on being read as the batch's real images of its stage are, not more surely, so it is not pushed to draw the stages further apart than the real ones).")
+                        help="The stage classifier of --aux-weight: ac, twin, real or matched (see the levers page). The ac head is AC-GAN's; twin reads generated stages as classes of their own (after ADC-GAN); real is fitted on real images only; matched is fitted as real, and G is scored on being read as the batch's real images of its stage are, not more surely.")
+    reader_weight: float = flag(0.0, "--reader-weight",
+                        help="Weight of a frozen stage reader fitted first on the training images (0: off). Fitted by subject and cached; G is scored on being read as held-out real images of its stage are.")
     tune: str = flag("all", "--tune",
                         help="What of the generator trains: all (every weight) or stage (only its stage code: the embedding table and, with --generator cbn, every block's per-stage gain and shift; the rest keeps the starting model's weights and BatchNorm statistics, in eval mode, with no weight gradients). stage needs --init-from.")
     tune_blocks: int = flag(0, "--tune-blocks",
@@ -208,6 +210,8 @@ class TrainConfig:
         if self.aux_head != "ac" and self.aux_weight == 0:
             raise CganError(f"--aux-head {self.aux_head} sets the stage classifier of --aux-weight, which is 0 (off); "
                             "give --aux-weight above 0")
+        if not (self.reader_weight >= 0 and math.isfinite(self.reader_weight)):
+            raise CganError(f"--reader-weight must be a finite number >= 0 (0 turns it off), got {self.reader_weight}")
         if self.tune not in self.TUNES:
             raise CganError(f"--tune {self.tune!r} is unknown; choose {' or '.join(self.TUNES)}")
         if self.tune == "stage" and self.init_from is None:

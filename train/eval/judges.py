@@ -241,8 +241,9 @@ def split_key(split: Split) -> str:
 
 def train_judge(image_set: Any, split: Split, config: JudgeConfig, *, device: torch.device,
                 checkpoint: Path | None = None, ident: str = "", log: Log = print,
-                small_cache: dict[int, np.ndarray] | None = None) -> Judge:
-    """Train one judge on ``split.fit``, stop early on ``split.val``, and measure it on ``split.held``."""
+                small_cache: dict[int, np.ndarray] | None = None, role: str = "judge") -> Judge:
+    """Train one judge on ``split.fit``, stop early on ``split.val``, and measure it on ``split.held``
+    (``role`` names it in the log: a judge, or the trainer's stage reader)."""
     config.validate()
     labels = np.asarray(image_set.labels, dtype=np.int64)
     names = list(image_set.class_names)
@@ -264,7 +265,7 @@ def train_judge(image_set: Any, split: Split, config: JudgeConfig, *, device: to
             small_cache[size] = small
     torch.manual_seed(config.seed)
     model = build(config.arch, k, input_size=size, width=config.width, feature_dim=config.feature_dim)
-    name = f"judge {judge_name(config, img_size)}"
+    name = f"{role} {judge_name(config, img_size)}"
     log(f"training {name} on {len(fit_idx):,} images ({split.kind}-level split; {len(split.val):,} for early "
         f"stopping, {len(split.held):,} held out) on {device.type} ...")
     history = fit(model, small[fit_idx], labels[fit_idx], small[split.val], labels[split.val], num_classes=k,

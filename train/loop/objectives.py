@@ -1,5 +1,5 @@
-"""The adversarial losses (``--loss bce|hinge``), the R1 gradient penalty (``--r1 GAMMA``) and the
-AC-GAN stage term (``--aux-weight W``).
+"""The adversarial losses (``--loss bce|hinge``), the R1 gradient penalty (``--r1 GAMMA``), the
+AC-GAN stage term (``--aux-weight W``) and the matched stage terms (``--aux-head matched``, ``--reader-weight W``).
 
 Every function takes D's raw logits. ``bce`` is the original notebook's (BCE with logits, real=1,
 fake=0; G against target 1, the non-saturating loss); ``hinge`` is the one of SAGAN/BigGAN:
@@ -50,7 +50,13 @@ def matched_stage_loss(gen_logits: torch.Tensor, stages: torch.Tensor, real_logi
     counts = member.sum(0)
     means = (member.T @ real_post) / counts.clamp(min=1).unsqueeze(1)
     targets = torch.where(counts.unsqueeze(1) > 0, means, torch.eye(k, device=means.device, dtype=means.dtype))[stages]
-    log_p = F.log_softmax(gen_logits.float(), dim=1)
+    return kl_to_targets(targets, gen_logits)
+
+
+def kl_to_targets(targets: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """Mean over the rows of ``KL(targets || softmax(logits))``; each target row sums to 1, no gradient through it."""
+    targets = targets.detach().float()
+    log_p = F.log_softmax(logits.float(), dim=1)
     return (targets * (targets.clamp_min(1e-12).log() - log_p)).sum(1).mean()
 
 

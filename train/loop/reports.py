@@ -63,6 +63,7 @@ class RunReports:
     world_size: int
     augment_policy: tuple[str, ...]
     ema: bool  # the generator file holds the EMA weights
+    reader: str = ""  # the frozen stage reader of --reader-weight, in words ("" without one)
 
     def provenance(self, so_far: TrainedSoFar) -> dict[str, str]:
         done = so_far.epochs_done
@@ -97,6 +98,7 @@ class RunReports:
             "generator": self.gen_config.arch + (" (conditional BatchNorm: stage-dependent scale and shift in every block)"
                                                  if self.gen_config.arch == "cbn" else " (the original's layers)"),
             "objective": self.objective(),
+            **({"stage_reader": self.reader} if self.reader else {}),
         }
 
     def tuned(self) -> str:
@@ -116,8 +118,8 @@ class RunReports:
         return self.device.type
 
     def objective(self) -> str:
-        """The discriminator-side recipe in one line, e.g. ``bce; R1 gamma 1 every 16 steps; DiffAugment color``
-        (an AC-GAN stage classifier, ``--aux-weight``, is named last)."""
+        """The recipe's objective in one line, e.g. ``bce; R1 gamma 1 every 16 steps; DiffAugment color``
+        (an AC-GAN stage classifier, ``--aux-weight``, then a frozen stage reader, ``--reader-weight``, named last)."""
         c = self.config
         parts = [c.loss]
         if c.r1 > 0:
@@ -129,6 +131,8 @@ class RunReports:
                     "matched": "matched (fitted on real images; G read as the real stage is)"}.get(
                 c.aux_head, "AC-GAN")
             parts.append(f"{head} stage classifier weight {c.aux_weight:g}")
+        if c.reader_weight > 0:
+            parts.append(f"frozen stage reader (G read as held-out real images of its stage are) weight {c.reader_weight:g}")
         return "; ".join(parts)
 
     def write_generator(self, model: nn.Module, so_far: TrainedSoFar) -> Path:

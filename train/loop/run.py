@@ -129,6 +129,25 @@ def _load_images(config: TrainConfig, info: ddp.DistInfo, say: Log):
     return image_set if image_set is not None else load()
 
 
+def _stage_reader(config: TrainConfig, image_set, info: ddp.DistInfo, device: torch.device, *, resuming: bool, say: Log):
+    """The run's frozen stage reader: the one its folder holds when resuming, else the cached one for these images
+    (fitted by rank 0 if there is none; the others wait, then read it), copied into the folder."""
+    from ..data import default_cache_dir
+    from .reader import READER_FILE, get_reader, load_reader
+
+    own = Path(config.out) / READER_FILE
+    if resuming and own.is_file():
+        return load_reader(own, image_set, device=device)
+    cache = Path(config.cache_dir).expanduser() if config.cache_dir is not None else default_cache_dir()
+    reader = get_reader(image_set, cache_dir=cache, device=device, log=say) if info.is_main else None
+    ddp.barrier(info)
+    if reader is None:
+        reader = get_reader(image_set, cache_dir=cache, device=device, log=lambda _m: None)
+    if info.is_main:
+        reader.judge.save(own)
+    return reader
+
+
 def _fit_batch_size(config: TrainConfig, image_set, info: ddp.DistInfo, say: Log) -> TrainConfig:
     """A batch is drawn from one epoch: it can hold no more images than an epoch has (per process)."""
     per_rank = len(image_set.labels) // info.world_size
@@ -170,6 +189,9 @@ def _train(config: TrainConfig, state, latest, init_state, image_set, info, devi
         image_set = _load_images(config, info, say)
     config = _fit_batch_size(config, image_set, info, say)
     run = TrainingRun(config, image_set, info, device, precision, log)
+    if config.reader_weight > 0:
+        run.attach_reader(_stage_reader(config, image_set, info, device, resuming=state is not None, say=say))
+        say(f"scored also by the frozen {run.reports.reader}")
     _start(run, config, state, latest, init_state, say)
     del state, init_state
     out = Path(config.out)

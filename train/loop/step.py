@@ -4,8 +4,8 @@ One step is the original notebook's: the discriminator on a real batch and on ``
 (BCE with logits, real=1, fake=0), then the generator against ``D(G(z, labels))`` with target 1.
 D scores the real and generated batches in one pass; the generator step computes no D weight
 gradients and runs no second spectral-norm power iteration. The loss (``--loss``), R1 (``--r1``),
-DiffAugment (``--diffaugment``) and the stage head (``--aux-weight``, ``--aux-head``) are the options
-of the step (objectives.py, augment.py); :func:`cgan.train.loop.run.train` drives it.
+DiffAugment (``--diffaugment``), the stage head (``--aux-weight``, ``--aux-head``) and the frozen stage
+reader (``--reader-weight``, reader.py) are the options of the step (objectives.py, augment.py); :func:`cgan.train.loop.run.train` drives it.
 """
 
 from __future__ import annotations
@@ -82,6 +82,8 @@ class TrainingRun:
         self.augment_policy = parse_policy(c.diffaugment)
         self.last_r1 = None  # the latest R1 penalty (before its weight), a 0-d tensor; None before the first
         self.last_aux = None  # the latest AC-GAN terms (before the weight): [real, generated (D step), G step]
+        self.reader = None  # the frozen stage reader of --reader-weight (attach_reader)
+        self.last_reader = None  # its latest term on G's batch (before the weight)
         # the training noise: its own generator, seeded per rank, checkpointed
         self.noise_gen = torch.Generator(device=device)
         self.noise_gen.manual_seed(int(np.random.SeedSequence([c.seed, info.rank]).generate_state(1, np.uint64)[0] >> 1))
@@ -128,6 +130,11 @@ class TrainingRun:
                                   description=self.description, device=device, precision=precision,
                                   world_size=info.world_size, augment_policy=self.augment_policy,
                                   ema=self.G_ema is not None)
+
+    def attach_reader(self, reader) -> None:
+        """Score G also by ``reader`` (a :class:`~.reader.StageReader`, ``--reader-weight``), and say so in the provenance."""
+        self.reader = reader
+        self.reports.reader = reader.describe()
 
     def _trained_generator_parameters(self) -> list[nn.Parameter]:
         """G's parameters that the optimizer moves: all of them, or with ``--tune stage`` the stage code and the
@@ -228,6 +235,10 @@ class TrainingRun:
                         aux_g = objectives.stage_loss(g_stage_logits, labels)
                     loss_g = loss_g + c.aux_weight * aux_g
                     self.last_aux = torch.stack([aux_real, aux_fake, aux_g]).detach()
+                if self.reader is not None:  # frozen: gradients reach G through the images only
+                    aux_r = self.reader.loss(g_in, labels)
+                    loss_g = loss_g + c.reader_weight * aux_r
+                    self.last_reader = aux_r.detach()
             self.opt_g.zero_grad(set_to_none=True)
             scaler.scale(loss_g).backward()
         self.D_train.train()
