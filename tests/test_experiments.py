@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 
@@ -82,3 +83,31 @@ def test_the_stage_head_reading_refuses_a_run_without_a_head(dataset, tmp_path):
           image_set=images, log=quiet)
     with pytest.raises(SystemExit, match=r"no stage head \(--aux-weight 0\)"):
         stage_head_reading.head_reading(str(next((tmp_path / "run" / "checkpoints").glob("ckpt_*.pt"))), n=4, seed=0)
+
+
+def test_the_artefact_rate_intervals_and_the_paired_test():
+    import artefact_rate
+
+    # no image flagged out of 128: the Wilson upper bound is z^2 / (n + z^2)
+    lo, hi = artefact_rate.wilson(0, 128)
+    assert lo == 0.0 and hi == pytest.approx(1.96**2 / (128 + 1.96**2))
+    lo, hi = artefact_rate.wilson(50, 100)
+    assert (lo + hi) / 2 == pytest.approx(0.5) and hi - lo == pytest.approx(2 * 1.96 * 0.05 / (1 + 1.96**2 / 100) * math.sqrt(1 + 1.96**2 / 100), rel=1e-6)
+    # 5 discordant pairs all one way: 2 * (1/2)^5
+    assert artefact_rate.mcnemar_p(0, 5) == pytest.approx(2 / 32)
+    assert artefact_rate.mcnemar_p(3, 3) == 1.0 and artefact_rate.mcnemar_p(0, 0) == 1.0
+
+
+def test_the_same_model_twice_flags_the_same_images(tmp_path, capsys):
+    import json
+
+    import artefact_rate
+
+    report = tmp_path / "report.json"
+    # thresholds at their floors: the strictest the rule ever is, so some of the default's images may be flagged
+    report.write_text(json.dumps({"artefacts": {"thresholds": {"fragments": 0.002, "holes": 0.002, "torn": 0.004},
+                                                "stage_names": ["a", "b", "c", "d"]}}))
+    artefact_rate.main([str(report), "default", "default", "--n", "8"])
+    rows = capsys.readouterr().out.splitlines()[2:]
+    assert len(rows) == 2 and rows[0].split("|")[2] == rows[1].split("|")[2]
+    assert rows[1].split("|")[5].strip() == "0 / 0" and rows[1].split("|")[6].strip() == "1"
