@@ -108,3 +108,18 @@ def test_a_reader_run_resumes_exactly_with_the_reader_it_started_with(reader_set
     assert provenance["objective"].endswith("frozen stage reader (G read as held-out real images of its stage are) weight 0.5")
     assert provenance["stage_reader"].startswith(f"small ({IMG} px) stage reader fitted on this run's training images "
                                                  "(subject-level split")
+
+
+def test_an_unreadable_cached_reader_is_fitted_again(reader_set, reader, tmp_path):
+    images = reader_set[2]
+    cache = tmp_path / "cache"
+    get_reader(images, cache_dir=cache, device=torch.device("cpu"), log=quiet)
+    (cached,) = (cache / "readers").glob("*.pt")
+    cached.write_bytes(b"not a torch file")
+    lines: list[str] = []
+    again = get_reader(images, cache_dir=cache, device=torch.device("cpu"), log=lines.append)
+    assert "cannot be read" in lines[0] and "fitting it again" in lines[0]
+    for a, b in zip(reader.judge.model.state_dict().values(), again.judge.model.state_dict().values()):
+        assert torch.equal(a, b)  # the same fit: seeded, on the same images
+    assert get_reader(images, cache_dir=cache, device=torch.device("cpu"), log=lines.append) is not None
+    assert lines[-1].startswith("using the cached stage reader")

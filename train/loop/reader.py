@@ -131,10 +131,14 @@ def get_reader(image_set: Any, *, cache_dir: Path, device: torch.device, log: Lo
     split = reader_split(image_set)
     config = reader_config(image_set, split)
     path = cache_path(Path(cache_dir).expanduser(), image_set, split, config)
+    judge = None
     if path.is_file():
-        judge = Judge.load(path, device=device)
-        log(f"using the cached stage reader {path}")
-    else:
+        try:
+            judge = Judge.load(path, device=device)
+            log(f"using the cached stage reader {path}")
+        except JudgeError as exc:  # a torn or foreign file: it is only a cache
+            log(f"the cached stage reader {path} cannot be read ({exc}); fitting it again")
+    if judge is None:
         partial = path.with_suffix(".partial.pt")
         judge = train_judge(image_set, split, config, device=device, checkpoint=partial, ident=path.stem, log=log,
                             role="stage reader")
