@@ -156,6 +156,8 @@ def cgan_train_loop(image_set, batch: int, *, present: bool = False, **overrides
         from cgan.train.store.read_init import read_init
 
         run.load_init(read_init(config), config.init_from)
+    if config.reader_weight > 0:  # the frozen stage reader's network, as cgan-train fits it (its weights do not change the cost)
+        run.reader = _unfitted_reader(image_set, device)
     step = (lambda x, y: present_step(run, x, y)) if present else run.train_step
     if present:
         as_present(run)
@@ -180,6 +182,23 @@ def cgan_train_loop(image_set, batch: int, *, present: bool = False, **overrides
         return n * batch
 
     return steps
+
+
+def _unfitted_reader(image_set, device):
+    """A :class:`~cgan.train.loop.reader.StageReader` of the reader's own network and input size, not fitted: the
+    bench set is too small to split by subject, and a step costs the same whatever the weights."""
+    import torch
+
+    from cgan.train.eval.judges import Judge
+    from cgan.train.eval.networks import build
+    from cgan.train.loop.reader import READER_CONFIG, StageReader
+
+    k = len(image_set.class_names)
+    config = READER_CONFIG
+    model = build(config.arch, k, input_size=config.input_size, width=config.width, feature_dim=config.feature_dim)
+    judge = Judge(model.eval().requires_grad_(False), config, list(image_set.class_names), img_size=IMG, dataset={},
+                  metrics={}, device=device)
+    return StageReader(judge=judge, targets=torch.full((k, k), 1.0 / k), split=None)
 
 
 ORIGINAL = "original loop (PIL decode per step, fp32)"
@@ -275,7 +294,8 @@ def test_train_interleaved_ratio(benchmark, image_files, torch_threads, capsys, 
 
 # The conditioning-only fine-tune (--tune stage) against a full fine-tune, both warm-started from the
 # embedded default with the levers' recipe: what freezing G's body (or all but its first blocks, or only
-# its BatchNorm statistics) saves per step, and what a narrower discriminator saves beside it.
+# its BatchNorm statistics) saves per step, what a narrower discriminator saves beside it, and what the frozen
+# stage reader's term (--reader-weight) costs.
 WARM = dict(init_from="default", minibatch_std=True, diffaugment="translation,cutout", aux_weight=0.5, aux_head="twin")
 TUNE_VARIANTS = {
     "full fine-tune": dict(WARM),
@@ -284,6 +304,7 @@ TUNE_VARIANTS = {
     "--tune stage --disc-width 32": dict(WARM, tune="stage", disc_width=32),
     "--tune stage --tune-blocks 3": dict(WARM, tune="stage", tune_blocks=3),
     "full fine-tune --freeze-bn": dict(WARM, freeze_bn=True),
+    "full fine-tune --reader-weight 1": dict(WARM, reader_weight=1.0),
 }
 
 
