@@ -123,3 +123,16 @@ def test_an_unreadable_cached_reader_is_fitted_again(reader_set, reader, tmp_pat
         assert torch.equal(a, b)  # the same fit: seeded, on the same images
     assert get_reader(images, cache_dir=cache, device=torch.device("cpu"), log=lines.append) is not None
     assert lines[-1].startswith("using the cached stage reader")
+
+
+def test_a_reader_fitted_on_other_images_is_refused_on_resume(reader_set, reader, tmp_path):
+    from _train_setup import tiny_training_set
+
+    from cgan.runtime.errors import CganError
+    from cgan.train.loop.reader import load_reader
+
+    path = reader.judge.save(tmp_path / READER_FILE)
+    other = tiny_training_set(tmp_path / "other")[2]
+    with pytest.raises(CganError, match="was fitted on other images than this run trains on"):
+        load_reader(path, other, device=torch.device("cpu"))
+    assert load_reader(path, reader_set[2], device=torch.device("cpu")).judge.dataset["key"] == dataset_key(reader_set[2])
