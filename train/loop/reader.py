@@ -35,7 +35,7 @@ import torch.nn.functional as F
 
 from cgan.runtime.errors import CganError
 
-from ..eval.fit import epoch_draws, resize_u8, to_input
+from ..eval.fit import epoch_draws
 from ..eval.judges import FORMAT_VERSION, Judge, JudgeConfig, JudgeError, dataset_key, split_key, train_judge
 from ..eval.splits import Split, split_image_set
 from .objectives import kl_to_targets
@@ -83,15 +83,9 @@ class StageReader:
                 f"targets' own-stage share {', '.join(f'{v:.2f}' for v in self.targets.diagonal().tolist())}")
 
 
-@torch.no_grad()
 def mean_posteriors(judge: Judge, images: np.ndarray, labels: np.ndarray, k: int) -> torch.Tensor:
     """``[K, K]``: row ``s`` the judge's mean softmax over ``images`` of stage ``s`` (one-hot where there are none)."""
-    size = judge.config.size_for(judge.img_size)
-    small = resize_u8(np.asarray(images), size)
-    post = []
-    for s in range(0, len(small), 256):
-        post.append(F.softmax(judge.model(to_input(small[s : s + 256], judge.device)).float(), dim=1).cpu())
-    probs = torch.cat(post) if post else torch.zeros(0, k)
+    probs = torch.softmax(torch.from_numpy(judge.embed(np.asarray(images))[0]), dim=1)
     out = torch.eye(k)
     for s in range(k):
         member = torch.from_numpy(np.asarray(labels) == s)
